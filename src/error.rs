@@ -1,0 +1,131 @@
+//! The error type.
+
+use core::fmt;
+
+/// Which loss a call computes; it decides the wording of some messages, as in torch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossKind {
+    /// Binary cross entropy on probabilities.
+    Bce,
+    /// Binary cross entropy on logits.
+    BceWithLogits,
+}
+
+/// Why a call was refused. Nothing in the crate panics on input a caller controls: every bad
+/// input is one of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// `target` does not have exactly the input's shape.
+    TargetShape {
+        /// The loss the call computes.
+        loss: LossKind,
+        /// The input's shape.
+        input: Vec<usize>,
+        /// The target's shape.
+        target: Vec<usize>,
+    },
+    /// An argument that broadcasts to the input's shape (`weight`, `pos_weight`, or
+    /// `grad_output` with no reduction) does not, or would enlarge it.
+    Broadcast {
+        /// The argument's name.
+        arg: &'static str,
+        /// The argument's shape.
+        shape: Vec<usize>,
+        /// The input's shape.
+        input: Vec<usize>,
+    },
+    /// `grad_output` of a reduced loss is not a scalar.
+    GradOutputNotScalar {
+        /// The reduction of the loss (`"mean"` or `"sum"`).
+        reduction: &'static str,
+        /// The shape that was given.
+        shape: Vec<usize>,
+    },
+    /// An element of `input` or `target` of BCE on probabilities is outside `[0, 1]` (or NaN).
+    OutOfRange {
+        /// `"input"` or `"target"`.
+        arg: &'static str,
+    },
+    /// A reduction name other than `"none"`, `"mean"` or `"sum"`.
+    InvalidReduction(String),
+    /// A thread count of zero.
+    InvalidThreadCount,
+    /// The thread pool could not be started.
+    ThreadPool(String),
+    /// A SIMD level this processor cannot run.
+    UnsupportedSimdLevel {
+        /// The level's name.
+        level: &'static str,
+    },
+}
+
+/// Formats a shape the way Python prints a tuple: `()`, `(3,)`, `(2, 3)`.
+pub(crate) struct Shape<'a>(pub &'a [usize]);
+
+impl fmt::Display for Shape<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => f.write_str("()"),
+            [n] => write!(f, "({n},)"),
+            [first, rest @ ..] => {
+                write!(f, "({first}")?;
+                for n in rest {
+                    write!(f, ", {n}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::TargetShape {
+                loss: LossKind::Bce,
+                input,
+                target,
+            } => write!(
+                f,
+                "Using a target size ({}) that is different to the input size ({}) is \
+                 deprecated. Please ensure they have the same size.",
+                Shape(target),
+                Shape(input)
+            ),
+            Error::TargetShape {
+                loss: LossKind::BceWithLogits,
+                input,
+                target,
+            } => write!(
+                f,
+                "Target size ({}) must be the same as input size ({})",
+                Shape(target),
+                Shape(input)
+            ),
+            Error::Broadcast { arg, shape, input } => write!(
+                f,
+                "{arg} of shape {} cannot be broadcast to the input's shape {} (it may have no \
+                 more dimensions than the input, each of length 1 or equal to the input's)",
+                Shape(shape),
+                Shape(input)
+            ),
+            Error::GradOutputNotScalar { reduction, shape } => write!(
+                f,
+                "grad_output must be a scalar for reduction='{reduction}', got shape {}",
+                Shape(shape)
+            ),
+            Error::OutOfRange { arg } => {
+                write!(f, "all elements of {arg} should be between 0 and 1")
+            }
+            Error::InvalidReduction(name) => write!(f, "{name} is not a valid value for reduction"),
+            Error::InvalidThreadCount => f.write_str("the number of threads must be at least 1"),
+            Error::ThreadPool(why) => write!(f, "could not start the thread pool: {why}"),
+            Error::UnsupportedSimdLevel { level } => {
+                write!(f, "this processor cannot run the SIMD level '{level}'")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,151 @@
+//! The floating-point element types bcers computes in.
+
+use core::fmt::{Debug, Display};
+use core::ops::{Add, Div, Mul, Neg, Sub};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point type bcers computes in: `f32` or `f64`.
+///
+/// The trait is sealed; its methods are the few operations the kernels need, all of them
+/// branch-free so that loops over them vectorise.
+pub trait Float:
+    sealed::Sealed
+    + crate::kernels::math::Math
+    + Copy
+    + Send
+    + Sync
+    + Default
+    + PartialOrd
+    + Debug
+    + Display
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + 'static
+{
+    /// The unsigned integer type of the same width, for bit manipulation.
+    type Bits: Copy
+        + PartialEq
+        + PartialOrd
+        + Debug
+        + core::ops::BitAnd<Output = Self::Bits>
+        + core::ops::BitOr<Output = Self::Bits>
+        + core::ops::BitXor<Output = Self::Bits>
+        + core::ops::Not<Output = Self::Bits>
+        + core::ops::Shl<u32, Output = Self::Bits>
+        + core::ops::Shr<u32, Output = Self::Bits>
+        + core::ops::Add<Output = Self::Bits>
+        + core::ops::Sub<Output = Self::Bits>;
+
+    /// The sign bit.
+    const SIGN_MASK: Self::Bits;
+    /// `0`.
+    const ZERO: Self;
+    /// `1`.
+    const ONE: Self;
+    /// `-100`, torch's floor for the logarithms in BCE.
+    const LOG_FLOOR: Self;
+    /// torch's `EPSILON` for the BCE input gradient: the float32 constant `1e-12`, widened for `f64`.
+    const GRAD_EPS: Self;
+    /// Not a number.
+    const NAN: Self;
+    /// Positive infinity.
+    const INFINITY: Self;
+    /// A short name of the type, for messages.
+    const NAME: &'static str;
+
+    /// The IEEE-754 bits.
+    fn to_bits(self) -> Self::Bits;
+    /// From IEEE-754 bits.
+    fn from_bits(bits: Self::Bits) -> Self;
+    /// Conversion from `f64` (rounding to nearest).
+    fn from_f64(v: f64) -> Self;
+    /// Conversion to `f64` (exact).
+    fn to_f64(self) -> f64;
+    /// Conversion from a count (rounding to nearest).
+    fn from_usize(v: usize) -> Self;
+    /// `a * b + c`, fused into one rounding.
+    fn fused_mul_add(a: Self, b: Self, c: Self) -> Self;
+}
+
+impl Float for f32 {
+    type Bits = u32;
+    const SIGN_MASK: u32 = 0x8000_0000;
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const LOG_FLOOR: Self = -100.0;
+    const GRAD_EPS: Self = 1e-12;
+    const NAN: Self = f32::NAN;
+    const INFINITY: Self = f32::INFINITY;
+    const NAME: &'static str = "float32";
+
+    #[inline(always)]
+    fn to_bits(self) -> u32 {
+        f32::to_bits(self)
+    }
+    #[inline(always)]
+    fn from_bits(bits: u32) -> Self {
+        f32::from_bits(bits)
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    #[inline(always)]
+    fn from_usize(v: usize) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn fused_mul_add(a: Self, b: Self, c: Self) -> Self {
+        a.mul_add(b, c)
+    }
+}
+
+impl Float for f64 {
+    type Bits = u64;
+    const SIGN_MASK: u64 = 0x8000_0000_0000_0000;
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const LOG_FLOOR: Self = -100.0;
+    // torch keeps EPSILON as a float32 constant and widens it: 9.99999996e-13.
+    const GRAD_EPS: Self = 1e-12_f32 as f64;
+    const NAN: Self = f64::NAN;
+    const INFINITY: Self = f64::INFINITY;
+    const NAME: &'static str = "float64";
+
+    #[inline(always)]
+    fn to_bits(self) -> u64 {
+        f64::to_bits(self)
+    }
+    #[inline(always)]
+    fn from_bits(bits: u64) -> Self {
+        f64::from_bits(bits)
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_usize(v: usize) -> Self {
+        v as f64
+    }
+    #[inline(always)]
+    fn fused_mul_add(a: Self, b: Self, c: Self) -> Self {
+        a.mul_add(b, c)
+    }
+}

@@ -1,0 +1,167 @@
+//! Bringing the operands of one call to a common, simplest layout, without copying them.
+//!
+//! All operands have the input's shape (weights are broadcast views with zero strides). The
+//! axes are put in the input's memory order (so a Fortran-ordered input is walked in memory
+//! order and its output is Fortran-ordered too), adjacent axes that every operand can walk as
+//! one are merged, and axes of length 1 are dropped. What is left is usually one axis (all
+//! contiguous) or two (a broadcast weight over rows); any layout NumPy allows ends up here.
+
+use ndarray::{ArrayView2, ArrayViewD, Axis, Ix2};
+
+/// The operands of one call in their canonical layout.
+pub(crate) struct Canonical<'a, F> {
+    /// The views, input first; all of one shape.
+    pub views: Vec<ArrayViewD<'a, F>>,
+    /// The axis order applied to the input's shape: `permuted[i] = shape[perm[i]]`.
+    pub perm: Vec<usize>,
+    /// The canonical shape (at least one axis).
+    pub shape: Vec<usize>,
+}
+
+impl<'a, F> Canonical<'a, F> {
+    /// Canonicalises `views` (all of one shape, the input first, none empty).
+    pub(crate) fn new(mut views: Vec<ArrayViewD<'a, F>>) -> Self {
+        let ndim = views.first().map_or(0, |v| v.ndim());
+
+        // Memory order of the input: largest |stride| outermost; ties keep their order.
+        let mut perm: Vec<usize> = (0..ndim).collect();
+        if let Some(x) = views.first() {
+            let strides = x.strides().to_vec();
+            perm.sort_by_key(|&ax| core::cmp::Reverse(strides[ax].unsigned_abs()));
+        }
+        for v in &mut views {
+            *v = v.clone().permuted_axes(perm.clone());
+        }
+
+        // Merge each axis into the next inner one where every operand allows it.
+        if ndim >= 2 {
+            let mut into = ndim - 1;
+            for take in (0..ndim - 1).rev() {
+                let mut merged = views.clone();
+                let ok = merged
+                    .iter_mut()
+                    .all(|v| v.merge_axes(Axis(take), Axis(into)));
+                if ok {
+                    views = merged;
+                } else {
+                    into = take;
+                }
+            }
+        }
+
+        // Drop the axes of length 1, keeping one axis at least.
+        let len1: Vec<usize> = match views.first() {
+            Some(x) => (0..ndim).filter(|&ax| x.len_of(Axis(ax)) == 1).collect(),
+            None => Vec::new(),
+        };
+        for &ax in len1.iter().rev() {
+            for v in &mut views {
+                *v = v.clone().index_axis_move(Axis(ax), 0);
+            }
+        }
+        if views.first().is_some_and(|x| x.ndim() == 0) {
+            for v in &mut views {
+                *v = v.clone().insert_axis(Axis(0));
+            }
+        }
+        let shape = views.first().map_or_else(Vec::new, |x| x.shape().to_vec());
+        Canonical { views, perm, shape }
+    }
+
+    /// The operand `view` as a stack of 2-D panels: the `panel`-th of them.
+    ///
+    /// With one canonical axis there is one panel of one row; with two, one panel; with more,
+    /// the outer axes index the panels.
+    pub(crate) fn panel(&self, view: &ArrayViewD<'a, F>, panel: usize) -> Option<ArrayView2<'a, F>> {
+        let k = self.shape.len();
+        let mut v = view.clone();
+        match k {
+            0 => return None,
+            1 => v = v.insert_axis(Axis(0)),
+            _ => {
+                let mut rest = panel;
+                let mut idx = vec![0; k - 2];
+                for ax in (0..k - 2).rev() {
+                    let len = self.shape[ax].max(1);
+                    idx[ax] = rest % len;
+                    rest /= len;
+                }
+                // Removing axis 0 brings the next outer axis to 0.
+                for &i in &idx {
+                    v = v.index_axis_move(Axis(0), i);
+                }
+            }
+        }
+        v.into_dimensionality::<Ix2>().ok()
+    }
+
+    /// The panels' shape: (rows, columns).
+    pub(crate) fn panel_shape(&self) -> (usize, usize) {
+        match self.shape.as_slice() {
+            [] => (0, 0),
+            [l] => (1, *l),
+            [.., r, l] => (*r, *l),
+        }
+    }
+
+    /// Number of panels.
+    pub(crate) fn panels(&self) -> usize {
+        let k = self.shape.len();
+        if k <= 2 {
+            1
+        } else {
+            self.shape[..k - 2].iter().product()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array, ArrayD, IxDyn, ShapeBuilder};
+
+    fn canon_shape(views: Vec<ArrayViewD<'_, f64>>) -> Vec<usize> {
+        Canonical::new(views).shape
+    }
+
+    #[test]
+    fn contiguous_arrays_become_one_axis() {
+        let a = ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4]));
+        let f = ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4]).f());
+        assert_eq!(canon_shape(vec![a.view(), a.view()]), vec![24]);
+        assert_eq!(canon_shape(vec![f.view(), f.view()]), vec![24]);
+    }
+
+    #[test]
+    fn broadcast_rows_stay_two_axes() {
+        let a = ArrayD::<f64>::zeros(IxDyn(&[5, 3]));
+        let w = Array::from_vec(vec![1.0, 2.0, 3.0]).into_dyn();
+        let wb = w.broadcast(IxDyn(&[5, 3])).unwrap();
+        assert_eq!(canon_shape(vec![a.view(), wb]), vec![5, 3]);
+    }
+
+    #[test]
+    fn length_one_axes_are_dropped() {
+        let a = ArrayD::<f64>::zeros(IxDyn(&[1, 4, 1]));
+        let s = ArrayD::<f64>::zeros(IxDyn(&[]));
+        assert_eq!(canon_shape(vec![a.view()]), vec![4]);
+        assert_eq!(canon_shape(vec![s.view()]), vec![1]);
+    }
+
+    #[test]
+    fn panels_of_a_three_axis_layout() {
+        let a = Array::from_shape_fn((2, 3, 8), |(i, j, k)| (i * 100 + j * 10 + k) as f64);
+        // Every second column: still one axis.
+        let c = Canonical::new(vec![a.slice(s![.., .., ..;2]).into_dyn()]);
+        assert_eq!(c.shape, vec![24]);
+        // The first three columns: the two outer axes merge.
+        let c = Canonical::new(vec![a.slice(s![.., .., ..3]).into_dyn()]);
+        assert_eq!(c.shape, vec![6, 3]);
+        assert_eq!(c.panel(&c.views[0], 0).unwrap()[[4, 1]], 111.0);
+        // Nothing merges: two panels.
+        let c = Canonical::new(vec![a.slice(s![.., ..2, ..3]).into_dyn()]);
+        assert_eq!(c.shape, vec![2, 2, 3]);
+        assert_eq!(c.panels(), 2);
+        assert_eq!(c.panel(&c.views[0], 1).unwrap()[[1, 2]], 112.0);
+    }
+}

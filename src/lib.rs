@@ -1,0 +1,355 @@
+//! # bcers
+//!
+//! Binary cross entropy, forward and backward, with torch's semantics and much faster: SIMD
+//! kernels chosen at run time, rayon threads in a pool of the crate's own, float64 sums that
+//! are bitwise identical for every thread count. Inputs are [`ndarray`] views of any layout
+//! (strided, reversed, broadcast), read in place.
+//!
+//! ```
+//! use bcers::{binary_cross_entropy, Reduction};
+//! use ndarray::array;
+//!
+//! let input = array![0.4498f32, 0.9845, 0.4576, 0.3494, 0.2434];
+//! let target = array![0.2345f32, 0.5565, 0.3468, 0.1444, 0.3546];
+//! let loss = binary_cross_entropy(input.view(), target.view(), None, Reduction::Mean)?;
+//! assert!((loss.reduced().unwrap() - 0.8746).abs() < 1e-4);
+//! # Ok::<(), bcers::Error>(())
+//! ```
+//!
+//! The functions mirror torch's:
+//!
+//! | torch | bcers |
+//! | --- | --- |
+//! | `F.binary_cross_entropy` | [`binary_cross_entropy`] |
+//! | `F.binary_cross_entropy_with_logits` | [`binary_cross_entropy_with_logits`] |
+//! | `.backward()` of each | [`binary_cross_entropy_backward`], [`binary_cross_entropy_with_logits_backward`] |
+//! | forward and backward together | [`binary_cross_entropy_value_and_grad`], [`binary_cross_entropy_with_logits_value_and_grad`] |
+//!
+//! `weight` and `pos_weight` broadcast to the input's shape (trailing axes aligned) but may not
+//! enlarge it. `mean` divides by the number of elements. Where bcers differs from torch on
+//! purpose (infinite logits, tiny logit gradients) the README says so.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod float;
+mod kernels;
+mod layout;
+mod parallel;
+#[cfg(feature = "python")]
+mod python;
+
+use core::fmt;
+use core::str::FromStr;
+
+use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension};
+
+pub use error::{Error, LossKind};
+pub use float::Float;
+pub use kernels::simd::{available_simd_levels, set_simd_level, simd_level, SimdLevel};
+pub use parallel::{get_num_threads, set_num_threads};
+
+use kernels::elementwise::{Bce, Logits, LossFn};
+use parallel::{execute, Job, Operands};
+
+/// How the per-element losses are reduced, as torch's `reduction` argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// No reduction: one loss per element, in the input's shape.
+    None,
+    /// The sum of the losses divided by the number of elements (not by the sum of weights).
+    #[default]
+    Mean,
+    /// The sum of the losses.
+    Sum,
+}
+
+impl Reduction {
+    /// The name torch uses: `"none"`, `"mean"` or `"sum"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::None => "none",
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+        }
+    }
+}
+
+impl fmt::Display for Reduction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Reduction {
+    type Err = Error;
+
+    /// Parses `"none"`, `"mean"` or `"sum"`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "none" => Ok(Reduction::None),
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            other => Err(Error::InvalidReduction(other.to_owned())),
+        }
+    }
+}
+
+/// A loss: one value per element (`Reduction::None`) or one reduced value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Loss<T, D: Dimension> {
+    /// The per-element losses, in the input's shape.
+    Elementwise(Array<T, D>),
+    /// The mean or sum.
+    Reduced(T),
+}
+
+impl<T: Copy, D: Dimension> Loss<T, D> {
+    /// The reduced value, if this is one.
+    pub fn reduced(&self) -> Option<T> {
+        match self {
+            Loss::Reduced(v) => Some(*v),
+            Loss::Elementwise(_) => None,
+        }
+    }
+
+    /// The per-element losses, if this is them.
+    pub fn elementwise(self) -> Option<Array<T, D>> {
+        match self {
+            Loss::Elementwise(a) => Some(a),
+            Loss::Reduced(_) => None,
+        }
+    }
+}
+
+/// Turns an output of the executor back into the caller's dimension type.
+fn into_dim<T, D: Dimension>(a: Option<ArrayD<T>>) -> Array<T, D> {
+    // The executor builds its outputs in the input's shape, which has `D`'s dimensionality.
+    a.and_then(|a| a.into_dimensionality::<D>().ok())
+        .expect("outputs have the input's dimensionality")
+}
+
+/// The arguments every function shares, checked.
+struct Call<'a, T> {
+    ops: Operands<'a, T>,
+    n: usize,
+}
+
+fn prepare<'a, T: Float, D: Dimension>(
+    kind: LossKind,
+    input: ArrayView<'a, T, D>,
+    target: ArrayView<'a, T, D>,
+    weight: Option<ArrayViewD<'a, T>>,
+    pos_weight: Option<ArrayViewD<'a, T>>,
+) -> Result<Call<'a, T>, Error> {
+    if input.shape() != target.shape() {
+        return Err(Error::TargetShape {
+            loss: kind,
+            input: input.shape().to_vec(),
+            target: target.shape().to_vec(),
+        });
+    }
+    Ok(Call {
+        n: input.len(),
+        ops: Operands {
+            x: input.into_dyn(),
+            y: target.into_dyn(),
+            w: weight,
+            pw: pos_weight,
+            g: None,
+        },
+    })
+}
+
+fn forward<T: Float, D: Dimension, L: LossFn>(
+    loss: L,
+    call: Call<'_, T>,
+    reduction: Reduction,
+) -> Result<Loss<T, D>, Error> {
+    let n = call.n;
+    match reduction {
+        Reduction::None => {
+            let out = execute(loss, &call.ops, Job::Loss)?;
+            Ok(Loss::Elementwise(into_dim(out.first)))
+        }
+        Reduction::Mean => {
+            let out = execute(loss, &call.ops, Job::Sum)?;
+            Ok(Loss::Reduced(T::from_f64(out.sum / n as f64)))
+        }
+        Reduction::Sum => {
+            let out = execute(loss, &call.ops, Job::Sum)?;
+            Ok(Loss::Reduced(T::from_f64(out.sum)))
+        }
+    }
+}
+
+fn backward<'a, T: Float, D: Dimension, L: LossFn>(
+    loss: L,
+    mut call: Call<'a, T>,
+    grad_output: ArrayViewD<'a, T>,
+    reduction: Reduction,
+) -> Result<Array<T, D>, Error> {
+    let scale = match reduction {
+        Reduction::None => {
+            call.ops.g = Some(grad_output);
+            T::ONE
+        }
+        Reduction::Mean | Reduction::Sum => {
+            if grad_output.ndim() != 0 {
+                return Err(Error::GradOutputNotScalar {
+                    reduction: reduction.name(),
+                    shape: grad_output.shape().to_vec(),
+                });
+            }
+            let g = grad_output.iter().next().copied().unwrap_or(T::ONE);
+            if reduction == Reduction::Mean {
+                T::from_f64(g.to_f64() / call.n as f64)
+            } else {
+                g
+            }
+        }
+    };
+    let out = execute(loss, &call.ops, Job::Grad { scale })?;
+    Ok(into_dim(out.first))
+}
+
+fn value_and_grad<T: Float, D: Dimension, L: LossFn>(
+    loss: L,
+    call: Call<'_, T>,
+    reduction: Reduction,
+) -> Result<(Loss<T, D>, Array<T, D>), Error> {
+    let n = call.n;
+    match reduction {
+        Reduction::None => {
+            let out = execute(loss, &call.ops, Job::LossGrad { scale: T::ONE })?;
+            Ok((
+                Loss::Elementwise(into_dim(out.first)),
+                into_dim(out.second),
+            ))
+        }
+        Reduction::Mean => {
+            let scale = T::from_f64(1.0 / n as f64);
+            let out = execute(loss, &call.ops, Job::SumGrad { scale })?;
+            Ok((
+                Loss::Reduced(T::from_f64(out.sum / n as f64)),
+                into_dim(out.first),
+            ))
+        }
+        Reduction::Sum => {
+            let out = execute(loss, &call.ops, Job::SumGrad { scale: T::ONE })?;
+            Ok((Loss::Reduced(T::from_f64(out.sum)), into_dim(out.first)))
+        }
+    }
+}
+
+/// Binary cross entropy between probabilities `input` and `target`, as
+/// `torch.nn.functional.binary_cross_entropy`.
+///
+/// Per element: `-weight * (target * max(log(input), -100) + (1 - target) * max(log1p(-input), -100))`.
+///
+/// # Errors
+/// - [`Error::TargetShape`] when `target`'s shape differs from `input`'s;
+/// - [`Error::Broadcast`] when `weight` does not broadcast to the input's shape;
+/// - [`Error::OutOfRange`] when an element of `input` or `target` is outside `[0, 1]` or NaN.
+pub fn binary_cross_entropy<T: Float, D: Dimension>(
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<Loss<T, D>, Error> {
+    let call = prepare(LossKind::Bce, input, target, weight, None)?;
+    forward(Bce, call, reduction)
+}
+
+/// Binary cross entropy on logits, as `torch.nn.functional.binary_cross_entropy_with_logits`.
+///
+/// Per element: `weight * ((1 - target) * input - (1 + (pos_weight - 1) * target) * logsigmoid(input))`,
+/// computed stably for any finite logit; infinite logits give the mathematical limit.
+/// `target` is not range-checked (soft and out-of-range targets are accepted, as in torch).
+///
+/// # Errors
+/// - [`Error::TargetShape`] when `target`'s shape differs from `input`'s;
+/// - [`Error::Broadcast`] when `weight` or `pos_weight` does not broadcast to the input's shape.
+pub fn binary_cross_entropy_with_logits<T: Float, D: Dimension>(
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    weight: Option<ArrayViewD<'_, T>>,
+    pos_weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<Loss<T, D>, Error> {
+    let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+    forward(Logits, call, reduction)
+}
+
+/// The gradient of [`binary_cross_entropy`] with respect to `input`, shaped like `input`.
+///
+/// `grad_output` is the gradient of the loss: a 0-d array for `Mean` and `Sum`; for `None`,
+/// an array that broadcasts to the input's shape. Per element:
+/// `grad_output * (input - target) / max((1 - input) * input, 1e-12) * weight`, divided by the
+/// number of elements for `Mean`.
+///
+/// # Errors
+/// Those of [`binary_cross_entropy`], and [`Error::GradOutputNotScalar`] or
+/// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
+pub fn binary_cross_entropy_backward<T: Float, D: Dimension>(
+    grad_output: ArrayViewD<'_, T>,
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<Array<T, D>, Error> {
+    let call = prepare(LossKind::Bce, input, target, weight, None)?;
+    backward(Bce, call, grad_output, reduction)
+}
+
+/// The gradient of [`binary_cross_entropy_with_logits`] with respect to `input`.
+///
+/// Per element: `grad_output * weight * ((1 - target) * sigmoid(input) - pos_weight * target * sigmoid(-input))`
+/// (torch's `(pos_weight * target + 1 - target) * sigmoid(input) - pos_weight * target`,
+/// without its cancellation), divided by the number of elements for `Mean`. `grad_output` as
+/// in [`binary_cross_entropy_backward`].
+///
+/// # Errors
+/// Those of [`binary_cross_entropy_with_logits`], and [`Error::GradOutputNotScalar`] or
+/// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
+pub fn binary_cross_entropy_with_logits_backward<T: Float, D: Dimension>(
+    grad_output: ArrayViewD<'_, T>,
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    weight: Option<ArrayViewD<'_, T>>,
+    pos_weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<Array<T, D>, Error> {
+    let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+    backward(Logits, call, grad_output, reduction)
+}
+
+/// [`binary_cross_entropy`] and its gradient for `grad_output = 1`, in one pass over the data.
+///
+/// # Errors
+/// Those of [`binary_cross_entropy`].
+pub fn binary_cross_entropy_value_and_grad<T: Float, D: Dimension>(
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<(Loss<T, D>, Array<T, D>), Error> {
+    let call = prepare(LossKind::Bce, input, target, weight, None)?;
+    value_and_grad(Bce, call, reduction)
+}
+
+/// [`binary_cross_entropy_with_logits`] and its gradient for `grad_output = 1`, in one pass.
+///
+/// # Errors
+/// Those of [`binary_cross_entropy_with_logits`].
+pub fn binary_cross_entropy_with_logits_value_and_grad<T: Float, D: Dimension>(
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    weight: Option<ArrayViewD<'_, T>>,
+    pos_weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<(Loss<T, D>, Array<T, D>), Error> {
+    let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+    value_and_grad(Logits, call, reduction)
+}

@@ -1,0 +1,506 @@
+//! Chunking, the thread pool, and the deterministic reduction.
+//!
+//! A call's elements (in the canonical layout of [`crate::layout`]) are cut into chunks of a
+//! fixed size that depends on the shape alone, never on the number of threads. Each chunk
+//! yields a float64 partial sum; the partials are added in chunk order. So `mean` and `sum` are
+//! bitwise identical whatever the thread count, and small calls, which run on the caller's
+//! thread, give the same bits as large ones would.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, Ix2, IxDyn};
+use rayon::prelude::*;
+
+use crate::float::Float;
+use crate::kernels::block::{Block, Out, Partial};
+use crate::kernels::elementwise::{in_unit_interval, LossFn};
+use crate::kernels::simd::{simd_level, SimdLevel};
+use crate::layout::Canonical;
+use crate::Error;
+
+/// Elements per chunk: the unit of parallel work and of the deterministic sum.
+pub(crate) const CHUNK: usize = 1 << 14;
+/// Elements per kernel call (the size of the gather buffers).
+const BLOCK: usize = 1 << 10;
+/// Calls with fewer elements run on the caller's thread.
+pub(crate) const PARALLEL_MIN: usize = 1 << 16;
+
+// ---------------------------------------------------------------------------------------------
+// The thread pool.
+
+struct PoolState {
+    /// Threads wanted (0: not decided yet).
+    threads: usize,
+    /// The pool and the process it was started in.
+    pool: Option<(u32, Arc<rayon::ThreadPool>)>,
+}
+
+static POOL: Mutex<PoolState> = Mutex::new(PoolState {
+    threads: 0,
+    pool: None,
+});
+
+fn lock_pool() -> MutexGuard<'static, PoolState> {
+    // A panic elsewhere while holding the lock leaves the state usable: recover it.
+    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The default thread count: `BCERS_NUM_THREADS` if it holds a positive integer, otherwise the
+/// number of processors available to this process.
+fn default_threads() -> usize {
+    std::env::var("BCERS_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The number of threads large calls use.
+///
+/// Decided on first use: `BCERS_NUM_THREADS` if it is set to a positive integer, otherwise the
+/// number of processors available to the process; [`set_num_threads`] changes it.
+pub fn get_num_threads() -> usize {
+    let mut state = lock_pool();
+    if state.threads == 0 {
+        state.threads = default_threads();
+    }
+    state.threads
+}
+
+/// Sets the number of threads large calls use. The crate's own pool is rebuilt on next use;
+/// rayon's global pool is never touched.
+///
+/// # Errors
+/// [`Error::InvalidThreadCount`] for 0.
+pub fn set_num_threads(threads: usize) -> Result<(), Error> {
+    if threads == 0 {
+        return Err(Error::InvalidThreadCount);
+    }
+    let mut state = lock_pool();
+    if state.threads != threads {
+        state.threads = threads;
+        state.pool = None;
+    }
+    Ok(())
+}
+
+/// The crate's pool, started on first use, and again in a child process after `fork` (whose
+/// copy of the parent's pool has no threads behind it).
+fn pool() -> Result<Arc<rayon::ThreadPool>, Error> {
+    let pid = std::process::id();
+    let mut state = lock_pool();
+    if let Some((owner, pool)) = &state.pool {
+        if *owner == pid {
+            return Ok(Arc::clone(pool));
+        }
+        // Inherited through fork: its threads do not exist here. Dropping it would signal
+        // them, so leave it be.
+        if let Some((_, stale)) = state.pool.take() {
+            std::mem::forget(stale);
+        }
+    }
+    if state.threads == 0 {
+        state.threads = default_threads();
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(state.threads)
+        .thread_name(|i| format!("bcers-{i}"))
+        .build()
+        .map_err(|e| Error::ThreadPool(e.to_string()))?;
+    let pool = Arc::new(pool);
+    state.pool = Some((pid, Arc::clone(&pool)));
+    Ok(pool)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operands and what to compute.
+
+/// The operands of one call. `target` has the input's shape; the others broadcast to it.
+pub(crate) struct Operands<'a, F> {
+    pub x: ArrayViewD<'a, F>,
+    pub y: ArrayViewD<'a, F>,
+    pub w: Option<ArrayViewD<'a, F>>,
+    pub pw: Option<ArrayViewD<'a, F>>,
+    pub g: Option<ArrayViewD<'a, F>>,
+}
+
+/// What a call computes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Job<F> {
+    /// The sum of the losses.
+    Sum,
+    /// The elementwise losses.
+    Loss,
+    /// The gradient, times `scale` (and the per-element grad_output, if given).
+    Grad { scale: F },
+    /// The sum of the losses and the gradient times `scale`.
+    SumGrad { scale: F },
+    /// The elementwise losses and the gradient times `scale`.
+    LossGrad { scale: F },
+}
+
+impl<F> Job<F> {
+    fn outputs(&self) -> usize {
+        match self {
+            Job::Sum => 0,
+            Job::Loss | Job::Grad { .. } | Job::SumGrad { .. } => 1,
+            Job::LossGrad { .. } => 2,
+        }
+    }
+}
+
+/// What a call produced.
+pub(crate) struct Outcome<F> {
+    /// The sum of the losses (for jobs that sum).
+    pub sum: f64,
+    /// The first output (losses, or the gradient), in the input's shape.
+    pub first: Option<ArrayD<F>>,
+    /// The second output (the gradient of `LossGrad`).
+    pub second: Option<ArrayD<F>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunk geometry.
+
+/// How the canonical layout is cut into chunks: whole rows of a panel when rows are short,
+/// pieces of one row when they are long.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    rows: usize,
+    cols: usize,
+    /// Rows per chunk (short rows) or 1.
+    rows_per_chunk: usize,
+    /// Columns per chunk (long rows) or `cols`.
+    cols_per_chunk: usize,
+    chunks_per_panel: usize,
+    panels: usize,
+}
+
+impl Geometry {
+    fn new(panels: usize, rows: usize, cols: usize) -> Self {
+        let (rows_per_chunk, cols_per_chunk) = if cols >= CHUNK {
+            (1, CHUNK)
+        } else {
+            ((CHUNK / cols.max(1)).max(1), cols)
+        };
+        let chunks_per_row = cols.div_ceil(cols_per_chunk.max(1));
+        let chunks_per_panel = if cols >= CHUNK {
+            rows * chunks_per_row
+        } else {
+            rows.div_ceil(rows_per_chunk)
+        };
+        Geometry {
+            rows,
+            cols,
+            rows_per_chunk,
+            cols_per_chunk,
+            chunks_per_panel,
+            panels,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.panels * self.chunks_per_panel
+    }
+
+    /// Chunk `c`: its panel, row range and column range.
+    fn locate(&self, c: usize) -> (usize, core::ops::Range<usize>, core::ops::Range<usize>) {
+        let panel = c / self.chunks_per_panel.max(1);
+        let j = c % self.chunks_per_panel.max(1);
+        if self.cols >= CHUNK {
+            let chunks_per_row = self.cols.div_ceil(self.cols_per_chunk);
+            let row = j / chunks_per_row;
+            let c0 = (j % chunks_per_row) * self.cols_per_chunk;
+            (
+                panel,
+                row..row + 1,
+                c0..(c0 + self.cols_per_chunk).min(self.cols),
+            )
+        } else {
+            let r0 = j * self.rows_per_chunk;
+            (
+                panel,
+                r0..(r0 + self.rows_per_chunk).min(self.rows),
+                0..self.cols,
+            )
+        }
+    }
+
+    fn len(&self, c: usize) -> usize {
+        let (_, rows, cols) = self.locate(c);
+        rows.len() * cols.len()
+    }
+}
+
+/// Cuts `out` into one slice per chunk, in chunk order.
+fn split_chunks<'s, F>(mut out: &'s mut [F], geometry: &Geometry) -> Vec<&'s mut [F]> {
+    let mut pieces = Vec::with_capacity(geometry.count());
+    for c in 0..geometry.count() {
+        let len = geometry.len(c);
+        let rest = core::mem::take(&mut out);
+        let (head, tail) = if len <= rest.len() {
+            rest.split_at_mut(len)
+        } else {
+            (rest, Default::default())
+        };
+        pieces.push(head);
+        out = tail;
+    }
+    pieces
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading one operand's part of a chunk.
+
+/// One operand's part of a chunk, handed out block by block as contiguous slices.
+enum Source<'a, F> {
+    /// Contiguous in memory: used in place.
+    Slice(&'a [F]),
+    /// One value repeated (a broadcast): a buffer filled once.
+    Const(Vec<F>),
+    /// Anything else: gathered block by block, in order.
+    Gather(ndarray::iter::Iter<'a, F, Ix2>, Vec<F>),
+}
+
+impl<'a, F: Float> Source<'a, F> {
+    fn new(view: ArrayView2<'a, F>) -> Self {
+        let len = view.len();
+        if let Some(slice) = view.to_slice() {
+            return Source::Slice(slice);
+        }
+        let constant = view
+            .strides()
+            .iter()
+            .zip(view.shape())
+            .all(|(&stride, &n)| stride == 0 || n <= 1);
+        match view.first() {
+            Some(&v) if constant => Source::Const(vec![v; len.min(BLOCK)]),
+            _ => Source::Gather(view.into_iter(), vec![F::ZERO; len.min(BLOCK)]),
+        }
+    }
+
+    /// Elements `start..start + len` of the chunk (`len <= BLOCK`, blocks taken in order).
+    fn block(&mut self, start: usize, len: usize) -> &[F] {
+        match self {
+            Source::Slice(s) => s.get(start..start + len).unwrap_or_default(),
+            Source::Const(buf) => &buf[..len.min(buf.len())],
+            Source::Gather(it, buf) => {
+                let len = len.min(buf.len());
+                for (slot, v) in buf[..len].iter_mut().zip(it) {
+                    *slot = *v;
+                }
+                &buf[..len]
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The executor.
+
+struct Plan<'a, F, L> {
+    loss: core::marker::PhantomData<L>,
+    canon: Canonical<'a, F>,
+    has_w: bool,
+    has_pw: bool,
+    has_g: bool,
+    geometry: Geometry,
+    level: SimdLevel,
+}
+
+impl<'a, F: Float, L: LossFn> Plan<'a, F, L> {
+    fn source(&self, index: usize, panel: usize, rows: &core::ops::Range<usize>, cols: &core::ops::Range<usize>) -> Option<Source<'a, F>> {
+        let view = self.canon.views.get(index)?;
+        let panel = self.canon.panel(view, panel)?;
+        Some(Source::new(
+            panel.slice_move(s![rows.clone(), cols.clone()]),
+        ))
+    }
+
+    /// Runs chunk `c`, writing its part of the outputs.
+    fn run_chunk(&self, c: usize, job: Job<F>, first: &mut [F], second: &mut [F]) -> Partial {
+        let (panel, rows, cols) = self.geometry.locate(c);
+        let len = rows.len() * cols.len();
+        let mut index = 0;
+        let mut next = |present: bool| {
+            if present {
+                index += 1;
+                self.source(index - 1, panel, &rows, &cols)
+            } else {
+                None
+            }
+        };
+        let (Some(mut x), Some(mut y)) = (next(true), next(true)) else {
+            return Partial::default();
+        };
+        let mut w = next(self.has_w);
+        let mut pw = next(self.has_pw);
+        let mut g = next(self.has_g);
+
+        let mut partial = Partial::default();
+        let mut start = 0;
+        while start < len {
+            let m = (len - start).min(BLOCK);
+            let end = start + m;
+            let out = match job {
+                Job::Sum => Out::Sum,
+                Job::Loss => Out::Loss(first.get_mut(start..end).unwrap_or_default()),
+                Job::Grad { scale } => Out::Grad {
+                    scale,
+                    grad: first.get_mut(start..end).unwrap_or_default(),
+                },
+                Job::SumGrad { scale } => Out::SumGrad {
+                    scale,
+                    grad: first.get_mut(start..end).unwrap_or_default(),
+                },
+                Job::LossGrad { scale } => Out::LossGrad {
+                    scale,
+                    loss: first.get_mut(start..end).unwrap_or_default(),
+                    grad: second.get_mut(start..end).unwrap_or_default(),
+                },
+            };
+            let block = Block::<F, L> {
+                loss: core::marker::PhantomData,
+                x: x.block(start, m),
+                y: y.block(start, m),
+                w: w.as_mut().map(|s| s.block(start, m)),
+                pw: pw.as_mut().map(|s| s.block(start, m)),
+                g: g.as_mut().map(|s| s.block(start, m)),
+                out,
+            };
+            partial = partial.then(block.run_at(self.level));
+            start = end;
+        }
+        partial
+    }
+}
+
+/// Computes `job` for `loss` over `ops`, in parallel where it pays.
+pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
+    loss: L,
+    ops: &'v Operands<'a, F>,
+    job: Job<F>,
+) -> Result<Outcome<F>, Error> {
+    let shape = ops.x.shape().to_vec();
+    let n: usize = shape.iter().product();
+    let outputs = job.outputs();
+    let empty = || ArrayD::from_elem(IxDyn(&shape), F::ZERO);
+    let broadcast = |arg: &'static str, v: &'v Option<ArrayViewD<'a, F>>| match v {
+        None => Ok(None),
+        Some(v) => v.broadcast(IxDyn(&shape)).map(Some).ok_or_else(|| Error::Broadcast {
+            arg,
+            shape: v.shape().to_vec(),
+            input: shape.clone(),
+        }),
+    };
+    let w = broadcast("weight", &ops.w)?;
+    let pw = broadcast("pos_weight", &ops.pw)?;
+    let g = broadcast("grad_output", &ops.g)?;
+    if n == 0 {
+        return Ok(Outcome {
+            sum: 0.0,
+            first: (outputs >= 1).then(empty),
+            second: (outputs >= 2).then(empty),
+        });
+    }
+
+    let (has_w, has_pw, has_g) = (w.is_some(), pw.is_some(), g.is_some());
+    let mut views = vec![ops.x.clone(), ops.y.clone()];
+    views.extend([w, pw, g].into_iter().flatten());
+    let canon = Canonical::new(views);
+    let (rows, cols) = canon.panel_shape();
+    let geometry = Geometry::new(canon.panels(), rows, cols);
+    let _ = loss;
+    let plan = Plan::<F, L> {
+        loss: core::marker::PhantomData,
+        canon,
+        has_w,
+        has_pw,
+        has_g,
+        geometry,
+        level: simd_level(),
+    };
+
+    let mut first = if outputs >= 1 { vec![F::ZERO; n] } else { Vec::new() };
+    let mut second = if outputs >= 2 { vec![F::ZERO; n] } else { Vec::new() };
+    let chunks = geometry.count();
+    let parallel = n >= PARALLEL_MIN && chunks > 1 && get_num_threads() > 1;
+
+    let partials: Vec<Partial> = if outputs == 0 {
+        if parallel {
+            pool()?.install(|| {
+                (0..chunks)
+                    .into_par_iter()
+                    .map(|c| plan.run_chunk(c, job, &mut [], &mut []))
+                    .collect()
+            })
+        } else {
+            (0..chunks)
+                .map(|c| plan.run_chunk(c, job, &mut [], &mut []))
+                .collect()
+        }
+    } else {
+        let firsts = split_chunks(&mut first, &geometry);
+        let mut seconds = split_chunks(&mut second, &geometry);
+        seconds.resize_with(chunks, Default::default);
+        let work: Vec<(usize, (&mut [F], &mut [F]))> =
+            firsts.into_iter().zip(seconds).enumerate().collect();
+        if parallel {
+            pool()?.install(|| {
+                work.into_par_iter()
+                    .map(|(c, (a, b))| plan.run_chunk(c, job, a, b))
+                    .collect()
+            })
+        } else {
+            work.into_iter()
+                .map(|(c, (a, b))| plan.run_chunk(c, job, a, b))
+                .collect()
+        }
+    };
+    let total = partials
+        .into_iter()
+        .fold(Partial::default(), Partial::then);
+
+    if total.bad_input || total.bad_target {
+        return Err(Error::OutOfRange {
+            arg: first_out_of_range(&ops.x, &ops.y, total),
+        });
+    }
+
+    let to_array = |data: Vec<F>| -> Option<ArrayD<F>> {
+        let permuted: Vec<usize> = plan.canon.perm.iter().map(|&ax| shape[ax]).collect();
+        let mut inverse = vec![0; plan.canon.perm.len()];
+        for (i, &ax) in plan.canon.perm.iter().enumerate() {
+            inverse[ax] = i;
+        }
+        ArrayD::from_shape_vec(IxDyn(&permuted), data)
+            .ok()
+            .map(|a| a.permuted_axes(inverse))
+    };
+    Ok(Outcome {
+        sum: total.sum,
+        first: if outputs >= 1 { to_array(first) } else { None },
+        second: if outputs >= 2 { to_array(second) } else { None },
+    })
+}
+
+/// Which argument torch would name: the one failing first in C order, input before target.
+fn first_out_of_range<F: Float>(
+    x: &ArrayViewD<'_, F>,
+    y: &ArrayViewD<'_, F>,
+    seen: Partial,
+) -> &'static str {
+    if !(seen.bad_input && seen.bad_target) {
+        return if seen.bad_input { "input" } else { "target" };
+    }
+    // `iter` walks in logical (C) order, as torch's check does.
+    for (&a, &b) in x.iter().zip(y.iter()) {
+        if !in_unit_interval(a) {
+            return "input";
+        }
+        if !in_unit_interval(b) {
+            return "target";
+        }
+    }
+    "input"
+}
