@@ -72,7 +72,11 @@ impl<'a, F> Canonical<'a, F> {
     ///
     /// With one canonical axis there is one panel of one row; with two, one panel; with more,
     /// the outer axes index the panels.
-    pub(crate) fn panel(&self, view: &ArrayViewD<'a, F>, panel: usize) -> Option<ArrayView2<'a, F>> {
+    pub(crate) fn panel(
+        &self,
+        view: &ArrayViewD<'a, F>,
+        panel: usize,
+    ) -> Option<ArrayView2<'a, F>> {
         let k = self.shape.len();
         let mut v = view.clone();
         match k {

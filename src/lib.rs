@@ -223,10 +223,7 @@ fn value_and_grad<T: Float, D: Dimension, L: LossFn>(
     match reduction {
         Reduction::None => {
             let out = execute(loss, &call.ops, Job::LossGrad { scale: T::ONE })?;
-            Ok((
-                Loss::Elementwise(into_dim(out.first)),
-                into_dim(out.second),
-            ))
+            Ok((Loss::Elementwise(into_dim(out.first)), into_dim(out.second)))
         }
         Reduction::Mean => {
             let scale = T::from_f64(1.0 / n as f64);

@@ -309,7 +309,13 @@ struct Plan<'a, F, L> {
 }
 
 impl<'a, F: Float, L: LossFn> Plan<'a, F, L> {
-    fn source(&self, index: usize, panel: usize, rows: &core::ops::Range<usize>, cols: &core::ops::Range<usize>) -> Option<Source<'a, F>> {
+    fn source(
+        &self,
+        index: usize,
+        panel: usize,
+        rows: &core::ops::Range<usize>,
+        cols: &core::ops::Range<usize>,
+    ) -> Option<Source<'a, F>> {
         let view = self.canon.views.get(index)?;
         let panel = self.canon.panel(view, panel)?;
         Some(Source::new(
@@ -387,11 +393,14 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
     let empty = || ArrayD::from_elem(IxDyn(&shape), F::ZERO);
     let broadcast = |arg: &'static str, v: &'v Option<ArrayViewD<'a, F>>| match v {
         None => Ok(None),
-        Some(v) => v.broadcast(IxDyn(&shape)).map(Some).ok_or_else(|| Error::Broadcast {
-            arg,
-            shape: v.shape().to_vec(),
-            input: shape.clone(),
-        }),
+        Some(v) => v
+            .broadcast(IxDyn(&shape))
+            .map(Some)
+            .ok_or_else(|| Error::Broadcast {
+                arg,
+                shape: v.shape().to_vec(),
+                input: shape.clone(),
+            }),
     };
     let w = broadcast("weight", &ops.w)?;
     let pw = broadcast("pos_weight", &ops.pw)?;
@@ -421,8 +430,16 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
         level: simd_level(),
     };
 
-    let mut first = if outputs >= 1 { vec![F::ZERO; n] } else { Vec::new() };
-    let mut second = if outputs >= 2 { vec![F::ZERO; n] } else { Vec::new() };
+    let mut first = if outputs >= 1 {
+        vec![F::ZERO; n]
+    } else {
+        Vec::new()
+    };
+    let mut second = if outputs >= 2 {
+        vec![F::ZERO; n]
+    } else {
+        Vec::new()
+    };
     let chunks = geometry.count();
     let parallel = n >= PARALLEL_MIN && chunks > 1 && get_num_threads() > 1;
 
@@ -457,9 +474,7 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
                 .collect()
         }
     };
-    let total = partials
-        .into_iter()
-        .fold(Partial::default(), Partial::then);
+    let total = partials.into_iter().fold(Partial::default(), Partial::then);
 
     if total.bad_input || total.bad_target {
         return Err(Error::OutOfRange {

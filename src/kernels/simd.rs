@@ -138,7 +138,9 @@ pub fn simd_level() -> SimdLevel {
 pub fn set_simd_level(level: Option<SimdLevel>) -> Result<(), Error> {
     let level = match level {
         Some(level) if !level.is_supported() => {
-            return Err(Error::UnsupportedSimdLevel { level: level.name() })
+            return Err(Error::UnsupportedSimdLevel {
+                level: level.name(),
+            })
         }
         Some(level) => level,
         None => best_level(),

@@ -1,0 +1,35 @@
+"""bcers: fast, exact, torch-compatible binary cross entropy for NumPy arrays.
+
+The functions and classes carry torch's names and arguments::
+
+    import numpy as np
+    import bcers
+
+    loss = bcers.BCELoss()
+    loss(np.array([0.4498, 0.9845], np.float32), np.array([0.2345, 0.5565], np.float32))
+"""
+
+from ._bcers import __version__, get_num_threads, set_num_threads
+from ._functional import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_value_and_grad,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_value_and_grad,
+)
+from ._loss import BCELoss, BCEWithLogitsLoss
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_backward",
+    "binary_cross_entropy_value_and_grad",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_value_and_grad",
+    "get_num_threads",
+    "set_num_threads",
+]

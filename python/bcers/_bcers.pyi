@@ -1,0 +1,40 @@
+"""Type stubs of the native module ``bcers._bcers`` (argument conversion only)."""
+
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+PARALLEL_MIN: int
+
+def forward(
+    input: npt.NDArray[np.floating[Any]],
+    target: npt.NDArray[np.floating[Any]],
+    weight: Optional[npt.NDArray[np.floating[Any]]],
+    pos_weight: Optional[npt.NDArray[np.floating[Any]]],
+    reduction: str,
+    logits: bool,
+) -> Any: ...
+def backward(
+    grad_output: npt.NDArray[np.floating[Any]],
+    input: npt.NDArray[np.floating[Any]],
+    target: npt.NDArray[np.floating[Any]],
+    weight: Optional[npt.NDArray[np.floating[Any]]],
+    pos_weight: Optional[npt.NDArray[np.floating[Any]]],
+    reduction: str,
+    logits: bool,
+) -> npt.NDArray[np.floating[Any]]: ...
+def value_and_grad(
+    input: npt.NDArray[np.floating[Any]],
+    target: npt.NDArray[np.floating[Any]],
+    weight: Optional[npt.NDArray[np.floating[Any]]],
+    pos_weight: Optional[npt.NDArray[np.floating[Any]]],
+    reduction: str,
+    logits: bool,
+) -> tuple[Any, npt.NDArray[np.floating[Any]]]: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def simd_level() -> str: ...
+def available_simd_levels() -> list[str]: ...
+def set_simd_level(level: Optional[str] = None) -> None: ...

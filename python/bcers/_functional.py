@@ -1,0 +1,295 @@
+"""The torch-named functions: argument handling, then one call into the native module."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _bcers
+
+ReductionName = Literal["none", "mean", "sum"]
+ArrayLike = npt.ArrayLike
+Loss = Union[np.floating[Any], npt.NDArray[np.floating[Any]]]
+
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+# The dtype a float input is computed in; float16 is computed in float32.
+_COMPUTE = {_F16: _F32, _F32: _F32, _F64: _F64}
+_REDUCTIONS = frozenset(("none", "mean", "sum"))
+_REAL_KINDS = frozenset("biuf")
+
+
+def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> str:
+    """torch's mapping of the deprecated ``size_average``/``reduce`` pair, with its warning."""
+    if size_average is None:
+        size_average = True
+    if reduce is None:
+        reduce = True
+    if size_average and reduce:
+        name = "mean"
+    elif reduce:
+        name = "sum"
+    else:
+        name = "none"
+    warnings.warn(
+        f"size_average and reduce args will be deprecated, please use reduction='{name}' instead.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return name
+
+
+def _resolve_reduction(
+    size_average: Optional[bool], reduce: Optional[bool], reduction: str
+) -> str:
+    """The reduction a call means: the legacy pair if given, else ``reduction``, checked."""
+    if size_average is not None or reduce is not None:
+        return _legacy_reduction(size_average, reduce)
+    return _check_reduction(reduction)
+
+
+def _check_reduction(reduction: str) -> str:
+    if type(reduction) is str and reduction in _REDUCTIONS:
+        return reduction
+    if not isinstance(reduction, str):
+        raise TypeError(f"reduction must be a str, got {type(reduction).__name__}")
+    if reduction == "elementwise_mean":
+        warnings.warn(
+            "reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return "mean"
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _asarray(value: ArrayLike, name: str) -> npt.NDArray[Any]:
+    if type(value) is np.ndarray:
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{name} could not be converted to an array: {e}") from None
+
+
+def _input(input: ArrayLike) -> tuple[npt.NDArray[Any], np.dtype[Any]]:
+    """The input as an array of its compute dtype, and the dtype of the result."""
+    x = _asarray(input, "input")
+    dtype = x.dtype
+    compute = _COMPUTE.get(dtype)
+    if compute is None:
+        if dtype.kind == "f" and dtype.newbyteorder("=") in _COMPUTE:
+            # A non-native byte order: the same values, swapped into native order.
+            dtype = dtype.newbyteorder("=")
+            compute = _COMPUTE[dtype]
+        else:
+            raise TypeError(
+                f"input must be an array of float16, float32 or float64, got dtype {x.dtype}"
+            )
+    if x.dtype is not compute:
+        x = x.astype(compute, copy=False)
+    return x, dtype
+
+
+def _operand(value: ArrayLike, name: str, compute: np.dtype[Any]) -> npt.NDArray[Any]:
+    """A target, weight, pos_weight or grad_output, cast to the compute dtype."""
+    a = _asarray(value, name)
+    if a.dtype is not compute:
+        if a.dtype.kind not in _REAL_KINDS:
+            raise TypeError(
+                f"{name} must be an array of real numbers or booleans, got dtype {a.dtype}"
+            )
+        a = a.astype(compute, copy=False)
+    return a
+
+
+def _optional(value: Optional[ArrayLike], name: str, compute: np.dtype[Any]) -> Any:
+    return None if value is None else _operand(value, name, compute)
+
+
+def _result(value: Any, dtype: np.dtype[Any]) -> Any:
+    """A native result in the result dtype: a NumPy scalar for a float, else an array."""
+    if type(value) is float:
+        return dtype.type(value)
+    if value.dtype is not dtype:
+        return value.astype(dtype)
+    return value
+
+
+def binary_cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: Optional[ArrayLike] = None,
+    size_average: Optional[bool] = None,
+    reduce: Optional[bool] = None,
+    reduction: ReductionName = "mean",
+) -> Loss:
+    """Binary cross entropy between probabilities, as ``torch.nn.functional.binary_cross_entropy``.
+
+    Per element: ``-weight * (target * max(log(input), -100) + (1 - target) *
+    max(log1p(-input), -100))``, then reduced. ``input`` and ``target`` must lie in [0, 1].
+
+    Args:
+        input: probabilities, float16, float32 or float64 (the result has this dtype).
+        target: same shape as ``input``; any real or bool dtype (cast to the input's).
+        weight: broadcasts to the input's shape (it may not enlarge it).
+        size_average: deprecated (torch's legacy argument); overrides ``reduction``.
+        reduce: deprecated (torch's legacy argument); overrides ``reduction``.
+        reduction: ``"none"``, ``"mean"`` (divides by the number of elements) or ``"sum"``.
+
+    Returns:
+        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
+
+    Raises:
+        ValueError: shapes that do not match, values outside [0, 1], an unknown reduction.
+        TypeError: a non-float input or a non-real argument.
+    """
+    reduction = _resolve_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    x, dtype = _input(input)
+    compute = x.dtype
+    y = _operand(target, "target", compute)
+    w = _optional(weight, "weight", compute)
+    return _result(_bcers.forward(x, y, w, None, reduction, False), dtype)  # type: ignore[no-any-return]
+
+
+def binary_cross_entropy_with_logits(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: Optional[ArrayLike] = None,
+    size_average: Optional[bool] = None,
+    reduce: Optional[bool] = None,
+    reduction: ReductionName = "mean",
+    pos_weight: Optional[ArrayLike] = None,
+) -> Loss:
+    """Binary cross entropy on logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    Per element: ``weight * ((1 - target) * input - (1 + (pos_weight - 1) * target) *
+    logsigmoid(input))``, computed stably; infinite logits give the mathematical limit. The
+    target is not range-checked (as in torch).
+
+    Args:
+        input: logits, float16, float32 or float64 (the result has this dtype).
+        target: same shape as ``input``; any real or bool dtype (cast to the input's).
+        weight: broadcasts to the input's shape (it may not enlarge it).
+        size_average: deprecated (torch's legacy argument); overrides ``reduction``.
+        reduce: deprecated (torch's legacy argument); overrides ``reduction``.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+        pos_weight: weight of the positive class; broadcasts like ``weight`` (a ``(C,)``
+            array applies along the last axis).
+
+    Returns:
+        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
+    """
+    reduction = _resolve_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    x, dtype = _input(input)
+    compute = x.dtype
+    y = _operand(target, "target", compute)
+    w = _optional(weight, "weight", compute)
+    pw = _optional(pos_weight, "pos_weight", compute)
+    return _result(_bcers.forward(x, y, w, pw, reduction, True), dtype)  # type: ignore[no-any-return]
+
+
+def _grad_output(grad_output: Optional[ArrayLike], compute: np.dtype[Any]) -> npt.NDArray[Any]:
+    if grad_output is None:
+        return np.ones((), dtype=compute)
+    return _operand(grad_output, "grad_output", compute)
+
+
+def binary_cross_entropy_backward(
+    grad_output: Optional[ArrayLike],
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: Optional[ArrayLike] = None,
+    reduction: ReductionName = "mean",
+) -> npt.NDArray[np.floating[Any]]:
+    """The gradient of :func:`binary_cross_entropy` with respect to ``input``.
+
+    ``grad_output`` is the gradient flowing into the loss: a scalar for ``"mean"`` and
+    ``"sum"``; for ``"none"``, an array that broadcasts to the input's shape. ``None`` means 1.
+    Per element: ``grad_output * (input - target) / max((1 - input) * input, 1e-12) *
+    weight``, divided by the number of elements for ``"mean"``.
+
+    Returns:
+        An array of the input's shape and dtype.
+    """
+    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    x, dtype = _input(input)
+    compute = x.dtype
+    g = _grad_output(grad_output, compute)
+    y = _operand(target, "target", compute)
+    w = _optional(weight, "weight", compute)
+    return _result(_bcers.backward(g, x, y, w, None, reduction, False), dtype)  # type: ignore[no-any-return]
+
+
+def binary_cross_entropy_with_logits_backward(
+    grad_output: Optional[ArrayLike],
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: Optional[ArrayLike] = None,
+    pos_weight: Optional[ArrayLike] = None,
+    reduction: ReductionName = "mean",
+) -> npt.NDArray[np.floating[Any]]:
+    """The gradient of :func:`binary_cross_entropy_with_logits` with respect to ``input``.
+
+    Per element: ``grad_output * weight * ((1 - target) * sigmoid(input) - pos_weight *
+    target * sigmoid(-input))``, divided by the number of elements for ``"mean"``.
+    ``grad_output`` as in :func:`binary_cross_entropy_backward`.
+
+    Returns:
+        An array of the input's shape and dtype.
+    """
+    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    x, dtype = _input(input)
+    compute = x.dtype
+    g = _grad_output(grad_output, compute)
+    y = _operand(target, "target", compute)
+    w = _optional(weight, "weight", compute)
+    pw = _optional(pos_weight, "pos_weight", compute)
+    return _result(_bcers.backward(g, x, y, w, pw, reduction, True), dtype)  # type: ignore[no-any-return]
+
+
+def binary_cross_entropy_value_and_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: Optional[ArrayLike] = None,
+    reduction: ReductionName = "mean",
+) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+    """:func:`binary_cross_entropy` and its input gradient (for grad_output 1), in one pass.
+
+    Returns:
+        ``(loss, grad_input)``: the loss as :func:`binary_cross_entropy` returns it, and an
+        array of the input's shape and dtype.
+    """
+    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    x, dtype = _input(input)
+    compute = x.dtype
+    y = _operand(target, "target", compute)
+    w = _optional(weight, "weight", compute)
+    loss, grad = _bcers.value_and_grad(x, y, w, None, reduction, False)
+    return _result(loss, dtype), _result(grad, dtype)
+
+
+def binary_cross_entropy_with_logits_value_and_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: Optional[ArrayLike] = None,
+    pos_weight: Optional[ArrayLike] = None,
+    reduction: ReductionName = "mean",
+) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+    """:func:`binary_cross_entropy_with_logits` and its input gradient, in one pass.
+
+    Returns:
+        ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
+    """
+    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    x, dtype = _input(input)
+    compute = x.dtype
+    y = _operand(target, "target", compute)
+    w = _optional(weight, "weight", compute)
+    pw = _optional(pos_weight, "pos_weight", compute)
+    loss, grad = _bcers.value_and_grad(x, y, w, pw, reduction, True)
+    return _result(loss, dtype), _result(grad, dtype)

@@ -1,0 +1,130 @@
+"""The torch-named loss classes: ``BCELoss`` and ``BCEWithLogitsLoss``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+from ._functional import (
+    ArrayLike,
+    Loss,
+    ReductionName,
+    _legacy_reduction,
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_value_and_grad,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_value_and_grad,
+)
+
+
+def _stored(value: Optional[ArrayLike]) -> Optional[npt.NDArray[Any]]:
+    return None if value is None else np.asarray(value)
+
+
+class BCELoss:
+    """Binary cross entropy between probabilities, as ``torch.nn.BCELoss``.
+
+    ``loss_fn(input, target)`` (or ``.forward``) computes the loss, ``.backward(input,
+    target, grad_output=None)`` its gradient with respect to ``input``, and
+    ``.value_and_grad(input, target)`` both in one pass. See
+    :func:`bcers.binary_cross_entropy` for the arguments.
+    """
+
+    weight: Optional[npt.NDArray[Any]]
+    reduction: str
+
+    def __init__(
+        self,
+        weight: Optional[ArrayLike] = None,
+        size_average: Optional[bool] = None,
+        reduce: Optional[bool] = None,
+        reduction: ReductionName = "mean",
+    ) -> None:
+        if size_average is not None or reduce is not None:
+            reduction = _legacy_reduction(size_average, reduce)  # type: ignore[assignment]
+        self.weight = _stored(weight)
+        self.reduction = reduction
+
+    def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
+        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)  # type: ignore[arg-type]
+
+    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+        """The loss of ``input`` against ``target``."""
+        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)  # type: ignore[arg-type]
+
+    def backward(
+        self, input: ArrayLike, target: ArrayLike, grad_output: Optional[ArrayLike] = None
+    ) -> npt.NDArray[np.floating[Any]]:
+        """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
+        return binary_cross_entropy_backward(
+            grad_output, input, target, self.weight, reduction=self.reduction  # type: ignore[arg-type]
+        )
+
+    def value_and_grad(
+        self, input: ArrayLike, target: ArrayLike
+    ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+        """``(loss, grad_input)`` in one pass over the data."""
+        return binary_cross_entropy_value_and_grad(
+            input, target, self.weight, reduction=self.reduction  # type: ignore[arg-type]
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BCEWithLogitsLoss:
+    """Binary cross entropy on logits, as ``torch.nn.BCEWithLogitsLoss``.
+
+    Callable like :class:`BCELoss`, with the extra ``pos_weight``. See
+    :func:`bcers.binary_cross_entropy_with_logits` for the arguments.
+    """
+
+    weight: Optional[npt.NDArray[Any]]
+    pos_weight: Optional[npt.NDArray[Any]]
+    reduction: str
+
+    def __init__(
+        self,
+        weight: Optional[ArrayLike] = None,
+        size_average: Optional[bool] = None,
+        reduce: Optional[bool] = None,
+        reduction: ReductionName = "mean",
+        pos_weight: Optional[ArrayLike] = None,
+    ) -> None:
+        if size_average is not None or reduce is not None:
+            reduction = _legacy_reduction(size_average, reduce)  # type: ignore[assignment]
+        self.weight = _stored(weight)
+        self.pos_weight = _stored(pos_weight)
+        self.reduction = reduction
+
+    def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
+        return binary_cross_entropy_with_logits(
+            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight  # type: ignore[arg-type]
+        )
+
+    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+        """The loss of ``input`` (logits) against ``target``."""
+        return self(input, target)
+
+    def backward(
+        self, input: ArrayLike, target: ArrayLike, grad_output: Optional[ArrayLike] = None
+    ) -> npt.NDArray[np.floating[Any]]:
+        """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
+        return binary_cross_entropy_with_logits_backward(
+            grad_output, input, target, self.weight, self.pos_weight, reduction=self.reduction  # type: ignore[arg-type]
+        )
+
+    def value_and_grad(
+        self, input: ArrayLike, target: ArrayLike
+    ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+        """``(loss, grad_input)`` in one pass over the data."""
+        return binary_cross_entropy_with_logits_value_and_grad(
+            input, target, self.weight, self.pos_weight, reduction=self.reduction  # type: ignore[arg-type]
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

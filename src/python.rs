@@ -1,0 +1,348 @@
+//! The Python extension module `bcers._bcers`: argument conversion only, no math.
+//!
+//! The thin torch-named API in `python/bcers` resolves `reduction` and the dtype policy and
+//! hands this module native-endian arrays of one float dtype (float32 or float64). Each
+//! function here borrows them as views, releases the GIL for large inputs, calls the crate,
+//! and wraps the result: a Python float for a reduction, a new ndarray otherwise.
+
+use ndarray::{ArrayViewD, IxDyn};
+use numpy::{
+    Element, PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::{Error, Float, Loss, Reduction, SimdLevel};
+
+/// Inputs with at least this many elements are computed with the GIL released; below, the
+/// release costs more than it gives.
+const DETACH_MIN: usize = 1 << 13;
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        match e {
+            Error::ThreadPool(_) => PyRuntimeError::new_err(e.to_string()),
+            _ => PyValueError::new_err(e.to_string()),
+        }
+    }
+}
+
+/// Borrows `obj` as an array of `T`, copying it first only if its data is misaligned (a view
+/// of misaligned memory would be undefined behaviour).
+fn borrow<'py, T: Element + Float>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
+    let wrong_type = || {
+        PyTypeError::new_err(format!(
+            "{name} must be a native-endian {} ndarray",
+            T::NAME
+        ))
+    };
+    let mut array = obj
+        .cast::<PyArrayDyn<T>>()
+        .map_err(|_| wrong_type())?
+        .clone();
+    if !array.is_aligned() {
+        array = obj
+            .call_method0("copy")?
+            .cast_into::<PyArrayDyn<T>>()
+            .map_err(|_| wrong_type())?;
+    }
+    array
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(format!("{name} cannot be read: {e}")))
+}
+
+fn borrow_opt<'py, T: Element + Float>(
+    obj: Option<&Bound<'py, PyAny>>,
+    name: &str,
+) -> PyResult<Option<PyReadonlyArrayDyn<'py, T>>> {
+    obj.map(|o| borrow::<T>(o, name)).transpose()
+}
+
+fn parse_reduction(reduction: &str) -> PyResult<Reduction> {
+    Ok(reduction.parse::<Reduction>()?)
+}
+
+/// Runs `f` with the GIL released when the input is large.
+fn run<R: Send>(py: Python<'_>, n: usize, f: impl FnOnce() -> R + Send) -> R {
+    if n >= DETACH_MIN {
+        py.detach(f)
+    } else {
+        f()
+    }
+}
+
+fn loss_to_py<T: Element + Float>(py: Python<'_>, loss: Loss<T, IxDyn>) -> PyResult<Py<PyAny>> {
+    Ok(match loss {
+        Loss::Reduced(v) => v.to_f64().into_pyobject(py)?.into_any().unbind(),
+        Loss::Elementwise(a) => PyArray::from_owned_array(py, a).into_any().unbind(),
+    })
+}
+
+/// The dtype of `input`: the one float type the call computes in.
+enum DType {
+    F32,
+    F64,
+}
+
+fn dtype_of(input: &Bound<'_, PyAny>) -> PyResult<DType> {
+    if input.cast::<PyArrayDyn<f32>>().is_ok() {
+        Ok(DType::F32)
+    } else if input.cast::<PyArrayDyn<f64>>().is_ok() {
+        Ok(DType::F64)
+    } else {
+        Err(PyTypeError::new_err(
+            "input must be a native-endian float32 or float64 ndarray",
+        ))
+    }
+}
+
+/// Calls `$f::<T>(args)` with `T` the input's float type.
+macro_rules! by_dtype {
+    ($input:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match dtype_of($input)? {
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+        }
+    };
+}
+
+/// The borrowed operands of one call.
+struct Args<'py, T: Element> {
+    x: PyReadonlyArrayDyn<'py, T>,
+    y: PyReadonlyArrayDyn<'py, T>,
+    w: Option<PyReadonlyArrayDyn<'py, T>>,
+    pw: Option<PyReadonlyArrayDyn<'py, T>>,
+}
+
+impl<'py, T: Element + Float> Args<'py, T> {
+    fn new(
+        input: &Bound<'py, PyAny>,
+        target: &Bound<'py, PyAny>,
+        weight: Option<&Bound<'py, PyAny>>,
+        pos_weight: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Args {
+            x: borrow::<T>(input, "input")?,
+            y: borrow::<T>(target, "target")?,
+            w: borrow_opt::<T>(weight, "weight")?,
+            pw: borrow_opt::<T>(pos_weight, "pos_weight")?,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn views(
+        &self,
+    ) -> (
+        ArrayViewD<'_, T>,
+        ArrayViewD<'_, T>,
+        Option<ArrayViewD<'_, T>>,
+        Option<ArrayViewD<'_, T>>,
+    ) {
+        (
+            self.x.as_array(),
+            self.y.as_array(),
+            self.w.as_ref().map(|w| w.as_array()),
+            self.pw.as_ref().map(|w| w.as_array()),
+        )
+    }
+}
+
+fn forward_t<'py, T: Element + Float>(
+    py: Python<'py>,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    reduction: Reduction,
+    logits: bool,
+) -> PyResult<Py<PyAny>> {
+    let args = Args::<T>::new(input, target, weight, pos_weight)?;
+    let (x, y, w, pw) = args.views();
+    let loss = run(py, x.len(), move || {
+        if logits {
+            crate::binary_cross_entropy_with_logits(x, y, w, pw, reduction)
+        } else {
+            crate::binary_cross_entropy(x, y, w, reduction)
+        }
+    })?;
+    loss_to_py(py, loss)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_t<'py, T: Element + Float>(
+    py: Python<'py>,
+    grad_output: &Bound<'py, PyAny>,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    reduction: Reduction,
+    logits: bool,
+) -> PyResult<Py<PyAny>> {
+    let args = Args::<T>::new(input, target, weight, pos_weight)?;
+    let g = borrow::<T>(grad_output, "grad_output")?;
+    let (x, y, w, pw) = args.views();
+    let g = g.as_array();
+    let grad = run(py, x.len(), move || {
+        if logits {
+            crate::binary_cross_entropy_with_logits_backward(g, x, y, w, pw, reduction)
+        } else {
+            crate::binary_cross_entropy_backward(g, x, y, w, reduction)
+        }
+    })?;
+    Ok(PyArray::from_owned_array(py, grad).into_any().unbind())
+}
+
+fn value_and_grad_t<'py, T: Element + Float>(
+    py: Python<'py>,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    reduction: Reduction,
+    logits: bool,
+) -> PyResult<Py<PyAny>> {
+    let args = Args::<T>::new(input, target, weight, pos_weight)?;
+    let (x, y, w, pw) = args.views();
+    let (loss, grad) = run(py, x.len(), move || {
+        if logits {
+            crate::binary_cross_entropy_with_logits_value_and_grad(x, y, w, pw, reduction)
+        } else {
+            crate::binary_cross_entropy_value_and_grad(x, y, w, reduction)
+        }
+    })?;
+    let loss = loss_to_py(py, loss)?;
+    let grad = PyArray::from_owned_array(py, grad).into_any().unbind();
+    Ok(PyTuple::new(py, [loss, grad])?.into_any().unbind())
+}
+
+/// The loss of `input` against `target`: a float for `mean`/`sum`, an ndarray for `none`.
+#[pyfunction]
+#[pyo3(signature = (input, target, weight, pos_weight, reduction, logits))]
+fn forward<'py>(
+    py: Python<'py>,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    reduction: &str,
+    logits: bool,
+) -> PyResult<Py<PyAny>> {
+    let reduction = parse_reduction(reduction)?;
+    by_dtype!(
+        input,
+        forward_t(py, input, target, weight, pos_weight, reduction, logits)
+    )
+}
+
+/// The gradient of the loss with respect to `input`.
+#[pyfunction]
+#[pyo3(signature = (grad_output, input, target, weight, pos_weight, reduction, logits))]
+#[allow(clippy::too_many_arguments)]
+fn backward<'py>(
+    py: Python<'py>,
+    grad_output: &Bound<'py, PyAny>,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    reduction: &str,
+    logits: bool,
+) -> PyResult<Py<PyAny>> {
+    let reduction = parse_reduction(reduction)?;
+    by_dtype!(
+        input,
+        backward_t(
+            py,
+            grad_output,
+            input,
+            target,
+            weight,
+            pos_weight,
+            reduction,
+            logits
+        )
+    )
+}
+
+/// `(loss, gradient)` in one pass.
+#[pyfunction]
+#[pyo3(signature = (input, target, weight, pos_weight, reduction, logits))]
+fn value_and_grad<'py>(
+    py: Python<'py>,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    reduction: &str,
+    logits: bool,
+) -> PyResult<Py<PyAny>> {
+    let reduction = parse_reduction(reduction)?;
+    by_dtype!(
+        input,
+        value_and_grad_t(py, input, target, weight, pos_weight, reduction, logits)
+    )
+}
+
+/// Sets the number of threads large calls use.
+#[pyfunction]
+fn set_num_threads(n: i64) -> PyResult<()> {
+    let n = usize::try_from(n).map_err(|_| Error::InvalidThreadCount)?;
+    Ok(crate::set_num_threads(n)?)
+}
+
+/// The number of threads large calls use.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    crate::get_num_threads()
+}
+
+/// The SIMD level the kernels run at.
+#[pyfunction]
+fn simd_level() -> &'static str {
+    crate::simd_level().name()
+}
+
+/// Every SIMD level this processor can run, slowest first.
+#[pyfunction]
+fn available_simd_levels() -> Vec<&'static str> {
+    crate::available_simd_levels()
+        .into_iter()
+        .map(SimdLevel::name)
+        .collect()
+}
+
+/// Runs the kernels at the named level (`None`: the best this processor has).
+#[pyfunction]
+#[pyo3(signature = (level=None))]
+fn set_simd_level(level: Option<&str>) -> PyResult<()> {
+    let level = match level {
+        None => None,
+        Some(name) => Some(SimdLevel::from_name(name).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown SIMD level '{name}'; expected one of scalar, baseline, avx2, avx512"
+            ))
+        })?),
+    };
+    Ok(crate::set_simd_level(level)?)
+}
+
+/// The native part of bcers.
+#[pymodule]
+fn _bcers(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("PARALLEL_MIN", crate::parallel::PARALLEL_MIN)?;
+    m.add_function(wrap_pyfunction!(forward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward, m)?)?;
+    m.add_function(wrap_pyfunction!(value_and_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(available_simd_levels, m)?)?;
+    m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
+    Ok(())
+}
