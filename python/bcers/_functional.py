@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Any, Literal, Optional, Union
 
@@ -21,6 +23,17 @@ _F64 = np.dtype(np.float64)
 _COMPUTE = {_F16: _F32, _F32: _F32, _F64: _F64}
 _REDUCTIONS = frozenset(("none", "mean", "sum"))
 _REAL_KINDS = frozenset("biuf")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _warn(message: str) -> None:
+    """A UserWarning attributed to the first caller outside this package."""
+    frame = sys._getframe(0)
+    level = 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == _PACKAGE_DIR:
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> str:
@@ -35,10 +48,8 @@ def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> s
         name = "sum"
     else:
         name = "none"
-    warnings.warn(
-        f"size_average and reduce args will be deprecated, please use reduction='{name}' instead.",
-        UserWarning,
-        stacklevel=4,
+    _warn(
+        f"size_average and reduce args will be deprecated, please use reduction='{name}' instead."
     )
     return name
 
@@ -53,17 +64,13 @@ def _resolve_reduction(
 
 
 def _check_reduction(reduction: str) -> str:
-    if type(reduction) is str and reduction in _REDUCTIONS:
-        return reduction
-    if not isinstance(reduction, str):
-        raise TypeError(f"reduction must be a str, got {type(reduction).__name__}")
-    if reduction == "elementwise_mean":
-        warnings.warn(
-            "reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
-            UserWarning,
-            stacklevel=4,
-        )
-        return "mean"
+    if type(reduction) is str:
+        if reduction in _REDUCTIONS:
+            return reduction
+        if reduction == "elementwise_mean":
+            _warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.")
+            return "mean"
+    # As torch: any other value, of any type, is a ValueError naming it.
     raise ValueError(f"{reduction} is not a valid value for reduction")
 
 

@@ -1,0 +1,65 @@
+//! Every SIMD level this processor has gives the scalar reference's values (to a few ulp).
+//! In a test binary of its own: the level is process-wide.
+
+use bcers::{binary_cross_entropy, binary_cross_entropy_with_logits_value_and_grad, Reduction};
+use ndarray::Array1;
+
+fn uniform(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .collect()
+}
+
+#[test]
+fn every_simd_level_agrees_with_the_scalar_reference() {
+    let n = 5_003;
+    let x = Array1::from_vec(uniform(n, 21)).mapv(|v| v as f32);
+    let y = Array1::from_vec(uniform(n, 22)).mapv(|v| v as f32);
+    let w = Array1::from_vec(uniform(n, 23)).mapv(|v| v as f32);
+    let run = || {
+        let a = binary_cross_entropy(
+            x.view(),
+            y.view(),
+            Some(w.view().into_dyn()),
+            Reduction::None,
+        )
+        .unwrap()
+        .elementwise()
+        .unwrap();
+        let z = x.mapv(|v| (v - 0.5) * 30.0);
+        let (b, g) = binary_cross_entropy_with_logits_value_and_grad(
+            z.view(),
+            y.view(),
+            None,
+            Some(w.view().into_dyn()),
+            Reduction::None,
+        )
+        .unwrap();
+        (a, b.elementwise().unwrap(), g)
+    };
+    bcers::set_simd_level(Some(bcers::SimdLevel::Scalar)).unwrap();
+    let reference = run();
+    for level in bcers::available_simd_levels() {
+        bcers::set_simd_level(Some(level)).unwrap();
+        let got = run();
+        for (r, g) in [
+            (&reference.0, &got.0),
+            (&reference.1, &got.1),
+            (&reference.2, &got.2),
+        ] {
+            for (a, b) in r.iter().zip(g.iter()) {
+                let ulps = (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
+                assert!(ulps <= 4 || (a - b).abs() < 1e-30, "{level}: {a} vs {b}");
+            }
+        }
+    }
+    bcers::set_simd_level(None).unwrap();
+}
