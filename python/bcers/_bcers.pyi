@@ -1,6 +1,6 @@
 """Type stubs of the native module ``bcers._bcers`` (argument conversion only)."""
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -11,8 +11,8 @@ PARALLEL_MIN: int
 def forward(
     input: npt.NDArray[np.floating[Any]],
     target: npt.NDArray[np.floating[Any]],
-    weight: Optional[npt.NDArray[np.floating[Any]]],
-    pos_weight: Optional[npt.NDArray[np.floating[Any]]],
+    weight: npt.NDArray[np.floating[Any]] | None,
+    pos_weight: npt.NDArray[np.floating[Any]] | None,
     reduction: str,
     logits: bool,
 ) -> Any: ...
@@ -20,16 +20,16 @@ def backward(
     grad_output: npt.NDArray[np.floating[Any]],
     input: npt.NDArray[np.floating[Any]],
     target: npt.NDArray[np.floating[Any]],
-    weight: Optional[npt.NDArray[np.floating[Any]]],
-    pos_weight: Optional[npt.NDArray[np.floating[Any]]],
+    weight: npt.NDArray[np.floating[Any]] | None,
+    pos_weight: npt.NDArray[np.floating[Any]] | None,
     reduction: str,
     logits: bool,
 ) -> npt.NDArray[np.floating[Any]]: ...
 def value_and_grad(
     input: npt.NDArray[np.floating[Any]],
     target: npt.NDArray[np.floating[Any]],
-    weight: Optional[npt.NDArray[np.floating[Any]]],
-    pos_weight: Optional[npt.NDArray[np.floating[Any]]],
+    weight: npt.NDArray[np.floating[Any]] | None,
+    pos_weight: npt.NDArray[np.floating[Any]] | None,
     reduction: str,
     logits: bool,
 ) -> tuple[Any, npt.NDArray[np.floating[Any]]]: ...
@@ -37,4 +37,4 @@ def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...
 def available_simd_levels() -> list[str]: ...
-def set_simd_level(level: Optional[str] = None) -> None: ...
+def set_simd_level(level: str | None = None) -> None: ...

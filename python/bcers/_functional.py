@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +20,7 @@ _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 # The dtype a float input is computed in; float16 is computed in float32.
-_COMPUTE = {_F16: _F32, _F32: _F32, _F64: _F64}
+_COMPUTE: dict[np.dtype[Any], np.dtype[Any]] = {_F16: _F32, _F32: _F32, _F64: _F64}
 _REDUCTIONS = frozenset(("none", "mean", "sum"))
 _REAL_KINDS = frozenset("biuf")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -36,7 +36,7 @@ def _warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=level)
 
 
-def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> str:
+def _legacy_reduction(size_average: bool | None, reduce: bool | None) -> str:
     """torch's mapping of the deprecated ``size_average``/``reduce`` pair, with its warning."""
     if size_average is None:
         size_average = True
@@ -54,9 +54,7 @@ def _legacy_reduction(size_average: Optional[bool], reduce: Optional[bool]) -> s
     return name
 
 
-def _resolve_reduction(
-    size_average: Optional[bool], reduce: Optional[bool], reduction: str
-) -> str:
+def _resolve_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
     """The reduction a call means: the legacy pair if given, else ``reduction``, checked."""
     if size_average is not None or reduce is not None:
         return _legacy_reduction(size_average, reduce)
@@ -68,7 +66,9 @@ def _check_reduction(reduction: str) -> str:
         if reduction in _REDUCTIONS:
             return reduction
         if reduction == "elementwise_mean":
-            _warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.")
+            _warn(
+                "reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead."
+            )
             return "mean"
     # As torch: any other value, of any type, is a ValueError naming it.
     raise ValueError(f"{reduction} is not a valid value for reduction")
@@ -114,25 +114,31 @@ def _operand(value: ArrayLike, name: str, compute: np.dtype[Any]) -> npt.NDArray
     return a
 
 
-def _optional(value: Optional[ArrayLike], name: str, compute: np.dtype[Any]) -> Any:
+def _optional(value: ArrayLike | None, name: str, compute: np.dtype[Any]) -> Any:
     return None if value is None else _operand(value, name, compute)
 
 
-def _result(value: Any, dtype: np.dtype[Any]) -> Any:
+def _result(value: Any, dtype: np.dtype[Any]) -> Loss:
     """A native result in the result dtype: a NumPy scalar for a float, else an array."""
     if type(value) is float:
-        return dtype.type(value)
+        scalar: np.floating[Any] = dtype.type(value)
+        return scalar
+    return _array(value, dtype)
+
+
+def _array(value: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[np.floating[Any]]:
+    """A native array result in the result dtype (float16 results are computed in float32)."""
     if value.dtype is not dtype:
-        return value.astype(dtype)
+        return value.astype(dtype, copy=False)
     return value
 
 
 def binary_cross_entropy(
     input: ArrayLike,
     target: ArrayLike,
-    weight: Optional[ArrayLike] = None,
-    size_average: Optional[bool] = None,
-    reduce: Optional[bool] = None,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
     reduction: ReductionName = "mean",
 ) -> Loss:
     """Binary cross entropy between probabilities, as ``torch.nn.functional.binary_cross_entropy``.
@@ -155,22 +161,22 @@ def binary_cross_entropy(
         ValueError: shapes that do not match, values outside [0, 1], an unknown reduction.
         TypeError: a non-float input or a non-real argument.
     """
-    reduction = _resolve_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    mode = _resolve_reduction(size_average, reduce, reduction)
     x, dtype = _input(input)
     compute = x.dtype
     y = _operand(target, "target", compute)
     w = _optional(weight, "weight", compute)
-    return _result(_bcers.forward(x, y, w, None, reduction, False), dtype)  # type: ignore[no-any-return]
+    return _result(_bcers.forward(x, y, w, None, mode, False), dtype)
 
 
 def binary_cross_entropy_with_logits(
     input: ArrayLike,
     target: ArrayLike,
-    weight: Optional[ArrayLike] = None,
-    size_average: Optional[bool] = None,
-    reduce: Optional[bool] = None,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
     reduction: ReductionName = "mean",
-    pos_weight: Optional[ArrayLike] = None,
+    pos_weight: ArrayLike | None = None,
 ) -> Loss:
     """Binary cross entropy on logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
@@ -191,26 +197,26 @@ def binary_cross_entropy_with_logits(
     Returns:
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
     """
-    reduction = _resolve_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    mode = _resolve_reduction(size_average, reduce, reduction)
     x, dtype = _input(input)
     compute = x.dtype
     y = _operand(target, "target", compute)
     w = _optional(weight, "weight", compute)
     pw = _optional(pos_weight, "pos_weight", compute)
-    return _result(_bcers.forward(x, y, w, pw, reduction, True), dtype)  # type: ignore[no-any-return]
+    return _result(_bcers.forward(x, y, w, pw, mode, True), dtype)
 
 
-def _grad_output(grad_output: Optional[ArrayLike], compute: np.dtype[Any]) -> npt.NDArray[Any]:
+def _grad_output(grad_output: ArrayLike | None, compute: np.dtype[Any]) -> npt.NDArray[Any]:
     if grad_output is None:
         return np.ones((), dtype=compute)
     return _operand(grad_output, "grad_output", compute)
 
 
 def binary_cross_entropy_backward(
-    grad_output: Optional[ArrayLike],
+    grad_output: ArrayLike | None,
     input: ArrayLike,
     target: ArrayLike,
-    weight: Optional[ArrayLike] = None,
+    weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
 ) -> npt.NDArray[np.floating[Any]]:
     """The gradient of :func:`binary_cross_entropy` with respect to ``input``.
@@ -223,21 +229,21 @@ def binary_cross_entropy_backward(
     Returns:
         An array of the input's shape and dtype.
     """
-    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    mode = _check_reduction(reduction)
     x, dtype = _input(input)
     compute = x.dtype
     g = _grad_output(grad_output, compute)
     y = _operand(target, "target", compute)
     w = _optional(weight, "weight", compute)
-    return _result(_bcers.backward(g, x, y, w, None, reduction, False), dtype)  # type: ignore[no-any-return]
+    return _array(_bcers.backward(g, x, y, w, None, mode, False), dtype)
 
 
 def binary_cross_entropy_with_logits_backward(
-    grad_output: Optional[ArrayLike],
+    grad_output: ArrayLike | None,
     input: ArrayLike,
     target: ArrayLike,
-    weight: Optional[ArrayLike] = None,
-    pos_weight: Optional[ArrayLike] = None,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
 ) -> npt.NDArray[np.floating[Any]]:
     """The gradient of :func:`binary_cross_entropy_with_logits` with respect to ``input``.
@@ -249,20 +255,20 @@ def binary_cross_entropy_with_logits_backward(
     Returns:
         An array of the input's shape and dtype.
     """
-    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    mode = _check_reduction(reduction)
     x, dtype = _input(input)
     compute = x.dtype
     g = _grad_output(grad_output, compute)
     y = _operand(target, "target", compute)
     w = _optional(weight, "weight", compute)
     pw = _optional(pos_weight, "pos_weight", compute)
-    return _result(_bcers.backward(g, x, y, w, pw, reduction, True), dtype)  # type: ignore[no-any-return]
+    return _array(_bcers.backward(g, x, y, w, pw, mode, True), dtype)
 
 
 def binary_cross_entropy_value_and_grad(
     input: ArrayLike,
     target: ArrayLike,
-    weight: Optional[ArrayLike] = None,
+    weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
     """:func:`binary_cross_entropy` and its input gradient (for grad_output 1), in one pass.
@@ -271,20 +277,20 @@ def binary_cross_entropy_value_and_grad(
         ``(loss, grad_input)``: the loss as :func:`binary_cross_entropy` returns it, and an
         array of the input's shape and dtype.
     """
-    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    mode = _check_reduction(reduction)
     x, dtype = _input(input)
     compute = x.dtype
     y = _operand(target, "target", compute)
     w = _optional(weight, "weight", compute)
-    loss, grad = _bcers.value_and_grad(x, y, w, None, reduction, False)
-    return _result(loss, dtype), _result(grad, dtype)
+    loss, grad = _bcers.value_and_grad(x, y, w, None, mode, False)
+    return _result(loss, dtype), _array(grad, dtype)
 
 
 def binary_cross_entropy_with_logits_value_and_grad(
     input: ArrayLike,
     target: ArrayLike,
-    weight: Optional[ArrayLike] = None,
-    pos_weight: Optional[ArrayLike] = None,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
     """:func:`binary_cross_entropy_with_logits` and its input gradient, in one pass.
@@ -292,11 +298,11 @@ def binary_cross_entropy_with_logits_value_and_grad(
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
-    reduction = _check_reduction(reduction)  # type: ignore[assignment]
+    mode = _check_reduction(reduction)
     x, dtype = _input(input)
     compute = x.dtype
     y = _operand(target, "target", compute)
     w = _optional(weight, "weight", compute)
     pw = _optional(pos_weight, "pos_weight", compute)
-    loss, grad = _bcers.value_and_grad(x, y, w, pw, reduction, True)
-    return _result(loss, dtype), _result(grad, dtype)
+    loss, grad = _bcers.value_and_grad(x, y, w, pw, mode, True)
+    return _result(loss, dtype), _array(grad, dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +21,7 @@ from ._functional import (
 )
 
 
-def _stored(value: Optional[ArrayLike]) -> Optional[npt.NDArray[Any]]:
+def _stored(value: ArrayLike | None) -> npt.NDArray[Any] | None:
     return None if value is None else np.asarray(value)
 
 
@@ -34,34 +34,38 @@ class BCELoss:
     :func:`bcers.binary_cross_entropy` for the arguments.
     """
 
-    weight: Optional[npt.NDArray[Any]]
-    reduction: str
+    weight: npt.NDArray[Any] | None
+    reduction: ReductionName
 
     def __init__(
         self,
-        weight: Optional[ArrayLike] = None,
-        size_average: Optional[bool] = None,
-        reduce: Optional[bool] = None,
+        weight: ArrayLike | None = None,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
         reduction: ReductionName = "mean",
     ) -> None:
         if size_average is not None or reduce is not None:
-            reduction = _legacy_reduction(size_average, reduce)  # type: ignore[assignment]
+            reduction = cast(ReductionName, _legacy_reduction(size_average, reduce))
         self.weight = _stored(weight)
         self.reduction = reduction
 
     def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
-        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)  # type: ignore[arg-type]
+        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
 
     def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
         """The loss of ``input`` against ``target``."""
-        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)  # type: ignore[arg-type]
+        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
 
     def backward(
-        self, input: ArrayLike, target: ArrayLike, grad_output: Optional[ArrayLike] = None
+        self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
     ) -> npt.NDArray[np.floating[Any]]:
         """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
         return binary_cross_entropy_backward(
-            grad_output, input, target, self.weight, reduction=self.reduction  # type: ignore[arg-type]
+            grad_output,
+            input,
+            target,
+            self.weight,
+            reduction=self.reduction,
         )
 
     def value_and_grad(
@@ -69,7 +73,10 @@ class BCELoss:
     ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
         """``(loss, grad_input)`` in one pass over the data."""
         return binary_cross_entropy_value_and_grad(
-            input, target, self.weight, reduction=self.reduction  # type: ignore[arg-type]
+            input,
+            target,
+            self.weight,
+            reduction=self.reduction,
         )
 
     def __repr__(self) -> str:
@@ -83,27 +90,31 @@ class BCEWithLogitsLoss:
     :func:`bcers.binary_cross_entropy_with_logits` for the arguments.
     """
 
-    weight: Optional[npt.NDArray[Any]]
-    pos_weight: Optional[npt.NDArray[Any]]
-    reduction: str
+    weight: npt.NDArray[Any] | None
+    pos_weight: npt.NDArray[Any] | None
+    reduction: ReductionName
 
     def __init__(
         self,
-        weight: Optional[ArrayLike] = None,
-        size_average: Optional[bool] = None,
-        reduce: Optional[bool] = None,
+        weight: ArrayLike | None = None,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
         reduction: ReductionName = "mean",
-        pos_weight: Optional[ArrayLike] = None,
+        pos_weight: ArrayLike | None = None,
     ) -> None:
         if size_average is not None or reduce is not None:
-            reduction = _legacy_reduction(size_average, reduce)  # type: ignore[assignment]
+            reduction = cast(ReductionName, _legacy_reduction(size_average, reduce))
         self.weight = _stored(weight)
         self.pos_weight = _stored(pos_weight)
         self.reduction = reduction
 
     def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
         return binary_cross_entropy_with_logits(
-            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight  # type: ignore[arg-type]
+            input,
+            target,
+            self.weight,
+            reduction=self.reduction,
+            pos_weight=self.pos_weight,
         )
 
     def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
@@ -111,11 +122,16 @@ class BCEWithLogitsLoss:
         return self(input, target)
 
     def backward(
-        self, input: ArrayLike, target: ArrayLike, grad_output: Optional[ArrayLike] = None
+        self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
     ) -> npt.NDArray[np.floating[Any]]:
         """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
         return binary_cross_entropy_with_logits_backward(
-            grad_output, input, target, self.weight, self.pos_weight, reduction=self.reduction  # type: ignore[arg-type]
+            grad_output,
+            input,
+            target,
+            self.weight,
+            self.pos_weight,
+            reduction=self.reduction,
         )
 
     def value_and_grad(
@@ -123,7 +139,11 @@ class BCEWithLogitsLoss:
     ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
         """``(loss, grad_input)`` in one pass over the data."""
         return binary_cross_entropy_with_logits_value_and_grad(
-            input, target, self.weight, self.pos_weight, reduction=self.reduction  # type: ignore[arg-type]
+            input,
+            target,
+            self.weight,
+            self.pos_weight,
+            reduction=self.reduction,
         )
 
     def __repr__(self) -> str:
