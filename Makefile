@@ -1,0 +1,54 @@
+# One place for the commands people and CI run: `make test`, `make lint`, `make bench`.
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+.PHONY: all test test-rust test-exhaustive test-python lint bench dev clean
+
+all: lint test
+
+# A virtual environment with the pinned tools, rebuilt when the pins change.
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Builds the extension (release) and installs the package into the venv, editable.
+dev: $(VENV)/.installed
+	$(VENV)/bin/maturin develop --release -q
+
+test: test-rust test-exhaustive test-python
+
+test-rust:
+	cargo test
+
+# The f32 elementary functions over every input the losses use, f64 over 1e7 samples.
+test-exhaustive:
+	cargo test --lib -- --ignored exhaustive --nocapture
+
+# pytest's exit status 5 means it collected nothing: that is a failure here, said plainly.
+test-python: dev
+	@$(VPY) -m pytest tests README.md --doctest-glob='*.md' ; status=$$? ; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi ; \
+	exit $$status
+
+lint: $(VENV)/.installed
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --all-features -- -D warnings
+	RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --all-features -q
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(MAKE) dev
+	$(VENV)/bin/mypy
+	$(VPY) -m mypy.stubtest bcers --ignore-missing-stub
+
+bench: dev
+	cargo bench --bench kernels
+	$(VPY) benches/bench.py
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
