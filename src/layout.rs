@@ -6,7 +6,7 @@
 //! one are merged, and axes of length 1 are dropped. What is left is usually one axis (all
 //! contiguous) or two (a broadcast weight over rows); any layout NumPy allows ends up here.
 
-use ndarray::{ArrayView2, ArrayViewD, Axis, Ix2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewD, Axis, Ix2};
 
 /// The operands of one call in their canonical layout.
 pub(crate) struct Canonical<'a, F> {
@@ -22,6 +22,20 @@ impl<'a, F> Canonical<'a, F> {
     /// Canonicalises `views` (all of one shape, the input first, none empty).
     pub(crate) fn new(mut views: Vec<ArrayViewD<'a, F>>) -> Self {
         let ndim = views.first().map_or(0, |v| v.ndim());
+
+        // The common case, cheaply: everything contiguous in C order is one axis.
+        let flat: Option<Vec<&'a [F]>> = views.iter().map(|v| v.to_slice()).collect();
+        if let Some(slices) = flat {
+            let n = slices.first().map_or(0, |s| s.len());
+            return Canonical {
+                views: slices
+                    .into_iter()
+                    .map(|s| ArrayView1::from(s).into_dyn())
+                    .collect(),
+                perm: (0..ndim).collect(),
+                shape: vec![n],
+            };
+        }
 
         // Memory order of the input: largest |stride| outermost; ties keep their order.
         let mut perm: Vec<usize> = (0..ndim).collect();

@@ -301,6 +301,8 @@ impl<'a, F: Float> Source<'a, F> {
 struct Plan<'a, F, L> {
     loss: core::marker::PhantomData<L>,
     canon: Canonical<'a, F>,
+    /// With one canonical axis, each view that is contiguous, as a slice.
+    slices: Vec<Option<&'a [F]>>,
     has_w: bool,
     has_pw: bool,
     has_g: bool,
@@ -316,6 +318,10 @@ impl<'a, F: Float, L: LossFn> Plan<'a, F, L> {
         rows: &core::ops::Range<usize>,
         cols: &core::ops::Range<usize>,
     ) -> Option<Source<'a, F>> {
+        // One contiguous axis: slice it directly.
+        if let Some(slice) = self.slices.get(index).copied().flatten() {
+            return slice.get(cols.clone()).map(Source::Slice);
+        }
         let view = self.canon.views.get(index)?;
         let panel = self.canon.panel(view, panel)?;
         Some(Source::new(
@@ -420,9 +426,15 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
     let (rows, cols) = canon.panel_shape();
     let geometry = Geometry::new(canon.panels(), rows, cols);
     let _ = loss;
+    let slices = if canon.shape.len() == 1 {
+        canon.views.iter().map(|v| v.to_slice()).collect()
+    } else {
+        Vec::new()
+    };
     let plan = Plan::<F, L> {
         loss: core::marker::PhantomData,
         canon,
+        slices,
         has_w,
         has_pw,
         has_g,

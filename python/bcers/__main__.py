@@ -24,7 +24,7 @@ def _run(example: dict[str, Any]) -> tuple[float, np.ndarray[Any, Any]]:
     dtype = np.dtype(example["dtype"])
     x = np.asarray(example["input"], dtype=dtype)
     y = np.asarray(example["target"], dtype=dtype)
-    kwargs = {k: np.asarray(v, dtype=dtype) for k, v in example["kwargs"].items()}
+    kwargs: dict[str, Any] = {k: np.asarray(v, dtype=dtype) for k, v in example["kwargs"].items()}
     kind = example["kind"]
     if kind == "BCELoss":
         loss_fn: Any = bcers.BCELoss(**kwargs)

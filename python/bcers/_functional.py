@@ -114,8 +114,28 @@ def _operand(value: ArrayLike, name: str, compute: np.dtype[Any]) -> npt.NDArray
     return a
 
 
-def _optional(value: ArrayLike | None, name: str, compute: np.dtype[Any]) -> Any:
-    return None if value is None else _operand(value, name, compute)
+def _prepare(
+    input: ArrayLike, target: ArrayLike, weight: ArrayLike | None, pos_weight: ArrayLike | None
+) -> tuple[Any, Any, Any, Any, np.dtype[Any]]:
+    """The operands in the compute dtype, and the result dtype.
+
+    The common case (float32 or float64 ndarrays throughout) takes no copy and few steps: the
+    per-call cost matters for small inputs.
+    """
+    if type(input) is np.ndarray and (input.dtype is _F32 or input.dtype is _F64):
+        x = input
+        dtype = compute = input.dtype
+    else:
+        x, dtype = _input(input)
+        compute = x.dtype
+    y = (
+        target
+        if type(target) is np.ndarray and target.dtype is compute
+        else _operand(target, "target", compute)
+    )
+    w = None if weight is None else _operand(weight, "weight", compute)
+    pw = None if pos_weight is None else _operand(pos_weight, "pos_weight", compute)
+    return x, y, w, pw, dtype
 
 
 def _result(value: Any, dtype: np.dtype[Any]) -> Loss:
@@ -162,10 +182,7 @@ def binary_cross_entropy(
         TypeError: a non-float input or a non-real argument.
     """
     mode = _resolve_reduction(size_average, reduce, reduction)
-    x, dtype = _input(input)
-    compute = x.dtype
-    y = _operand(target, "target", compute)
-    w = _optional(weight, "weight", compute)
+    x, y, w, _, dtype = _prepare(input, target, weight, None)
     return _result(_bcers.forward(x, y, w, None, mode, False), dtype)
 
 
@@ -198,11 +215,7 @@ def binary_cross_entropy_with_logits(
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
     """
     mode = _resolve_reduction(size_average, reduce, reduction)
-    x, dtype = _input(input)
-    compute = x.dtype
-    y = _operand(target, "target", compute)
-    w = _optional(weight, "weight", compute)
-    pw = _optional(pos_weight, "pos_weight", compute)
+    x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
     return _result(_bcers.forward(x, y, w, pw, mode, True), dtype)
 
 
@@ -230,11 +243,8 @@ def binary_cross_entropy_backward(
         An array of the input's shape and dtype.
     """
     mode = _check_reduction(reduction)
-    x, dtype = _input(input)
-    compute = x.dtype
-    g = _grad_output(grad_output, compute)
-    y = _operand(target, "target", compute)
-    w = _optional(weight, "weight", compute)
+    x, y, w, _, dtype = _prepare(input, target, weight, None)
+    g = _grad_output(grad_output, x.dtype)
     return _array(_bcers.backward(g, x, y, w, None, mode, False), dtype)
 
 
@@ -256,12 +266,8 @@ def binary_cross_entropy_with_logits_backward(
         An array of the input's shape and dtype.
     """
     mode = _check_reduction(reduction)
-    x, dtype = _input(input)
-    compute = x.dtype
-    g = _grad_output(grad_output, compute)
-    y = _operand(target, "target", compute)
-    w = _optional(weight, "weight", compute)
-    pw = _optional(pos_weight, "pos_weight", compute)
+    x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+    g = _grad_output(grad_output, x.dtype)
     return _array(_bcers.backward(g, x, y, w, pw, mode, True), dtype)
 
 
@@ -278,10 +284,7 @@ def binary_cross_entropy_value_and_grad(
         array of the input's shape and dtype.
     """
     mode = _check_reduction(reduction)
-    x, dtype = _input(input)
-    compute = x.dtype
-    y = _operand(target, "target", compute)
-    w = _optional(weight, "weight", compute)
+    x, y, w, _, dtype = _prepare(input, target, weight, None)
     loss, grad = _bcers.value_and_grad(x, y, w, None, mode, False)
     return _result(loss, dtype), _array(grad, dtype)
 
@@ -299,10 +302,6 @@ def binary_cross_entropy_with_logits_value_and_grad(
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
     mode = _check_reduction(reduction)
-    x, dtype = _input(input)
-    compute = x.dtype
-    y = _operand(target, "target", compute)
-    w = _optional(weight, "weight", compute)
-    pw = _optional(pos_weight, "pos_weight", compute)
+    x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
     loss, grad = _bcers.value_and_grad(x, y, w, pw, mode, True)
     return _result(loss, dtype), _array(grad, dtype)
