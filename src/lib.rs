@@ -48,7 +48,7 @@ use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension};
 pub use error::{Error, LossKind};
 pub use float::Float;
 pub use kernels::simd::{available_simd_levels, set_simd_level, simd_level, SimdLevel};
-pub use parallel::{get_num_threads, set_num_threads};
+pub use parallel::{get_num_threads, set_num_threads, stream_read};
 
 use kernels::elementwise::{Bce, Logits, LossFn};
 use parallel::{execute, Job, Operands};

@@ -531,3 +531,60 @@ fn first_out_of_range<F: Float>(
     }
     "input"
 }
+
+// ---------------------------------------------------------------------------------------------
+// The streaming-read limit, for benchmarks.
+
+/// Sums `x` and `y` element by element, vectorised.
+struct ReadKernel<'a, F> {
+    x: &'a [F],
+    y: &'a [F],
+}
+
+impl<F: Float> crate::kernels::simd::Kernel for ReadKernel<'_, F> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn run<I: crate::kernels::simd::Isa>(self) -> f64 {
+        const LANES: usize = 16;
+        let mut acc = [F::ZERO; LANES];
+        let n = self.x.len().min(self.y.len());
+        let (x, y) = (&self.x[..n], &self.y[..n]);
+        let mut xc = x.chunks_exact(LANES);
+        let mut yc = y.chunks_exact(LANES);
+        for (a, b) in (&mut xc).zip(&mut yc) {
+            for l in 0..LANES {
+                acc[l] = acc[l] + a[l] + b[l];
+            }
+        }
+        let tail: f64 = xc
+            .remainder()
+            .iter()
+            .zip(yc.remainder())
+            .map(|(a, b)| a.to_f64() + b.to_f64())
+            .sum();
+        acc.iter().map(|v| v.to_f64()).sum::<f64>() + tail
+    }
+}
+
+/// Reads `x` and `y` once, in the crate's chunks and threads, and returns the sum of their
+/// elements: the least work any loss over the two arrays can do. Benchmarks report the losses'
+/// speed against it (the memory-bandwidth limit).
+#[doc(hidden)]
+pub fn stream_read<F: Float>(x: &[F], y: &[F]) -> Result<f64, Error> {
+    let level = simd_level();
+    let run =
+        |(a, b): (&[F], &[F])| crate::kernels::simd::dispatch(level, ReadKernel { x: a, y: b });
+    if x.len() >= PARALLEL_MIN && get_num_threads() > 1 {
+        Ok(pool()?.install(|| {
+            x.par_chunks(CHUNK)
+                .zip(y.par_chunks(CHUNK))
+                .map(run)
+                .collect::<Vec<f64>>()
+                .into_iter()
+                .sum()
+        }))
+    } else {
+        Ok(x.chunks(CHUNK).zip(y.chunks(CHUNK)).map(run).sum())
+    }
+}

@@ -288,6 +288,27 @@ fn value_and_grad<'py>(
     )
 }
 
+fn stream_read_t<T: Element + Float>(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+) -> PyResult<f64> {
+    let (x, y) = (borrow::<T>(x, "x")?, borrow::<T>(y, "y")?);
+    let not_contiguous = |_| PyValueError::new_err("x and y must be C-contiguous");
+    let (xs, ys) = (
+        x.as_slice().map_err(not_contiguous)?,
+        y.as_slice().map_err(not_contiguous)?,
+    );
+    Ok(run(py, xs.len(), move || crate::stream_read(xs, ys))?)
+}
+
+/// The sum of two contiguous arrays' elements, read once in the crate's chunks and threads:
+/// the streaming-read limit benchmarks compare the losses with.
+#[pyfunction]
+fn _stream_read(py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
+    by_dtype!(x, stream_read_t(py, x, y))
+}
+
 /// Sets the number of threads large calls use.
 #[pyfunction]
 fn set_num_threads(n: i64) -> PyResult<()> {
@@ -344,5 +365,6 @@ fn _bcers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(available_simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(_stream_read, m)?)?;
     Ok(())
 }
