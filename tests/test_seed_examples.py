@@ -13,9 +13,10 @@ import json
 from importlib import resources
 from typing import Any
 
-import bcers
 import numpy as np
 import pytest
+
+import bcers
 
 LOSS_RTOL = 1e-6
 GRAD_RTOL = 2e-6

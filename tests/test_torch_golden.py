@@ -33,9 +33,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-import bcers
 import numpy as np
 import pytest
+
+import bcers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_golden.json"
 GOLDEN: dict[str, Any] = json.loads(FIXTURE.read_text(encoding="utf-8"))
