@@ -123,6 +123,10 @@ impl<T: Copy, D: Dimension> Loss<T, D> {
     }
 }
 
+/// What the `*_value_and_grad` functions return: the loss and its gradient with respect to the
+/// input (for `grad_output = 1`), shaped like the input.
+pub type ValueAndGrad<T, D> = (Loss<T, D>, Array<T, D>);
+
 /// Turns an output of the executor back into the caller's dimension type.
 fn into_dim<T, D: Dimension>(a: Option<ArrayD<T>>) -> Array<T, D> {
     // The executor builds its outputs in the input's shape, which has `D`'s dimensionality.
@@ -218,7 +222,7 @@ fn value_and_grad<T: Float, D: Dimension, L: LossFn>(
     loss: L,
     call: Call<'_, T>,
     reduction: Reduction,
-) -> Result<(Loss<T, D>, Array<T, D>), Error> {
+) -> Result<ValueAndGrad<T, D>, Error> {
     let n = call.n;
     match reduction {
         Reduction::None => {
@@ -331,7 +335,7 @@ pub fn binary_cross_entropy_value_and_grad<T: Float, D: Dimension>(
     target: ArrayView<'_, T, D>,
     weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
-) -> Result<(Loss<T, D>, Array<T, D>), Error> {
+) -> Result<ValueAndGrad<T, D>, Error> {
     let call = prepare(LossKind::Bce, input, target, weight, None)?;
     value_and_grad(Bce, call, reduction)
 }
@@ -346,7 +350,7 @@ pub fn binary_cross_entropy_with_logits_value_and_grad<T: Float, D: Dimension>(
     weight: Option<ArrayViewD<'_, T>>,
     pos_weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
-) -> Result<(Loss<T, D>, Array<T, D>), Error> {
+) -> Result<ValueAndGrad<T, D>, Error> {
     let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
     value_and_grad(Logits, call, reduction)
 }

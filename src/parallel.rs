@@ -232,6 +232,9 @@ impl Geometry {
     }
 }
 
+/// A chunk's index and its parts of the two outputs.
+type ChunkOutputs<'s, F> = (usize, (&'s mut [F], &'s mut [F]));
+
 /// Cuts `out` into one slice per chunk, in chunk order.
 fn split_chunks<'s, F>(mut out: &'s mut [F], geometry: &Geometry) -> Vec<&'s mut [F]> {
     let mut pieces = Vec::with_capacity(geometry.count());
@@ -472,8 +475,7 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
         let firsts = split_chunks(&mut first, &geometry);
         let mut seconds = split_chunks(&mut second, &geometry);
         seconds.resize_with(chunks, Default::default);
-        let work: Vec<(usize, (&mut [F], &mut [F]))> =
-            firsts.into_iter().zip(seconds).enumerate().collect();
+        let work: Vec<ChunkOutputs<'_, F>> = firsts.into_iter().zip(seconds).enumerate().collect();
         if parallel {
             pool()?.install(|| {
                 work.into_par_iter()
