@@ -62,7 +62,8 @@ def _resolve_reduction(size_average: bool | None, reduce: bool | None, reduction
 
 
 def _check_reduction(reduction: str) -> str:
-    if type(reduction) is str:
+    if isinstance(reduction, str):
+        reduction = str(reduction)  # a str subclass (np.str_, say) means its value, as in torch
         if reduction in _REDUCTIONS:
             return reduction
         if reduction == "elementwise_mean":
@@ -114,6 +115,23 @@ def _operand(value: ArrayLike, name: str, compute: np.dtype[Any]) -> npt.NDArray
     return a
 
 
+def _prepare_half(
+    x: npt.NDArray[Any],
+    target: ArrayLike,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+) -> tuple[Any, Any, Any, Any, np.dtype[Any]]:
+    """float16: every operand is cast to float16 (the input's dtype), then computed in float32."""
+
+    def half(value: ArrayLike, name: str) -> npt.NDArray[Any]:
+        with np.errstate(over="ignore"):
+            return _operand(value, name, _F16).astype(_F32)
+
+    w = None if weight is None else half(weight, "weight")
+    pw = None if pos_weight is None else half(pos_weight, "pos_weight")
+    return x, half(target, "target"), w, pw, _F16
+
+
 def _prepare(
     input: ArrayLike, target: ArrayLike, weight: ArrayLike | None, pos_weight: ArrayLike | None
 ) -> tuple[Any, Any, Any, Any, np.dtype[Any]]:
@@ -127,6 +145,8 @@ def _prepare(
         dtype = compute = input.dtype
     else:
         x, dtype = _input(input)
+        if dtype == _F16:
+            return _prepare_half(x, target, weight, pos_weight)
         compute = x.dtype
     y = (
         target
@@ -141,6 +161,10 @@ def _prepare(
 def _result(value: Any, dtype: np.dtype[Any]) -> Loss:
     """A native result in the result dtype: a NumPy scalar for a float, else an array."""
     if type(value) is float:
+        if dtype is _F16:
+            with np.errstate(over="ignore"):  # beyond float16's range is inf, silently
+                half: np.floating[Any] = np.float16(value)
+            return half
         scalar: np.floating[Any] = dtype.type(value)
         return scalar
     return _array(value, dtype)
@@ -149,7 +173,8 @@ def _result(value: Any, dtype: np.dtype[Any]) -> Loss:
 def _array(value: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[np.floating[Any]]:
     """A native array result in the result dtype (float16 results are computed in float32)."""
     if value.dtype is not dtype:
-        return value.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # beyond float16's range is inf, silently
+            return value.astype(dtype, copy=False)
     return value
 
 
@@ -219,9 +244,14 @@ def binary_cross_entropy_with_logits(
     return _result(_bcers.forward(x, y, w, pw, mode, True), dtype)
 
 
-def _grad_output(grad_output: ArrayLike | None, compute: np.dtype[Any]) -> npt.NDArray[Any]:
+def _grad_output(grad_output: ArrayLike | None, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """grad_output cast to the input's dtype ``dtype``, in the dtype the call computes in."""
+    compute = _COMPUTE[dtype]
     if grad_output is None:
         return np.ones((), dtype=compute)
+    if dtype is _F16:
+        with np.errstate(over="ignore"):
+            return _operand(grad_output, "grad_output", _F16).astype(_F32)
     return _operand(grad_output, "grad_output", compute)
 
 
@@ -244,7 +274,7 @@ def binary_cross_entropy_backward(
     """
     mode = _check_reduction(reduction)
     x, y, w, _, dtype = _prepare(input, target, weight, None)
-    g = _grad_output(grad_output, x.dtype)
+    g = _grad_output(grad_output, dtype)
     return _array(_bcers.backward(g, x, y, w, None, mode, False), dtype)
 
 
@@ -267,7 +297,7 @@ def binary_cross_entropy_with_logits_backward(
     """
     mode = _check_reduction(reduction)
     x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-    g = _grad_output(grad_output, x.dtype)
+    g = _grad_output(grad_output, dtype)
     return _array(_bcers.backward(g, x, y, w, pw, mode, True), dtype)
 
 

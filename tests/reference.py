@@ -1,0 +1,358 @@
+"""A float64 NumPy reference for bcers' losses and gradients, independent of bcers.
+
+The formulas are torch's (see the reference notes on torch's semantics), evaluated in float64
+on the operands *after* the cast bcers applies (every operand is cast to the input's compute
+dtype: float32 for float16 and float32 inputs, float64 for float64 inputs). So the only
+difference between bcers and this reference is bcers' own rounding, which
+:func:`assert_matches` bounds from first principles.
+
+Every function returns an :class:`Expected`: the exact value (to float64 precision) and a
+bound on how far a correct implementation computing in the compute dtype may be from it.
+
+The error model (``RTOL`` below) -- every operation bcers performs (a ``+``, ``*``, ``/``, a
+``log``/``log1p``/``exp``) is accurate to within a few units in the last place (ulp) *of its
+own result*; the kernels compose at most about ten of them per element. An error made in an
+intermediate quantity is carried along in absolute terms, so the error of one element is
+bounded by a few ulp of the *sum of the absolute values of the intermediate terms* (the
+"magnitude", ``mag`` below), not of the result: ``(1 - y) * x + ...`` may cancel (targets outside
+[0, 1], negative weights), and a relative tolerance on the result alone would then be wrong.
+So: ``|computed - exact| <= RTOL * mag + ATOL``, with
+
+* ``RTOL[float32] = 1e-5``: about 84 ulp of float32 (2**-23 = 1.19e-7); the composition of
+  <= 10 operations at <= 2 ulp each is <= 20 ulp (2.4e-6), so there is a 4x margin, while a
+  genuine bug (a wrong clamp, a missing term, a wrong EPS, an off-by-one in the mean's divisor
+  at the sizes we test) shows up as a relative error of 1e-4 or (much) more.
+* ``RTOL[float64] = 1e-12``: the same count against 2**-52 gives ~4.4e-15; 1e-12 (about 4500
+  ulp) leaves room for the vectorised polynomial ``log``/``exp`` that are planned, and is still
+  small enough to see float64 mistakes such as an EPS of 1e-12 instead of float32's 1e-12
+  widened (relative difference 4e-9).
+* ``ATOL``: a few times the smallest *normal* number of the compute dtype, times the
+  coefficients an underflowed intermediate is multiplied by. Below the normal range an
+  elementary function may lose all relative accuracy (gradual underflow, or flushing to zero
+  in vector code): ``exp(-100)`` in float32 is a subnormal with 5 significant bits. Nothing
+  above ~1e-37 (float32) or ~1e-307 (float64) is affected by this allowance.
+
+Reductions: bcers adds the float32/float64 element values in float64. The bound of the sum is
+the sum of the element bounds plus the worst-case float64 summation error of *any* order,
+``(n + 1) * u64 * sum(|v_i|)`` (u64 = 2**-53); ``mean`` divides both by ``n``.
+
+The final rounding to the result dtype (float32; float16 results are the float32 value rounded
+again) is not part of the bound: :func:`assert_matches` rounds both ends of the interval
+``[exact - bound, exact + bound]`` the way bcers rounds its result, which is exact for a
+monotone rounding and also covers overflow to inf in float16.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+F16 = np.dtype(np.float16)
+F32 = np.dtype(np.float32)
+F64 = np.dtype(np.float64)
+
+#: torch's ``EPSILON`` for the BCE input gradient: the float32 constant 1e-12, widened.
+EPS = float(np.float32(1e-12))
+#: torch's floor for the logarithms in BCE.
+LOG_FLOOR = -100.0
+
+RTOL = {F32: 1e-5, F64: 1e-12}
+#: A few times the smallest normal number of each compute dtype (see the module docstring).
+ATOL = {F32: 4 * float(np.finfo(np.float32).tiny), F64: 4 * float(np.finfo(np.float64).tiny)}
+#: float64's unit roundoff, for the summation bound of the reductions.
+U64 = 2.0**-53
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def compute_dtype(dtype: Any) -> np.dtype:
+    """The dtype bcers computes a ``dtype`` input in: float32 for float16."""
+    dtype = np.dtype(dtype).newbyteorder("=")
+    if dtype == F16:
+        return F32
+    if dtype in (F32, F64):
+        return dtype
+    raise TypeError(f"not a float input dtype: {dtype}")
+
+
+def result_dtype(dtype: Any) -> np.dtype:
+    """The dtype of bcers' result for an input of ``dtype`` (native byte order)."""
+    return np.dtype(dtype).newbyteorder("=")
+
+
+def cast(value: Any, dtype: np.dtype) -> np.ndarray:
+    """``value`` as bcers sees it (cast to ``dtype``), then widened to float64 exactly."""
+    with np.errstate(over="ignore"):  # float64 values beyond float16's range become inf
+        return np.asarray(value).astype(dtype).astype(np.float64)
+
+
+def broadcast(value: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """NumPy broadcasting of ``value`` to ``shape``, which it may never enlarge."""
+    if value.ndim > len(shape):
+        raise ValueError(f"{name} of shape {value.shape} has more dimensions than {shape}")
+    return np.broadcast_to(value, shape)
+
+
+@dataclass
+class Expected:
+    """What a correct implementation returns, with its error bound.
+
+    ``value`` and ``error`` are float64 arrays (0-d for a reduction); ``dtype`` is the dtype of
+    bcers' result and ``compute`` the dtype it computes in.
+    """
+
+    value: np.ndarray
+    error: np.ndarray
+    dtype: np.dtype
+    compute: np.dtype
+    reduced: bool
+
+
+@dataclass
+class Operands:
+    """The operands of one call, cast like bcers casts them and widened to float64."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    pw: np.ndarray
+    dtype: np.dtype
+    compute: np.dtype
+
+    @classmethod
+    def of(
+        cls,
+        input: Any,
+        target: Any,
+        weight: Any | None = None,
+        pos_weight: Any | None = None,
+    ) -> Operands:
+        raw = np.asarray(input)
+        compute = compute_dtype(raw.dtype)
+        # The other operands are cast to the input's dtype (float16 for a float16 input), then
+        # computed in ``compute``: widening float16 to float32 is exact.
+        dtype = result_dtype(raw.dtype)
+        x = cast(raw, compute)
+        y = cast(target, dtype)
+        if y.shape != x.shape:
+            raise ValueError(f"target shape {y.shape} differs from input shape {x.shape}")
+        w = broadcast(cast(1.0 if weight is None else weight, dtype), x.shape, "weight")
+        pw = broadcast(
+            cast(1.0 if pos_weight is None else pos_weight, dtype), x.shape, "pos_weight"
+        )
+        return cls(x, y, w, pw, dtype, compute)
+
+
+def _zero_where_coef_zero(coef: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``coef * v``, but 0 where ``coef`` is 0 (the limit of the loss terms for v infinite)."""
+    return np.where(coef == 0, 0.0, coef * v)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow: 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below."""
+    ez = np.exp(np.minimum(z, 0.0))  # e^z where z < 0, 1 where z >= 0
+    enz = np.exp(-np.maximum(z, 0.0))  # e^-z where z >= 0, 1 where z < 0
+    return np.where(z >= 0, 1.0 / (1.0 + enz), ez / (1.0 + ez))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-element values and magnitudes (unweighted by grad_output).
+
+
+def bce_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """BCE per element and its magnitude: ``-(y*max(log x,-100) + (1-y)*max(log1p(-x),-100))*w``."""
+    x, y, w = ops.x, ops.y, ops.w
+    with np.errstate(all="ignore"):
+        log_x = np.maximum(np.log(x), LOG_FLOOR)
+        log_1mx = np.maximum(np.log1p(-x), LOG_FLOOR)
+        value = -(y * log_x + (1.0 - y) * log_1mx) * w
+        mag = (np.abs(y * log_x) + np.abs((1.0 - y) * log_1mx)) * np.abs(w)
+        atol = ATOL[ops.compute] * (1.0 + np.abs(w) * (np.abs(y) + np.abs(1.0 - y)))
+    return value, RTOL[ops.compute] * mag + atol
+
+
+def bce_grad_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """The BCE input gradient per element: ``(x - y) / max((1 - x) * x, EPS) * w``."""
+    x, y, w = ops.x, ops.y, ops.w
+    with np.errstate(all="ignore"):
+        value = (x - y) / np.maximum((1.0 - x) * x, EPS) * w
+        atol = ATOL[ops.compute] * (1.0 + np.abs(w))
+    return value, RTOL[ops.compute] * np.abs(value) + atol
+
+
+def logits_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """BCE with logits per element, in its overflow-free form.
+
+    ``(1-y)*max(x,0) + pw*y*max(-x,0) + (1+(pw-1)*y)*log1p(exp(-|x|))``, times ``w``; a term
+    whose coefficient is 0 is 0 (the mathematical limit when ``x`` is infinite).
+    """
+    x, y, w, pw = ops.x, ops.y, ops.w, ops.pw
+    with np.errstate(all="ignore"):
+        softplus = np.log1p(np.exp(-np.abs(x)))
+        c_pos, c_neg = 1.0 - y, pw * y
+        log_weight = 1.0 + (pw - 1.0) * y
+        t_pos = _zero_where_coef_zero(c_pos, np.maximum(x, 0.0))
+        t_neg = _zero_where_coef_zero(c_neg, np.maximum(-x, 0.0))
+        t_log = log_weight * softplus
+        value = (t_pos + t_neg + t_log) * w
+        # (pw - 1) * y is rounded before 1 is added: its size counts, not only the sum's.
+        mag = (
+            np.abs(t_pos) + np.abs(t_neg) + (np.abs(log_weight) + np.abs((pw - 1.0) * y)) * softplus
+        ) * np.abs(w)
+        coefs = np.abs(log_weight) + np.abs((pw - 1.0) * y) + np.abs(c_pos) + np.abs(c_neg)
+        atol = ATOL[ops.compute] * (1.0 + np.abs(w) * coefs)
+    return value, RTOL[ops.compute] * mag + atol
+
+
+def logits_grad_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """The logits input gradient per element: ``w * ((1-y)*sigmoid(x) - pw*y*sigmoid(-x))``."""
+    x, y, w, pw = ops.x, ops.y, ops.w, ops.pw
+    with np.errstate(all="ignore"):
+        s_pos, s_neg = _sigmoid(x), _sigmoid(-x)
+        a, b = (1.0 - y) * s_pos, pw * y * s_neg
+        value = w * (a - b)
+        mag = np.abs(w) * (np.abs(a) + np.abs(b))
+        atol = ATOL[ops.compute] * (1.0 + np.abs(w) * (np.abs(1.0 - y) + np.abs(pw * y)))
+    return value, RTOL[ops.compute] * mag + atol
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions and the public reference functions.
+
+
+def _reduce(value: np.ndarray, error: np.ndarray, reduction: str, ops: Operands) -> Expected:
+    if reduction == "none":
+        return Expected(value, error, ops.dtype, ops.compute, reduced=False)
+    n = value.size
+    if n == 0:
+        total, bound = (math.nan if reduction == "mean" else 0.0), 0.0
+    else:
+        flat = value.ravel()
+        with np.errstate(all="ignore"):
+            if np.all(np.isfinite(flat)):
+                total = math.fsum(flat)
+                bound = float(np.sum(error)) + (n + 1) * U64 * float(
+                    np.sum(np.abs(flat) + error.ravel())
+                )
+            else:
+                total, bound = float(np.sum(flat)), 0.0
+        if reduction == "mean":
+            total, bound = total / n, bound / n + U64 * abs(total / n)
+    return Expected(np.array(total), np.array(bound), ops.dtype, ops.compute, reduced=True)
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(reduction)
+
+
+def bce(input: Any, target: Any, weight: Any = None, reduction: str = "mean") -> Expected:
+    """The expected result of ``bcers.binary_cross_entropy``."""
+    _check_reduction(reduction)
+    ops = Operands.of(input, target, weight)
+    return _reduce(*bce_elementwise(ops), reduction, ops)
+
+
+def bce_with_logits(
+    input: Any, target: Any, weight: Any = None, reduction: str = "mean", pos_weight: Any = None
+) -> Expected:
+    """The expected result of ``bcers.binary_cross_entropy_with_logits``."""
+    _check_reduction(reduction)
+    ops = Operands.of(input, target, weight, pos_weight)
+    return _reduce(*logits_elementwise(ops), reduction, ops)
+
+
+def _grad(
+    value: np.ndarray, error: np.ndarray, grad_output: Any, reduction: str, ops: Operands
+) -> Expected:
+    """Applies grad_output (and the mean's 1/n) to a per-element gradient."""
+    g = cast(1.0 if grad_output is None else grad_output, ops.dtype)
+    if reduction == "none":
+        g = broadcast(g, value.shape, "grad_output")
+    elif g.ndim != 0:
+        raise ValueError("grad_output must be a scalar for a reduced loss")
+    scale = 1.0 / value.size if reduction == "mean" and value.size else 1.0
+    with np.errstate(all="ignore"):
+        value = value * g * scale
+        # g*scale is rounded to the compute dtype once (covered by RTOL); ATOL as above.
+        error = error * np.abs(g) * scale + ATOL[ops.compute]
+    return Expected(value, error, ops.dtype, ops.compute, reduced=False)
+
+
+def bce_backward(
+    grad_output: Any, input: Any, target: Any, weight: Any = None, reduction: str = "mean"
+) -> Expected:
+    """The expected result of ``bcers.binary_cross_entropy_backward``."""
+    _check_reduction(reduction)
+    ops = Operands.of(input, target, weight)
+    return _grad(*bce_grad_elementwise(ops), grad_output, reduction, ops)
+
+
+def bce_with_logits_backward(
+    grad_output: Any,
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+) -> Expected:
+    """The expected result of ``bcers.binary_cross_entropy_with_logits_backward``."""
+    _check_reduction(reduction)
+    ops = Operands.of(input, target, weight, pos_weight)
+    return _grad(*logits_grad_elementwise(ops), grad_output, reduction, ops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing bcers' results with the reference.
+
+
+def _rounded(v: np.ndarray, e: Expected) -> np.ndarray:
+    """``v`` rounded as bcers rounds its result: to the compute dtype, then the result dtype."""
+    with np.errstate(all="ignore"):
+        return v.astype(e.compute).astype(e.dtype).astype(np.float64)
+
+
+def mismatches(actual: Any, expected: Expected) -> np.ndarray:
+    """A boolean array: where ``actual`` is outside what ``expected`` allows."""
+    a = np.asarray(actual, dtype=np.float64)
+    v, err = expected.value, expected.error
+    with np.errstate(all="ignore"):
+        lo = _rounded(v - err, expected)
+        hi = _rounded(v + err, expected)
+        in_interval = (lo <= a) & (a <= hi)
+    ok = np.where(
+        np.isnan(v),
+        np.isnan(a),
+        np.where(np.isinf(v), a == v, in_interval & np.isfinite(err)),
+    )
+    return ~ok
+
+
+def assert_matches(actual: Any, expected: Expected, context: dict | None = None) -> None:
+    """Asserts that bcers' ``actual`` result is what ``expected`` allows, type and shape too."""
+    if expected.reduced:
+        assert isinstance(actual, np.floating), f"expected a NumPy scalar, got {type(actual)}"
+        assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    else:
+        assert isinstance(actual, np.ndarray), f"expected an ndarray, got {type(actual)}"
+        assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+        assert actual.shape == expected.value.shape, (actual.shape, expected.value.shape)
+    bad = mismatches(actual, expected)
+    if np.any(bad):
+        where = np.argwhere(bad)[:5] if bad.ndim else [()]
+        lines = []
+        for idx in where:
+            idx = tuple(idx)
+            line = (
+                f"at {idx}: got {np.asarray(actual)[idx]!r}, expected "
+                f"{expected.value[idx]!r} +- {expected.error[idx]!r}"
+            )
+            for name, arr in (context or {}).items():
+                if arr is not None and not expected.reduced:
+                    a = np.broadcast_to(np.asarray(arr), expected.value.shape)
+                    line += f", {name}={a[idx]!r}"
+            lines.append(line)
+        raise AssertionError(f"{int(np.sum(bad))} mismatches:\n" + "\n".join(lines))
