@@ -58,6 +58,16 @@ pub enum Error {
         /// The level's name.
         level: &'static str,
     },
+    /// The GPU path (`bcers::gpu`, the `gpu` feature) found no usable GPU adapter; the text
+    /// says what is missing.
+    GpuUnavailable(String),
+    /// The GPU reported an error (out of memory, a lost device, a failed transfer).
+    Gpu(String),
+    /// A broadcast the GPU kernels cannot index (too many axes after merging, or an axis too
+    /// long); the CPU functions take it.
+    GpuLayout(String),
+    /// Arrays of one call live on different GPU devices (different `bcers::gpu::Gpu` handles).
+    GpuDeviceMismatch,
 }
 
 /// Formats a shape the way Python prints a tuple: `()`, `(3,)`, `(2, 3)`.
@@ -124,6 +134,13 @@ impl fmt::Display for Error {
             Error::UnsupportedSimdLevel { level } => {
                 write!(f, "this processor cannot run the SIMD level '{level}'")
             }
+            Error::GpuUnavailable(why) => f.write_str(why),
+            Error::Gpu(why) => write!(f, "GPU error: {why}"),
+            Error::GpuLayout(why) => f.write_str(why),
+            Error::GpuDeviceMismatch => f.write_str(
+                "the arrays of one call live on different GPU devices; upload them with the \
+                 same Gpu handle",
+            ),
         }
     }
 }

@@ -28,12 +28,17 @@
 //! `weight` and `pos_weight` broadcast to the input's shape (trailing axes aligned) but may not
 //! enlarge it. `mean` divides by the number of elements. Where bcers differs from torch on
 //! purpose (infinite logits, tiny logit gradients) the README says so.
+//!
+//! With the `gpu` feature, `bcers::gpu` has the same functions over device-resident float32 arrays
+//! (wgpu compute shaders: Vulkan, Metal, DX12 or GL).
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
 mod float;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod kernels;
 mod layout;
 mod parallel;

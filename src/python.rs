@@ -22,7 +22,9 @@ const DETACH_MIN: usize = 1 << 13;
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         match e {
-            Error::ThreadPool(_) => PyRuntimeError::new_err(e.to_string()),
+            Error::ThreadPool(_) | Error::GpuUnavailable(_) | Error::Gpu(_) => {
+                PyRuntimeError::new_err(e.to_string())
+            }
             _ => PyValueError::new_err(e.to_string()),
         }
     }
@@ -366,5 +368,7 @@ fn _bcers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(available_simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(_stream_read, m)?)?;
+    #[cfg(feature = "gpu")]
+    crate::gpu::python::register(m)?;
     Ok(())
 }

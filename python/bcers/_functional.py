@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _bcers
+from . import gpu as _gpu
 
 ReductionName = Literal["none", "mean", "sum"]
 ArrayLike = npt.ArrayLike
 Loss = Union[np.floating[Any], npt.NDArray[np.floating[Any]]]
+# The annotations describe the NumPy path; on the GPU path (bcers.gpu) the arrays returned are
+# bcers.gpu.Array, which the casts below pass off as these.
+_Grad = npt.NDArray[np.floating[Any]]
+_LossGrad = tuple[Loss, _Grad]
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -24,6 +29,13 @@ _COMPUTE: dict[np.dtype[Any], np.dtype[Any]] = {_F16: _F32, _F32: _F32, _F64: _F
 _REDUCTIONS = frozenset(("none", "mean", "sum"))
 _REAL_KINDS = frozenset("biuf")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_GpuArray = _gpu.Array
+
+
+class _OnGpu(Exception):
+    """Raised while preparing the arguments when one of them is a ``bcers.gpu.Array``: the
+    call then goes to the GPU. Only the non-ndarray path of :func:`_asarray` checks for it, so
+    NumPy calls pay nothing."""
 
 
 def _warn(message: str) -> None:
@@ -78,6 +90,8 @@ def _check_reduction(reduction: str) -> str:
 def _asarray(value: ArrayLike, name: str) -> npt.NDArray[Any]:
     if type(value) is np.ndarray:
         return value
+    if type(value) is _GpuArray:
+        raise _OnGpu
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as e:
@@ -207,8 +221,13 @@ def binary_cross_entropy(
         TypeError: a non-float input or a non-real argument.
     """
     mode = _resolve_reduction(size_average, reduce, reduction)
-    x, y, w, _, dtype = _prepare(input, target, weight, None)
-    return _result(_bcers.forward(x, y, w, None, mode, False), dtype)
+    try:
+        x, y, w, _, dtype = _prepare(input, target, weight, None)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        return _result(_bcers.forward(x, y, w, None, mode, False), dtype)
+    return cast(Loss, _gpu._forward(input, target, weight, None, mode, False))
 
 
 def binary_cross_entropy_with_logits(
@@ -240,8 +259,13 @@ def binary_cross_entropy_with_logits(
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
     """
     mode = _resolve_reduction(size_average, reduce, reduction)
-    x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-    return _result(_bcers.forward(x, y, w, pw, mode, True), dtype)
+    try:
+        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        return _result(_bcers.forward(x, y, w, pw, mode, True), dtype)
+    return cast(Loss, _gpu._forward(input, target, weight, pos_weight, mode, True))
 
 
 def _grad_output(grad_output: ArrayLike | None, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
@@ -273,9 +297,14 @@ def binary_cross_entropy_backward(
         An array of the input's shape and dtype.
     """
     mode = _check_reduction(reduction)
-    x, y, w, _, dtype = _prepare(input, target, weight, None)
-    g = _grad_output(grad_output, dtype)
-    return _array(_bcers.backward(g, x, y, w, None, mode, False), dtype)
+    try:
+        x, y, w, _, dtype = _prepare(input, target, weight, None)
+        g = _grad_output(grad_output, dtype)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        return _array(_bcers.backward(g, x, y, w, None, mode, False), dtype)
+    return cast(_Grad, _gpu._backward(grad_output, input, target, weight, None, mode, False))
 
 
 def binary_cross_entropy_with_logits_backward(
@@ -296,9 +325,15 @@ def binary_cross_entropy_with_logits_backward(
         An array of the input's shape and dtype.
     """
     mode = _check_reduction(reduction)
-    x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-    g = _grad_output(grad_output, dtype)
-    return _array(_bcers.backward(g, x, y, w, pw, mode, True), dtype)
+    try:
+        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+        g = _grad_output(grad_output, dtype)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        return _array(_bcers.backward(g, x, y, w, pw, mode, True), dtype)
+    grad = _gpu._backward(grad_output, input, target, weight, pos_weight, mode, True)
+    return cast(_Grad, grad)
 
 
 def binary_cross_entropy_value_and_grad(
@@ -314,9 +349,14 @@ def binary_cross_entropy_value_and_grad(
         array of the input's shape and dtype.
     """
     mode = _check_reduction(reduction)
-    x, y, w, _, dtype = _prepare(input, target, weight, None)
-    loss, grad = _bcers.value_and_grad(x, y, w, None, mode, False)
-    return _result(loss, dtype), _array(grad, dtype)
+    try:
+        x, y, w, _, dtype = _prepare(input, target, weight, None)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        loss, grad = _bcers.value_and_grad(x, y, w, None, mode, False)
+        return _result(loss, dtype), _array(grad, dtype)
+    return cast(_LossGrad, _gpu._value_and_grad(input, target, weight, None, mode, False))
 
 
 def binary_cross_entropy_with_logits_value_and_grad(
@@ -332,6 +372,12 @@ def binary_cross_entropy_with_logits_value_and_grad(
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
     mode = _check_reduction(reduction)
-    x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-    loss, grad = _bcers.value_and_grad(x, y, w, pw, mode, True)
-    return _result(loss, dtype), _array(grad, dtype)
+    try:
+        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        loss, grad = _bcers.value_and_grad(x, y, w, pw, mode, True)
+        return _result(loss, dtype), _array(grad, dtype)
+    lg = _gpu._value_and_grad(input, target, weight, pos_weight, mode, True)
+    return cast(_LossGrad, lg)

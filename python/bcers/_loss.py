@@ -19,10 +19,13 @@ from ._functional import (
     binary_cross_entropy_with_logits_backward,
     binary_cross_entropy_with_logits_value_and_grad,
 )
+from .gpu import Array
 
 
-def _stored(value: ArrayLike | None) -> npt.NDArray[Any] | None:
-    return None if value is None else np.asarray(value)
+def _stored(value: ArrayLike | None) -> npt.NDArray[Any] | Array | None:
+    if value is None or type(value) is Array:
+        return value
+    return np.asarray(value)
 
 
 class BCELoss:
@@ -34,7 +37,7 @@ class BCELoss:
     :func:`bcers.binary_cross_entropy` for the arguments.
     """
 
-    weight: npt.NDArray[Any] | None
+    weight: npt.NDArray[Any] | Array | None
     reduction: ReductionName
 
     def __init__(
@@ -90,8 +93,8 @@ class BCEWithLogitsLoss:
     :func:`bcers.binary_cross_entropy_with_logits` for the arguments.
     """
 
-    weight: npt.NDArray[Any] | None
-    pos_weight: npt.NDArray[Any] | None
+    weight: npt.NDArray[Any] | Array | None
+    pos_weight: npt.NDArray[Any] | Array | None
     reduction: ReductionName
 
     def __init__(

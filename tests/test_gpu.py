@@ -1,0 +1,446 @@
+"""The GPU path (``bcers.gpu``) against the NumPy path: every function and class, shapes,
+broadcasting, reductions, edge values, errors, arrays larger than one binding and dispatches
+of more than 65,535 workgroups.
+
+Without a GPU adapter the tests are skipped (the reason is printed by ``-ra``), unless
+``BCERS_REQUIRE_GPU=1`` (CI sets it), where they fail. The tests of the no-adapter behaviour
+run everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import bcers
+from bcers import gpu
+
+REDUCTIONS = ("none", "mean", "sum")
+REQUIRED = os.environ.get("BCERS_REQUIRE_GPU") == "1"
+
+
+def _unavailable_reason() -> str | None:
+    if gpu.is_available():
+        return None
+    try:
+        gpu.adapter_info()
+    except RuntimeError as e:
+        return str(e)
+    return "bcers.gpu.is_available() is False"
+
+
+@pytest.fixture(scope="module")
+def device() -> dict[str, Any]:
+    """The adapter's description; skips (or fails under BCERS_REQUIRE_GPU=1) without one."""
+    why = _unavailable_reason()
+    if why is not None:
+        if REQUIRED:
+            pytest.fail(f"BCERS_REQUIRE_GPU=1 but the GPU path is unavailable: {why}")
+        pytest.skip(f"no GPU: {why}")
+    return gpu.adapter_info()
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def probs(shape: tuple[int, ...], seed: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return rng(seed).random(shape, dtype=np.float32)
+
+
+def logits(shape: tuple[int, ...], seed: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return (rng(seed).standard_normal(shape) * 4).astype(np.float32)
+
+
+def host(value: Any) -> Any:
+    """A GPU result on the host (reductions are already NumPy scalars)."""
+    if type(value) is gpu.Array:
+        return value.numpy()
+    return value
+
+
+def assert_matches(dev: Any, cpu: Any, what: str = "") -> None:
+    """Same kind of result, same dtype (float32), values within 2e-5 relative."""
+    if isinstance(cpu, np.ndarray):
+        assert type(dev) is gpu.Array, what
+        got = dev.numpy()
+        assert got.shape == cpu.shape, what
+        assert got.dtype == np.float32, what
+        np.testing.assert_allclose(got, cpu, rtol=2e-5, atol=1e-6, err_msg=what)
+    else:
+        assert type(dev) is np.float32, (what, type(dev))
+        np.testing.assert_allclose(dev, cpu, rtol=2e-5, atol=0, err_msg=what)
+
+
+def calls(logit: bool, **kw: Any) -> dict[str, Callable[..., Any]]:
+    """Every entry point of one loss, by name, taking (input, target, reduction)."""
+    if logit:
+        f: Any = bcers.binary_cross_entropy_with_logits
+        b: Any = bcers.binary_cross_entropy_with_logits_backward
+        v: Any = bcers.binary_cross_entropy_with_logits_value_and_grad
+        cls: Any = bcers.BCEWithLogitsLoss
+    else:
+        f, b = bcers.binary_cross_entropy, bcers.binary_cross_entropy_backward
+        v, cls = bcers.binary_cross_entropy_value_and_grad, bcers.BCELoss
+    g = kw.pop("grad_output", None)
+    return {
+        "forward": lambda x, y, r: f(x, y, reduction=r, **kw),
+        "backward": lambda x, y, r: b(g if r == "none" else None, x, y, reduction=r, **kw),
+        "backward_g": lambda x, y, r: b(
+            g if r == "none" and g is not None else np.float32(2.5), x, y, reduction=r, **kw
+        ),
+        "value_and_grad": lambda x, y, r: v(x, y, reduction=r, **kw),
+        "class": lambda x, y, r: cls(reduction=r, **kw)(x, y),
+        "class.backward": lambda x, y, r: cls(reduction=r, **kw).backward(x, y),
+        "class.value_and_grad": lambda x, y, r: cls(reduction=r, **kw).value_and_grad(x, y),
+    }
+
+
+def compare(logit: bool, x: Any, y: Any, what: str, **kw: Any) -> None:
+    """Each entry point on the GPU (x uploaded) against the NumPy path, in each reduction."""
+    gpu_kw = {k: (gpu.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    dx = gpu.asarray(x)
+    for r in REDUCTIONS:
+        cpu_calls, dev_calls = calls(logit, **kw), calls(logit, **gpu_kw)
+        for name, call in cpu_calls.items():
+            cpu = call(x, y, r)
+            dev = dev_calls[name](dx, y, r)
+            label = f"{what} {name} {r}"
+            if isinstance(cpu, tuple):
+                assert isinstance(dev, tuple), label
+                assert_matches(dev[0], cpu[0], label + " loss")
+                assert_matches(dev[1], cpu[1], label + " grad")
+            else:
+                assert_matches(dev, cpu, label)
+
+
+SHAPES = [(), (0,), (1,), (7,), (3, 5), (2, 3, 4), (2, 1, 3, 5)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_every_entry_point_matches_numpy(device: dict[str, Any], shape: tuple[int, ...]) -> None:
+    compare(False, probs(shape, 1), probs(shape, 2), f"bce {shape}")
+    compare(True, logits(shape, 3), probs(shape, 4), f"logits {shape}")
+
+
+def broadcasts(a: int, b: int, c: int) -> list[tuple[int, ...]]:
+    return [(), (1,), (c,), (b, 1), (b, c), (a, 1, 1), (a, 1, c), (1, b, c), (a, b, c)]
+
+
+@pytest.mark.parametrize("i", range(9))
+def test_weight_pos_weight_and_grad_output_broadcast(device: dict[str, Any], i: int) -> None:
+    shape = (4, 3, 5)
+    shapes = broadcasts(*shape)
+    w = rng(10 + i).random(shapes[i], dtype=np.float32) * 2
+    pw = rng(20 + i).random(shapes[(i + 4) % 9], dtype=np.float32) * 3
+    g = rng(30 + i).standard_normal(shapes[(i + 2) % 9]).astype(np.float32)
+    x, p, y = logits(shape, 5), probs(shape, 6), probs(shape, 7)
+    compare(False, p, y, f"bce weight {shapes[i]}", weight=w, grad_output=g)
+    compare(True, x, y, f"logits weight {shapes[i]}", weight=w, pos_weight=pw, grad_output=g)
+
+
+def test_mixed_arguments_go_to_the_gpu(device: dict[str, Any]) -> None:
+    x, y = probs((6, 4), 1), probs((6, 4), 2)
+    w = rng(3).random(4)  # float64: cast to float32, as on the CPU
+    cpu = bcers.binary_cross_entropy(x, y, w)
+    # Any one argument on the GPU sends the call there; the NumPy ones are uploaded.
+    for args in [
+        (gpu.asarray(x), y, w),
+        (x, gpu.asarray(y), w),
+        (x, y, gpu.asarray(w.astype(np.float32))),
+    ]:
+        assert_matches(bcers.binary_cross_entropy(*args), cpu)
+    # grad_output alone on the GPU.
+    g = gpu.asarray(np.float32(3.0))
+    assert_matches(
+        bcers.binary_cross_entropy_backward(g, x, y, reduction="sum"),
+        bcers.binary_cross_entropy_backward(3.0, x, y, reduction="sum"),
+    )
+    # Integer and bool targets, a float16 input (upcast: float32 results), lists.
+    labels = rng(4).integers(0, 2, (6, 4))
+    z = logits((6, 4), 5)
+    assert_matches(
+        bcers.binary_cross_entropy_with_logits(gpu.asarray(z), labels.astype(bool)),
+        bcers.binary_cross_entropy_with_logits(z, labels),
+    )
+    half = z.astype(np.float16)
+    dev = bcers.binary_cross_entropy_with_logits(half, gpu.asarray(labels), reduction="none")
+    assert_matches(
+        dev,
+        bcers.binary_cross_entropy_with_logits(half.astype(np.float32), labels, reduction="none"),
+    )
+    assert_matches(
+        bcers.BCEWithLogitsLoss(pos_weight=gpu.asarray(np.ones(4, np.float32) * 2))(z, labels),
+        bcers.BCEWithLogitsLoss(pos_weight=np.ones(4) * 2)(z, labels),
+    )
+
+
+def test_float32_only(device: dict[str, Any]) -> None:
+    x64 = rng(1).random((3,))
+    y = gpu.asarray(np.float32([0, 1, 1]))
+    with pytest.raises(TypeError, match="float32 only: input has dtype float64"):
+        bcers.binary_cross_entropy(x64, y)
+    with pytest.raises(TypeError, match="float32 only: array has dtype float64"):
+        gpu.asarray(x64)
+    with pytest.raises(TypeError, match="input must be an array of float16, float32 or float64"):
+        bcers.binary_cross_entropy(np.array([1, 0, 1]), y)
+    with pytest.raises(TypeError, match="target must be an array of real numbers"):
+        bcers.binary_cross_entropy(gpu.asarray(np.float32([0.5])), np.array(["a"]))
+    assert gpu.asarray(np.float16([0.5, 1])).dtype == np.float32
+    assert gpu.asarray(np.array([True, False])).numpy().tolist() == [1.0, 0.0]
+
+
+def test_edge_values(device: dict[str, Any]) -> None:
+    # BCE: the -100 floor, torch's EPS, tiny and extreme probabilities.
+    xs = np.float32([0, 1, 1e-30, 1e-10, 0.5, 1 - 1e-7, 0.999, 1e-3])
+    ys = np.float32([0, 1, 0.5, 0.25])
+    x, y = (a.ravel() for a in np.meshgrid(xs, ys))
+    compare(False, x, y, "bce edges")
+    d = bcers.binary_cross_entropy(
+        gpu.asarray(np.float32([0, 1])), np.float32([1, 0]), reduction="none"
+    )
+    assert d.numpy().tolist() == [100.0, 100.0]
+    g = bcers.binary_cross_entropy_backward(
+        None, gpu.asarray(np.float32([0])), np.float32([1]), reduction="sum"
+    )
+    assert g.numpy()[0] == np.float32(-999999995904.0)
+    # Logits: infinities give the limits, tiny gradients survive.
+    inf = np.inf
+    xs = np.float32([inf, -inf, 20, -20, 80, -80, 0, -0.0, 1e4, -1e4, 3])
+    ys = np.float32([0, 1, 0.5, 2])
+    x, y = (a.ravel() for a in np.meshgrid(xs, ys))
+    compare(True, x, y, "logits edges", pos_weight=np.float32([3]))
+    loss = bcers.binary_cross_entropy_with_logits(
+        gpu.asarray(np.float32([inf, -inf, inf, -inf])), np.float32([1, 0, 0, 1]), reduction="none"
+    )
+    assert loss.numpy().tolist() == [0, 0, inf, inf]
+    grad = bcers.binary_cross_entropy_with_logits_backward(
+        None, gpu.asarray(np.float32([20])), np.float32([1]), reduction="sum"
+    )
+    np.testing.assert_allclose(grad.numpy(), [-2.0611537e-9], rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_range_check_raises_the_numpy_error(device: dict[str, Any], reduction: str) -> None:
+    cases = [
+        (np.float32([0.5, np.nan, 0.5]), np.float32([0.5, 0.5, 0.5]), "input"),
+        (np.float32([0.5, 0.5, 0.5]), np.float32([0.5, 0.5, 1.5]), "target"),
+        (np.float32([0.5, 0.5, -0.1]), np.float32([0.5, 2.0, 0.5]), "target"),
+        (np.float32([0.5, np.inf, 0.5]), np.float32([0.5, 2.0, 0.5]), "input"),
+    ]
+    for x, y, which in cases:
+        message = f"^all elements of {which} should be between 0 and 1$"
+        dx = gpu.asarray(x)
+        for name, call in calls(False).items():
+            with pytest.raises(ValueError, match=message):
+                call(x, y, reduction)
+            with pytest.raises(ValueError, match=message):
+                call(dx, y, reduction)
+            assert name
+    # The logits loss checks nothing.
+    bcers.binary_cross_entropy_with_logits(gpu.asarray(np.float32([1, 2])), np.float32([2, -1]))
+
+
+def error_of(f: Callable[..., Any], *args: Any, **kw: Any) -> Exception:
+    try:
+        f(*args, **kw)
+    except Exception as e:
+        return e
+    raise AssertionError("no error")
+
+
+def same_error(
+    f: Callable[..., Any], cpu: tuple[Any, ...], dev: tuple[Any, ...], **kw: Any
+) -> None:
+    """``f(*cpu, **kw)`` and ``f(*dev, **kw)`` raise ValueError with the same message."""
+    a, b = error_of(f, *cpu, **kw), error_of(f, *dev, **kw)
+    assert type(a) is ValueError, a
+    assert type(b) is ValueError, b
+    assert str(a) == str(b)
+
+
+def test_shape_errors_match_numpy(device: dict[str, Any]) -> None:
+    x, y = probs((2, 3), 1), probs((2, 3), 2)
+    dx = gpu.asarray(x)
+    bad: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = [
+        (bcers.binary_cross_entropy, (y.T,), {}),
+        (bcers.binary_cross_entropy_with_logits, (y.T,), {}),
+        (bcers.binary_cross_entropy, (y,), {"weight": np.ones((1, 2, 3), np.float32)}),
+        (bcers.binary_cross_entropy_with_logits, (y,), {"pos_weight": np.ones(2, np.float32)}),
+    ]
+    for f, args, kw in bad:
+        same_error(f, (x, *args), (dx, *args), **kw)
+    for g, r in [(np.ones(3, np.float32), "mean"), (np.ones((2, 2), np.float32), "none")]:
+        same_error(bcers.binary_cross_entropy_backward, (g, x, y), (g, dx, y), reduction=r)
+    with pytest.raises(ValueError, match="avg is not a valid value for reduction"):
+        bcers.binary_cross_entropy(dx, y, reduction="avg")  # type: ignore[arg-type]
+
+
+def test_array_object(device: dict[str, Any]) -> None:
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    d = gpu.asarray(a[:, ::-2])
+    assert isinstance(d, gpu.Array)
+    assert gpu.asarray(d) is d
+    assert d.shape == (3, 2)
+    assert d.ndim == 2
+    assert d.size == 6
+    assert len(d) == 3
+    assert d.dtype == np.float32
+    np.testing.assert_array_equal(d.numpy(), a[:, ::-2])
+    np.testing.assert_array_equal(np.asarray(d), a[:, ::-2])
+    assert repr(d).startswith("bcers.gpu.Array(shape=(3, 2), dtype=float32, device=")
+    s = gpu.asarray(np.float32(1.5))
+    assert s.shape == ()
+    assert s.numpy()[()] == 1.5
+    with pytest.raises(TypeError, match="unsized"):
+        len(s)
+    e = gpu.asarray(np.zeros((0, 3), np.float32))
+    assert e.numpy().shape == (0, 3)
+    assert np.isnan(bcers.binary_cross_entropy(e, e))
+    assert bcers.binary_cross_entropy(e, e, reduction="sum") == 0
+    info = gpu.adapter_info()
+    assert set(info) >= {"name", "backend", "device_type", "driver"}
+
+
+def test_sums_are_deterministic(device: dict[str, Any]) -> None:
+    x, y = gpu.asarray(logits((300_000,), 1)), gpu.asarray(probs((300_000,), 2))
+    first = bcers.binary_cross_entropy_with_logits(x, y, reduction="sum")
+    for _ in range(3):
+        again = bcers.binary_cross_entropy_with_logits(x, y, reduction="sum")
+        assert again.tobytes() == first.tobytes()
+
+
+_CHUNKED = """
+import numpy as np, bcers
+from bcers import gpu
+assert gpu.adapter_info()["buffer_elements"] == 64, gpu.adapter_info()
+r = np.random.default_rng(0)
+def check(dev, cpu):
+    if isinstance(cpu, tuple):
+        return [check(a, b) for a, b in zip(dev, cpu)]
+    dev = dev.numpy() if type(dev) is gpu.Array else dev
+    np.testing.assert_allclose(dev, cpu, rtol=2e-5, atol=1e-6)
+for shape, w, pw, g in [
+    ((1000,), (1,), (1000,), (1000,)),
+    ((3, 300), (300,), (3, 1), (300,)),
+    ((5, 40, 3), (5, 40, 1), (40, 3), (40, 1)),
+    ((7, 9, 11), (9, 11), (11,), (7, 1, 11)),
+]:
+    x = (r.standard_normal(shape) * 4).astype(np.float32)
+    p = r.random(shape, dtype=np.float32)
+    y = r.random(shape, dtype=np.float32)
+    ww = r.random(w, dtype=np.float32)
+    pp = r.random(pw, dtype=np.float32) * 3
+    gg = r.random(g, dtype=np.float32)
+    dx, dp = gpu.asarray(x), gpu.asarray(p)
+    for red in ("none", "mean", "sum"):
+        kw = dict(weight=ww, reduction=red)
+        check(bcers.binary_cross_entropy_with_logits(dx, y, pos_weight=pp, **kw),
+              bcers.binary_cross_entropy_with_logits(x, y, pos_weight=pp, **kw))
+        check(bcers.binary_cross_entropy_with_logits_value_and_grad(dx, y, pos_weight=pp, **kw),
+              bcers.binary_cross_entropy_with_logits_value_and_grad(x, y, pos_weight=pp, **kw))
+        go = gg if red == "none" else 2.0
+        check(bcers.binary_cross_entropy_backward(go, dp, y, **kw),
+              bcers.binary_cross_entropy_backward(go, p, y, **kw))
+        check(bcers.binary_cross_entropy_value_and_grad(dp, y, **kw),
+              bcers.binary_cross_entropy_value_and_grad(p, y, **kw))
+bad = np.full(1000, 0.5, np.float32); bad[700] = 2
+yb = np.full(1000, 0.5, np.float32); yb[300] = -1
+try:
+    bcers.binary_cross_entropy(gpu.asarray(bad), yb)
+except ValueError as e:
+    assert str(e) == "all elements of target should be between 0 and 1", e
+else:
+    raise AssertionError("no range error")
+print("chunked ok")
+"""
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_many_buffers_passes_and_2d_dispatches(device: dict[str, Any]) -> None:
+    """Buffers of 64 elements and at most 3 workgroups a side (test-only limits read from the
+    environment when the device opens): small arrays take many buffers, passes, 2-D dispatches
+    and broadcast operands spanning several buffers."""
+    done = run_python(_CHUNKED, BCERS_GPU_MAX_BINDING_BYTES="256", BCERS_GPU_MAX_WORKGROUPS="3")
+    assert done.returncode == 0, done.stderr
+    assert "chunked ok" in done.stdout
+
+
+def test_larger_than_one_binding_and_one_dispatch(device: dict[str, Any]) -> None:
+    """40M float32 elements (160 MB: over the 128 MiB binding of lavapipe and many GPUs), and
+    ``none`` dispatches of 40M / 256 > 65,535 workgroups."""
+    n = 40_000_000
+    x = logits((n,), 1)
+    y = (x > 0.5).astype(np.float32)
+    dx, dy = gpu.asarray(x), gpu.asarray(y)
+    w = np.float32([0.75])
+    assert_matches(
+        bcers.binary_cross_entropy_with_logits(dx, dy, w),
+        bcers.binary_cross_entropy_with_logits(x, y, w),
+    )
+    loss = bcers.binary_cross_entropy_with_logits(dx, dy, w, reduction="none")
+    np.testing.assert_allclose(
+        loss.numpy(),
+        bcers.binary_cross_entropy_with_logits(x, y, w, reduction="none"),
+        rtol=2e-5,
+        atol=1e-6,
+    )
+
+
+def test_no_adapter_raises_runtime_error() -> None:
+    """With no adapter (Vulkan pointed at a missing driver, no other backend), importing works,
+    is_available() is False, and using the GPU raises RuntimeError saying what is missing."""
+    code = """
+    import numpy as np, bcers
+    assert bcers.gpu.is_available() is False
+    try:
+        bcers.binary_cross_entropy_with_logits(bcers.gpu.asarray(np.float32([1])), [1])
+    except RuntimeError as e:
+        print(e)
+    else:
+        raise AssertionError("no RuntimeError")
+    """
+    done = run_python(
+        code,
+        WGPU_BACKEND="vulkan",
+        VK_ICD_FILENAMES="/nonexistent.json",
+        VK_DRIVER_FILES="/nonexistent.json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no GPU adapter found" in done.stdout
+    assert "lavapipe" in done.stdout
+
+
+def test_build_without_gpu_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpu, "_BUILT", False)
+    assert gpu.is_available() is False
+    with pytest.raises(RuntimeError, match="lacks GPU support"):
+        gpu.asarray(np.float32([1]))
+    with pytest.raises(RuntimeError, match="lacks GPU support"):
+        gpu.adapter_info()
+
+
+def test_importing_does_not_open_the_device() -> None:
+    done = run_python(
+        "import bcers, bcers.gpu; print('imported')",
+        WGPU_BACKEND="vulkan",
+        VK_ICD_FILENAMES="/nonexistent.json",
+        VK_DRIVER_FILES="/nonexistent.json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "imported"
