@@ -21,12 +21,13 @@ dev: $(VENV)/.installed
 
 test: test-rust test-exhaustive test-python
 
+# The GPU tests skip without a GPU adapter, unless BCERS_REQUIRE_GPU=1 (CI) makes them fail.
 test-rust:
-	cargo test
+	cargo test --features gpu
 
 # The f32 elementary functions over every input the losses use, f64 over 1e7 samples.
 test-exhaustive:
-	cargo test --lib -- --ignored exhaustive --nocapture
+	cargo test --features gpu --lib -- --ignored exhaustive --nocapture
 
 # pytest's exit status 5 means it collected nothing: that is a failure here, said plainly.
 test-python: dev
