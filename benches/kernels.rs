@@ -1,0 +1,235 @@
+//! Criterion benchmarks of the loss kernels, with the streaming-read limit beside them.
+//!
+//! `cargo bench --bench kernels` runs, for `f32` and `f64`, every operation below over
+//! contiguous 1-D arrays, each group with `Throughput::Elements(n)` so criterion reports
+//! elements per second:
+//!
+//! - `<dtype>/<op>/threads`: n = 1e3 .. 1e7 at the best SIMD level, one series per thread
+//!   count (`t1`, `t2`, and `available_parallelism` if larger);
+//! - `<dtype>/<op>/simd`: n = 1e4 and 1e6 at one thread, one series per SIMD level this
+//!   processor has (`scalar`, `baseline`, `avx2`, `avx512`).
+//!
+//! `stream_read` (the two arrays read once, in the crate's chunks and threads) is the
+//! reference: no loss over two arrays can be faster. `BCERS_BENCH_LARGE=1` adds n = 1e8
+//! (about 3.2 GB of float64 operands). `cargo bench --bench kernels -- --test` runs each
+//! benchmark once (a smoke test); a filter such as `-- f32/bce_forward` selects groups.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bcers::{
+    available_simd_levels, binary_cross_entropy, binary_cross_entropy_backward,
+    binary_cross_entropy_value_and_grad, binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_value_and_grad, set_num_threads, set_simd_level, stream_read,
+    Float, Reduction, SimdLevel,
+};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
+};
+use ndarray::{arr0, ArrayView1};
+
+/// The operations measured.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    /// `binary_cross_entropy`, `mean`.
+    BceForward,
+    /// `binary_cross_entropy_backward`, `mean`, `grad_output` 1.
+    BceBackward,
+    /// `binary_cross_entropy_value_and_grad`, `mean`.
+    BceValueAndGrad,
+    /// `binary_cross_entropy_with_logits`, `mean`.
+    LogitsForward,
+    /// `binary_cross_entropy_with_logits_value_and_grad`, `mean`.
+    LogitsValueAndGrad,
+    /// `stream_read` of the input and target: the memory-bandwidth reference.
+    StreamRead,
+}
+
+const OPS: [Op; 6] = [
+    Op::BceForward,
+    Op::BceBackward,
+    Op::BceValueAndGrad,
+    Op::LogitsForward,
+    Op::LogitsValueAndGrad,
+    Op::StreamRead,
+];
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::BceForward => "bce_forward_mean",
+            Op::BceBackward => "bce_backward_mean",
+            Op::BceValueAndGrad => "bce_value_and_grad_mean",
+            Op::LogitsForward => "logits_forward_mean",
+            Op::LogitsValueAndGrad => "logits_value_and_grad_mean",
+            Op::StreamRead => "stream_read",
+        }
+    }
+}
+
+/// The sizes of the thread series; 1e8 only with `BCERS_BENCH_LARGE=1`.
+fn sizes() -> Vec<usize> {
+    let mut sizes = vec![1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+    if std::env::var("BCERS_BENCH_LARGE").is_ok_and(|v| v.trim() == "1") {
+        sizes.push(100_000_000);
+    }
+    sizes
+}
+
+/// The sizes of the SIMD-level series (at one thread: the scalar level is slow).
+const LEVEL_SIZES: [usize; 2] = [10_000, 1_000_000];
+
+/// The thread counts: 1, 2, and the processors available if more.
+fn thread_counts() -> Vec<usize> {
+    let available = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut counts = vec![1, 2];
+    if available > 2 {
+        counts.push(available);
+    }
+    counts
+}
+
+/// The operands of one size: probabilities in (0, 1), targets in [0, 1], logits in [-8, 8].
+struct Data<F> {
+    x: Vec<F>,
+    y: Vec<F>,
+    z: Vec<F>,
+}
+
+impl<F: Float> Data<F> {
+    fn new(n: usize) -> Self {
+        // A fixed 64-bit LCG: the same operands on every run, without a dependency.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ n as u64;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut x = Vec::with_capacity(n);
+        let mut y = Vec::with_capacity(n);
+        let mut z = Vec::with_capacity(n);
+        for _ in 0..n {
+            x.push(F::from_f64(1e-6 + (1.0 - 2e-6) * uniform()));
+            y.push(F::from_f64(uniform()));
+            z.push(F::from_f64(16.0 * uniform() - 8.0));
+        }
+        Data { x, y, z }
+    }
+
+    /// One call of `op`; what it returns is kept from the optimiser.
+    fn run(&self, op: Op) {
+        let x = ArrayView1::from(&self.x[..]);
+        let y = ArrayView1::from(&self.y[..]);
+        let z = ArrayView1::from(&self.z[..]);
+        let one = arr0(F::ONE);
+        let mean = Reduction::Mean;
+        match op {
+            Op::BceForward => {
+                black_box(binary_cross_entropy(x, y, None, mean).expect("valid operands"));
+            }
+            Op::BceBackward => {
+                let g = one.view().into_dyn();
+                black_box(binary_cross_entropy_backward(g, x, y, None, mean).expect("valid"));
+            }
+            Op::BceValueAndGrad => {
+                black_box(binary_cross_entropy_value_and_grad(x, y, None, mean).expect("valid"));
+            }
+            Op::LogitsForward => {
+                black_box(binary_cross_entropy_with_logits(z, y, None, None, mean).expect("valid"));
+            }
+            Op::LogitsValueAndGrad => {
+                black_box(
+                    binary_cross_entropy_with_logits_value_and_grad(z, y, None, None, mean)
+                        .expect("valid"),
+                );
+            }
+            Op::StreamRead => {
+                black_box(stream_read(&self.x, &self.y).expect("valid"));
+            }
+        }
+    }
+}
+
+/// Sample counts and times that keep the whole run to a few minutes: big calls take fewer,
+/// flat samples (criterion's minimum is 10).
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
+    group.throughput(Throughput::Elements(n as u64));
+    if n >= 1_000_000 {
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1));
+    } else {
+        group
+            .sampling_mode(SamplingMode::Auto)
+            .sample_size(30)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(500));
+    }
+}
+
+fn bench_dtype<F: Float>(c: &mut Criterion, dtype: &str) {
+    let threads = thread_counts();
+    let levels = available_simd_levels();
+
+    // One thread per SIMD level, then the best level per thread count.
+    let level_data: Vec<(usize, Data<F>)> =
+        LEVEL_SIZES.iter().map(|&n| (n, Data::new(n))).collect();
+    set_num_threads(1).expect("1 is a valid thread count");
+    for op in OPS {
+        let mut group = c.benchmark_group(format!("{dtype}/{}/simd", op.name()));
+        for (n, data) in &level_data {
+            configure(&mut group, *n);
+            for &level in &levels {
+                set_simd_level(Some(level)).expect("an available level");
+                group.bench_with_input(BenchmarkId::new(level.name(), n), data, |b, data| {
+                    b.iter(|| data.run(op));
+                });
+            }
+        }
+        group.finish();
+    }
+    set_simd_level(None).expect("the best level");
+    drop(level_data);
+
+    let data: Vec<(usize, Data<F>)> = sizes().into_iter().map(|n| (n, Data::new(n))).collect();
+    for op in OPS {
+        let mut group = c.benchmark_group(format!("{dtype}/{}/threads", op.name()));
+        for (n, data) in &data {
+            configure(&mut group, *n);
+            for &t in &threads {
+                set_num_threads(t).expect("a positive thread count");
+                group.bench_with_input(BenchmarkId::new(format!("t{t}"), n), data, |b, data| {
+                    b.iter(|| data.run(op));
+                });
+            }
+        }
+        group.finish();
+    }
+    set_num_threads(thread_counts().last().copied().unwrap_or(1)).expect("a thread count");
+}
+
+fn kernels(c: &mut Criterion) {
+    let best = available_simd_levels()
+        .last()
+        .copied()
+        .unwrap_or(SimdLevel::Baseline);
+    eprintln!(
+        "bcers kernels: SIMD levels {:?} (best {}), thread counts {:?}",
+        available_simd_levels()
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>(),
+        best.name(),
+        thread_counts()
+    );
+    bench_dtype::<f32>(c, "f32");
+    bench_dtype::<f64>(c, "f64");
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
