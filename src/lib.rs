@@ -56,6 +56,7 @@ pub use kernels::simd::{available_simd_levels, set_simd_level, simd_level, SimdL
 pub use parallel::{get_num_threads, set_num_threads, stream_read};
 
 use kernels::elementwise::{Bce, Logits, LossFn};
+pub(crate) use parallel::Dest;
 use parallel::{execute, Job, Operands};
 
 /// How the per-element losses are reduced, as torch's `reduction` argument.
@@ -133,19 +134,24 @@ impl<T: Copy, D: Dimension> Loss<T, D> {
 pub type ValueAndGrad<T, D> = (Loss<T, D>, Array<T, D>);
 
 /// Turns an output of the executor back into the caller's dimension type.
-fn into_dim<T, D: Dimension>(a: Option<ArrayD<T>>) -> Array<T, D> {
+fn into_dim<T, D: Dimension>(a: ArrayD<T>) -> Array<T, D> {
     // The executor builds its outputs in the input's shape, which has `D`'s dimensionality.
-    a.and_then(|a| a.into_dimensionality::<D>().ok())
+    a.into_dimensionality::<D>()
         .expect("outputs have the input's dimensionality")
 }
 
+/// An output the executor allocated (it always does when given no buffer).
+fn owned<T, D: Dimension>(a: Option<Array<T, D>>) -> Array<T, D> {
+    a.expect("with no buffer of the caller's, the executor allocates the outputs")
+}
+
 /// The arguments every function shares, checked.
-struct Call<'a, T> {
+pub(crate) struct Call<'a, T> {
     ops: Operands<'a, T>,
     n: usize,
 }
 
-fn prepare<'a, T: Float, D: Dimension>(
+pub(crate) fn prepare<'a, T: Float, D: Dimension>(
     kind: LossKind,
     input: ArrayView<'a, T, D>,
     target: ArrayView<'a, T, D>,
@@ -171,34 +177,53 @@ fn prepare<'a, T: Float, D: Dimension>(
     })
 }
 
+/// The reduced value, or the elementwise array (`None` when it went into the caller's buffer).
+pub(crate) type Forward<T, D> = (Option<T>, Option<Array<T, D>>);
+
+/// The forward pass into `dest` (used for `Reduction::None`).
+pub(crate) fn forward_to<T: Float, D: Dimension, L: LossFn>(
+    loss: L,
+    call: Call<'_, T>,
+    reduction: Reduction,
+    dest: Dest<'_, T>,
+) -> Result<Forward<T, D>, Error> {
+    let n = call.n;
+    match reduction {
+        Reduction::None => {
+            let out = execute(loss, &call.ops, Job::Loss, dest)?;
+            Ok((None, out.first.map(into_dim)))
+        }
+        Reduction::Mean => {
+            let out = execute(loss, &call.ops, Job::Sum, dest)?;
+            Ok((Some(T::from_f64(out.sum / n as f64)), None))
+        }
+        Reduction::Sum => {
+            let out = execute(loss, &call.ops, Job::Sum, dest)?;
+            Ok((Some(T::from_f64(out.sum)), None))
+        }
+    }
+}
+
 fn forward<T: Float, D: Dimension, L: LossFn>(
     loss: L,
     call: Call<'_, T>,
     reduction: Reduction,
 ) -> Result<Loss<T, D>, Error> {
-    let n = call.n;
-    match reduction {
-        Reduction::None => {
-            let out = execute(loss, &call.ops, Job::Loss)?;
-            Ok(Loss::Elementwise(into_dim(out.first)))
-        }
-        Reduction::Mean => {
-            let out = execute(loss, &call.ops, Job::Sum)?;
-            Ok(Loss::Reduced(T::from_f64(out.sum / n as f64)))
-        }
-        Reduction::Sum => {
-            let out = execute(loss, &call.ops, Job::Sum)?;
-            Ok(Loss::Reduced(T::from_f64(out.sum)))
-        }
-    }
+    let (value, array) = forward_to(loss, call, reduction, Dest::default())?;
+    Ok(match value {
+        Some(v) => Loss::Reduced(v),
+        None => Loss::Elementwise(owned(array)),
+    })
 }
 
-fn backward<'a, T: Float, D: Dimension, L: LossFn>(
+/// The gradient into `dest` (`None` when it went there).
+pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
     loss: L,
     mut call: Call<'a, T>,
     grad_output: ArrayViewD<'a, T>,
     reduction: Reduction,
-) -> Result<Array<T, D>, Error> {
+    dest: Dest<'_, T>,
+) -> Result<Option<Array<T, D>>, Error> {
     let scale = match reduction {
         Reduction::None => {
             call.ops.g = Some(grad_output);
@@ -219,8 +244,53 @@ fn backward<'a, T: Float, D: Dimension, L: LossFn>(
             }
         }
     };
-    let out = execute(loss, &call.ops, Job::Grad { scale })?;
-    Ok(into_dim(out.first))
+    let out = execute(loss, &call.ops, Job::Grad { scale }, dest)?;
+    Ok(out.first.map(into_dim))
+}
+
+fn backward<'a, T: Float, D: Dimension, L: LossFn>(
+    loss: L,
+    call: Call<'a, T>,
+    grad_output: ArrayViewD<'a, T>,
+    reduction: Reduction,
+) -> Result<Array<T, D>, Error> {
+    backward_to(loss, call, grad_output, reduction, Dest::default()).map(owned)
+}
+
+/// The reduced value or the elementwise losses, and the gradient; arrays are `None` when
+/// they went into the caller's buffers (`dest.first`: losses, `dest.second`: gradient).
+pub(crate) type Both<T, D> = (Option<T>, Option<Array<T, D>>, Option<Array<T, D>>);
+
+/// The one-pass loss and gradient into `dest`.
+pub(crate) fn value_and_grad_to<T: Float, D: Dimension, L: LossFn>(
+    loss: L,
+    call: Call<'_, T>,
+    reduction: Reduction,
+    dest: Dest<'_, T>,
+) -> Result<Both<T, D>, Error> {
+    let n = call.n;
+    match reduction {
+        Reduction::None => {
+            let job = Job::LossGrad { scale: T::ONE };
+            let out = execute(loss, &call.ops, job, dest)?;
+            Ok((None, out.first.map(into_dim), out.second.map(into_dim)))
+        }
+        Reduction::Mean | Reduction::Sum => {
+            let (scale, divisor) = if reduction == Reduction::Mean {
+                (T::from_f64(1.0 / n as f64), n as f64)
+            } else {
+                (T::ONE, 1.0)
+            };
+            // The gradient is the only array: it goes where the second output would.
+            let dest = Dest {
+                first: dest.second,
+                second: None,
+            };
+            let out = execute(loss, &call.ops, Job::SumGrad { scale }, dest)?;
+            let value = T::from_f64(out.sum / divisor);
+            Ok((Some(value), None, out.first.map(into_dim)))
+        }
+    }
 }
 
 fn value_and_grad<T: Float, D: Dimension, L: LossFn>(
@@ -228,25 +298,12 @@ fn value_and_grad<T: Float, D: Dimension, L: LossFn>(
     call: Call<'_, T>,
     reduction: Reduction,
 ) -> Result<ValueAndGrad<T, D>, Error> {
-    let n = call.n;
-    match reduction {
-        Reduction::None => {
-            let out = execute(loss, &call.ops, Job::LossGrad { scale: T::ONE })?;
-            Ok((Loss::Elementwise(into_dim(out.first)), into_dim(out.second)))
-        }
-        Reduction::Mean => {
-            let scale = T::from_f64(1.0 / n as f64);
-            let out = execute(loss, &call.ops, Job::SumGrad { scale })?;
-            Ok((
-                Loss::Reduced(T::from_f64(out.sum / n as f64)),
-                into_dim(out.first),
-            ))
-        }
-        Reduction::Sum => {
-            let out = execute(loss, &call.ops, Job::SumGrad { scale: T::ONE })?;
-            Ok((Loss::Reduced(T::from_f64(out.sum)), into_dim(out.first)))
-        }
-    }
+    let (value, losses, grad) = value_and_grad_to(loss, call, reduction, Dest::default())?;
+    let loss = match value {
+        Some(v) => Loss::Reduced(v),
+        None => Loss::Elementwise(owned(losses)),
+    };
+    Ok((loss, owned(grad)))
 }
 
 /// Binary cross entropy between probabilities `input` and `target`, as
@@ -358,4 +415,71 @@ pub fn binary_cross_entropy_with_logits_value_and_grad<T: Float, D: Dimension>(
 ) -> Result<ValueAndGrad<T, D>, Error> {
     let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
     value_and_grad(Logits, call, reduction)
+}
+
+/// Entry points for the bindings: either loss by a flag, outputs into the caller's buffers
+/// where it can (see [`parallel::Dest`]). The public functions above are these with no buffers.
+#[cfg(feature = "python")]
+pub(crate) mod entry {
+    use super::*;
+    use ndarray::IxDyn;
+
+    /// The loss: the reduced value, or the elementwise array if it was not written to `dest`.
+    pub(crate) fn forward<'a, T: Float>(
+        logits: bool,
+        input: ArrayViewD<'a, T>,
+        target: ArrayViewD<'a, T>,
+        weight: Option<ArrayViewD<'a, T>>,
+        pos_weight: Option<ArrayViewD<'a, T>>,
+        reduction: Reduction,
+        dest: Dest<'_, T>,
+    ) -> Result<Forward<T, IxDyn>, Error> {
+        if logits {
+            let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+            forward_to(Logits, call, reduction, dest)
+        } else {
+            let call = prepare(LossKind::Bce, input, target, weight, None)?;
+            forward_to(Bce, call, reduction, dest)
+        }
+    }
+
+    /// The gradient, if it was not written to `dest`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward<'a, T: Float>(
+        logits: bool,
+        grad_output: ArrayViewD<'a, T>,
+        input: ArrayViewD<'a, T>,
+        target: ArrayViewD<'a, T>,
+        weight: Option<ArrayViewD<'a, T>>,
+        pos_weight: Option<ArrayViewD<'a, T>>,
+        reduction: Reduction,
+        dest: Dest<'_, T>,
+    ) -> Result<Option<ArrayD<T>>, Error> {
+        if logits {
+            let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+            backward_to(Logits, call, grad_output, reduction, dest)
+        } else {
+            let call = prepare(LossKind::Bce, input, target, weight, None)?;
+            backward_to(Bce, call, grad_output, reduction, dest)
+        }
+    }
+
+    /// The one-pass loss and gradient.
+    pub(crate) fn value_and_grad<'a, T: Float>(
+        logits: bool,
+        input: ArrayViewD<'a, T>,
+        target: ArrayViewD<'a, T>,
+        weight: Option<ArrayViewD<'a, T>>,
+        pos_weight: Option<ArrayViewD<'a, T>>,
+        reduction: Reduction,
+        dest: Dest<'_, T>,
+    ) -> Result<Both<T, IxDyn>, Error> {
+        if logits {
+            let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+            value_and_grad_to(Logits, call, reduction, dest)
+        } else {
+            let call = prepare(LossKind::Bce, input, target, weight, None)?;
+            value_and_grad_to(Bce, call, reduction, dest)
+        }
+    }
 }

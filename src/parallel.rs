@@ -149,13 +149,26 @@ impl<F> Job<F> {
     }
 }
 
+/// Where a call's outputs go: buffers of the caller's, of the input's element count and in C
+/// order of its shape, or (`None`) buffers the executor allocates. A caller's buffer is used
+/// when the walk is in C order (always, for inputs in C order); otherwise the executor
+/// allocates one and says so in the [`Outcome`].
+#[derive(Default)]
+pub(crate) struct Dest<'o, F> {
+    /// For the first output (losses, or the gradient).
+    pub first: Option<&'o mut [F]>,
+    /// For the second output (the gradient of `LossGrad`).
+    pub second: Option<&'o mut [F]>,
+}
+
 /// What a call produced.
 pub(crate) struct Outcome<F> {
     /// The sum of the losses (for jobs that sum).
     pub sum: f64,
-    /// The first output (losses, or the gradient), in the input's shape.
+    /// The first output (losses, or the gradient), in the input's shape, when the executor
+    /// allocated it (`None`: it is in the caller's buffer).
     pub first: Option<ArrayD<F>>,
-    /// The second output (the gradient of `LossGrad`).
+    /// The second output (the gradient of `LossGrad`), likewise.
     pub second: Option<ArrayD<F>>,
 }
 
@@ -391,10 +404,11 @@ impl<'a, F: Float, L: LossFn> Plan<'a, F, L> {
 }
 
 /// Computes `job` for `loss` over `ops`, in parallel where it pays.
-pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
+pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
     loss: L,
     ops: &'v Operands<'a, F>,
     job: Job<F>,
+    dest: Dest<'o, F>,
 ) -> Result<Outcome<F>, Error> {
     let shape = ops.x.shape().to_vec();
     let n: usize = shape.iter().product();
@@ -415,10 +429,12 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
     let pw = broadcast("pos_weight", &ops.pw)?;
     let g = broadcast("grad_output", &ops.g)?;
     if n == 0 {
+        // Nothing to write: a caller's (empty) buffers are as good as ours.
+        let own = |d: &Option<&mut [F]>, k: usize| (outputs >= k && d.is_none()).then(empty);
         return Ok(Outcome {
             sum: 0.0,
-            first: (outputs >= 1).then(empty),
-            second: (outputs >= 2).then(empty),
+            first: own(&dest.first, 1),
+            second: own(&dest.second, 2),
         });
     }
 
@@ -445,15 +461,33 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
         level: simd_level(),
     };
 
-    let mut first = if outputs >= 1 {
-        vec![F::ZERO; n]
-    } else {
-        Vec::new()
+    // The caller's buffers, when the walk is in C order (they are in C order of the shape);
+    // otherwise buffers of our own, in the walk's order, permuted back at the end.
+    let c_order = plan
+        .canon
+        .perm
+        .iter()
+        .filter(|&&ax| shape[ax] > 1)
+        .is_sorted();
+    let usable = |d: Option<&'o mut [F]>| d.filter(|s| c_order && s.len() == n);
+    let (dest_first, dest_second) = (usable(dest.first), usable(dest.second));
+    let mut first_vec = Vec::new();
+    let mut second_vec = Vec::new();
+    let first: &mut [F] = match dest_first {
+        Some(s) => s,
+        None if outputs >= 1 => {
+            first_vec = vec![F::ZERO; n];
+            &mut first_vec
+        }
+        None => &mut [],
     };
-    let mut second = if outputs >= 2 {
-        vec![F::ZERO; n]
-    } else {
-        Vec::new()
+    let second: &mut [F] = match dest_second {
+        Some(s) => s,
+        None if outputs >= 2 => {
+            second_vec = vec![F::ZERO; n];
+            &mut second_vec
+        }
+        None => &mut [],
     };
     let chunks = geometry.count();
     let parallel = n >= PARALLEL_MIN && chunks > 1 && get_num_threads() > 1;
@@ -472,8 +506,8 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
                 .collect()
         }
     } else {
-        let firsts = split_chunks(&mut first, &geometry);
-        let mut seconds = split_chunks(&mut second, &geometry);
+        let firsts = split_chunks(first, &geometry);
+        let mut seconds = split_chunks(second, &geometry);
         seconds.resize_with(chunks, Default::default);
         let work: Vec<ChunkOutputs<'_, F>> = firsts.into_iter().zip(seconds).enumerate().collect();
         if parallel {
@@ -508,8 +542,12 @@ pub(crate) fn execute<'v, 'a: 'v, F: Float, L: LossFn>(
     };
     Ok(Outcome {
         sum: total.sum,
-        first: if outputs >= 1 { to_array(first) } else { None },
-        second: if outputs >= 2 { to_array(second) } else { None },
+        first: (!first_vec.is_empty())
+            .then(|| to_array(first_vec))
+            .flatten(),
+        second: (!second_vec.is_empty())
+            .then(|| to_array(second_vec))
+            .flatten(),
     })
 }
 

@@ -5,19 +5,24 @@
 //! function here borrows them as views, releases the GIL for large inputs, calls the crate,
 //! and wraps the result: a Python float for a reduction, a new ndarray otherwise.
 
-use ndarray::{ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use numpy::{
-    Element, PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+    Element, PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::{Error, Float, Loss, Reduction, SimdLevel};
+use crate::{entry, Dest, Error, Float, Reduction, SimdLevel};
 
 /// Inputs with at least this many elements are computed with the GIL released; below, the
 /// release costs more than it gives.
 const DETACH_MIN: usize = 1 << 13;
+
+/// Outputs with at least this many elements are NumPy arrays written in place (see
+/// [`numpy_output`]); smaller ones are the crate's, which costs less to make.
+const NUMPY_OUTPUT_MIN: usize = 1 << 16;
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -75,13 +80,6 @@ fn run<R: Send>(py: Python<'_>, n: usize, f: impl FnOnce() -> R + Send) -> R {
     } else {
         f()
     }
-}
-
-fn loss_to_py<T: Element + Float>(py: Python<'_>, loss: Loss<T, IxDyn>) -> PyResult<Py<PyAny>> {
-    Ok(match loss {
-        Loss::Reduced(v) => v.to_f64().into_pyobject(py)?.into_any().unbind(),
-        Loss::Elementwise(a) => PyArray::from_owned_array(py, a).into_any().unbind(),
-    })
 }
 
 /// The dtype of `input`: the one float type the call computes in.
@@ -153,6 +151,48 @@ impl<'py, T: Element + Float> Args<'py, T> {
     }
 }
 
+/// An output array: NumPy's, for large C-ordered inputs (NumPy asks the kernel for huge pages
+/// on large allocations, which saves most of the page faults of a fresh array), else none
+/// (the crate allocates one, handed over to NumPy without a copy).
+fn numpy_output<'py, T: Element + Float>(
+    py: Python<'py>,
+    x: &ArrayViewD<'_, T>,
+) -> Option<Bound<'py, PyArrayDyn<T>>> {
+    (x.len() >= NUMPY_OUTPUT_MIN && x.is_standard_layout())
+        .then(|| PyArray::zeros(py, IxDyn(x.shape()), false))
+}
+
+/// Borrows an output array of ours for writing, as a slice.
+fn writable<'py, T: Element + Float>(
+    out: &Option<Bound<'py, PyArrayDyn<T>>>,
+) -> PyResult<Option<PyReadwriteArrayDyn<'py, T>>> {
+    out.as_ref()
+        .map(|a| {
+            a.try_readwrite()
+                .map_err(|e| PyRuntimeError::new_err(format!("output buffer: {e}")))
+        })
+        .transpose()
+}
+
+fn slice_of<'b, T: Element>(
+    guard: &'b mut Option<PyReadwriteArrayDyn<'_, T>>,
+) -> Option<&'b mut [T]> {
+    guard.as_mut().and_then(|g| g.as_slice_mut().ok())
+}
+
+/// The output: the array the crate allocated, or else ours it wrote into.
+fn output_to_py<T: Element + Float>(
+    py: Python<'_>,
+    allocated: Option<ArrayD<T>>,
+    ours: Option<Bound<'_, PyArrayDyn<T>>>,
+) -> PyResult<Py<PyAny>> {
+    match (allocated, ours) {
+        (Some(a), _) => Ok(PyArray::from_owned_array(py, a).into_any().unbind()),
+        (None, Some(o)) => Ok(o.into_any().unbind()),
+        (None, None) => Err(PyRuntimeError::new_err("bcers: an output went missing")),
+    }
+}
+
 fn forward_t<'py, T: Element + Float>(
     py: Python<'py>,
     input: &Bound<'py, PyAny>,
@@ -164,14 +204,24 @@ fn forward_t<'py, T: Element + Float>(
 ) -> PyResult<Py<PyAny>> {
     let args = Args::<T>::new(input, target, weight, pos_weight)?;
     let (x, y, w, pw) = args.views();
-    let loss = run(py, x.len(), move || {
-        if logits {
-            crate::binary_cross_entropy_with_logits(x, y, w, pw, reduction)
-        } else {
-            crate::binary_cross_entropy(x, y, w, reduction)
-        }
+    let out = if reduction == Reduction::None {
+        numpy_output(py, &x)
+    } else {
+        None
+    };
+    let mut guard = writable(&out)?;
+    let dest = Dest {
+        first: slice_of(&mut guard),
+        second: None,
+    };
+    let (value, array) = run(py, x.len(), move || {
+        entry::forward(logits, x, y, w, pw, reduction, dest)
     })?;
-    loss_to_py(py, loss)
+    drop(guard);
+    match value {
+        Some(v) => Ok(v.to_f64().into_pyobject(py)?.into_any().unbind()),
+        None => output_to_py(py, array, out),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -189,14 +239,17 @@ fn backward_t<'py, T: Element + Float>(
     let g = borrow::<T>(grad_output, "grad_output")?;
     let (x, y, w, pw) = args.views();
     let g = g.as_array();
+    let out = numpy_output(py, &x);
+    let mut guard = writable(&out)?;
+    let dest = Dest {
+        first: slice_of(&mut guard),
+        second: None,
+    };
     let grad = run(py, x.len(), move || {
-        if logits {
-            crate::binary_cross_entropy_with_logits_backward(g, x, y, w, pw, reduction)
-        } else {
-            crate::binary_cross_entropy_backward(g, x, y, w, reduction)
-        }
+        entry::backward(logits, g, x, y, w, pw, reduction, dest)
     })?;
-    Ok(PyArray::from_owned_array(py, grad).into_any().unbind())
+    drop(guard);
+    output_to_py(py, grad, out)
 }
 
 fn value_and_grad_t<'py, T: Element + Float>(
@@ -210,15 +263,26 @@ fn value_and_grad_t<'py, T: Element + Float>(
 ) -> PyResult<Py<PyAny>> {
     let args = Args::<T>::new(input, target, weight, pos_weight)?;
     let (x, y, w, pw) = args.views();
-    let (loss, grad) = run(py, x.len(), move || {
-        if logits {
-            crate::binary_cross_entropy_with_logits_value_and_grad(x, y, w, pw, reduction)
-        } else {
-            crate::binary_cross_entropy_value_and_grad(x, y, w, reduction)
-        }
+    let loss_out = if reduction == Reduction::None {
+        numpy_output(py, &x)
+    } else {
+        None
+    };
+    let grad_out = numpy_output(py, &x);
+    let (mut loss_guard, mut grad_guard) = (writable(&loss_out)?, writable(&grad_out)?);
+    let dest = Dest {
+        first: slice_of(&mut loss_guard),
+        second: slice_of(&mut grad_guard),
+    };
+    let (value, losses, grad) = run(py, x.len(), move || {
+        entry::value_and_grad(logits, x, y, w, pw, reduction, dest)
     })?;
-    let loss = loss_to_py(py, loss)?;
-    let grad = PyArray::from_owned_array(py, grad).into_any().unbind();
+    drop((loss_guard, grad_guard));
+    let loss = match value {
+        Some(v) => v.to_f64().into_pyobject(py)?.into_any().unbind(),
+        None => output_to_py(py, losses, loss_out)?,
+    };
+    let grad = output_to_py(py, grad, grad_out)?;
     Ok(PyTuple::new(py, [loss, grad])?.into_any().unbind())
 }
 

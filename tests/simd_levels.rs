@@ -50,15 +50,17 @@ fn every_simd_level_agrees_with_the_scalar_reference() {
     for level in bcers::available_simd_levels() {
         bcers::set_simd_level(Some(level)).unwrap();
         let got = run();
-        for (r, g) in [
-            (&reference.0, &got.0),
-            (&reference.1, &got.1),
-            (&reference.2, &got.2),
-        ] {
+        // The losses have no cancelling terms: a few ulp of the result.
+        for (r, g) in [(&reference.0, &got.0), (&reference.1, &got.1)] {
             for (a, b) in r.iter().zip(g.iter()) {
                 let ulps = (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
-                assert!(ulps <= 4 || (a - b).abs() < 1e-30, "{level}: {a} vs {b}");
+                assert!(ulps <= 4, "{level}: {a} vs {b}");
             }
+        }
+        // The gradient (1 - y) sigmoid(x) - pw y sigmoid(-x) may cancel: a few ulp of its
+        // terms, which are at most 1 + pw <= 2 here.
+        for (a, b) in reference.2.iter().zip(got.2.iter()) {
+            assert!((a - b).abs() <= 8.0 * f32::EPSILON, "{level}: {a} vs {b}");
         }
     }
     bcers::set_simd_level(None).unwrap();
