@@ -4,7 +4,7 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all test test-rust test-exhaustive test-python lint bench dev clean
+.PHONY: all test test-rust test-exhaustive test-python lint bench dev valgrind fuzz clean
 
 all: lint test
 
@@ -49,6 +49,14 @@ lint: $(VENV)/.installed
 bench: dev
 	cargo bench --bench kernels
 	$(VPY) benches/bench.py
+
+# Memory errors and leaks in the Rust tests, under valgrind's memcheck.
+valgrind:
+	scripts/valgrind.sh
+
+# A long fuzzing run over the whole API (stable Rust: `cargo install cargo-fuzz`).
+fuzz:
+	cargo fuzz run --sanitizer none api fuzz/corpus/api -- -max_total_time=600 -max_len=2048
 
 clean:
 	cargo clean
