@@ -316,9 +316,12 @@ impl<'a, F: Float> Source<'a, F> {
 
 struct Plan<'a, F, L> {
     loss: core::marker::PhantomData<L>,
-    canon: Canonical<'a, F>,
-    /// With one canonical axis, each view that is contiguous, as a slice.
-    slices: Vec<Option<&'a [F]>>,
+    /// The canonical layout; `None` when every operand is contiguous in C order (then the
+    /// walk is that order, over `slices`).
+    canon: Option<Canonical<'a, F>>,
+    /// With one canonical axis (or none built), each operand that is contiguous, as a slice,
+    /// in the order input, target, then the present ones of weight, pos_weight, grad_output.
+    slices: [Option<&'a [F]>; 5],
     has_w: bool,
     has_pw: bool,
     has_g: bool,
@@ -338,8 +341,9 @@ impl<'a, F: Float, L: LossFn> Plan<'a, F, L> {
         if let Some(slice) = self.slices.get(index).copied().flatten() {
             return slice.get(cols.clone()).map(Source::Slice);
         }
-        let view = self.canon.views.get(index)?;
-        let panel = self.canon.panel(view, panel)?;
+        let canon = self.canon.as_ref()?;
+        let view = canon.views.get(index)?;
+        let panel = canon.panel(view, panel)?;
         Some(Source::new(
             panel.slice_move(s![rows.clone(), cols.clone()]),
         ))
@@ -439,16 +443,39 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
     }
 
     let (has_w, has_pw, has_g) = (w.is_some(), pw.is_some(), g.is_some());
-    let mut views = vec![ops.x.clone(), ops.y.clone()];
-    views.extend([w, pw, g].into_iter().flatten());
-    let canon = Canonical::new(views);
-    let (rows, cols) = canon.panel_shape();
-    let geometry = Geometry::new(canon.panels(), rows, cols);
     let _ = loss;
-    let slices = if canon.shape.len() == 1 {
-        canon.views.iter().map(|v| v.to_slice()).collect()
+    // Every operand contiguous in C order (the common case): one axis, no layout work and no
+    // allocation. Otherwise the canonical layout.
+    let mut slices = [None; 5];
+    let mut flat = true;
+    for (slot, view) in slices.iter_mut().zip(
+        [Some(&ops.x), Some(&ops.y)]
+            .into_iter()
+            .chain([&w, &pw, &g].map(Option::as_ref))
+            .flatten(),
+    ) {
+        *slot = view.to_slice();
+        flat &= slot.is_some();
+    }
+    let (canon, geometry) = if flat {
+        (None, Geometry::new(1, 1, n))
     } else {
-        Vec::new()
+        let mut views = vec![ops.x.clone(), ops.y.clone()];
+        views.extend([w, pw, g].into_iter().flatten());
+        let canon = Canonical::new(views);
+        let (rows, cols) = canon.panel_shape();
+        let geometry = Geometry::new(canon.panels(), rows, cols);
+        slices = [None; 5];
+        if canon.shape.len() == 1 {
+            for (slot, v) in slices.iter_mut().zip(&canon.views) {
+                *slot = v.to_slice();
+            }
+        }
+        (Some(canon), geometry)
+    };
+    let perm: Vec<usize> = match &canon {
+        Some(c) => c.perm.clone(),
+        None => (0..shape.len()).collect(),
     };
     let plan = Plan::<F, L> {
         loss: core::marker::PhantomData,
@@ -463,12 +490,7 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
 
     // The caller's buffers, when the walk is in C order (they are in C order of the shape);
     // otherwise buffers of our own, in the walk's order, permuted back at the end.
-    let c_order = plan
-        .canon
-        .perm
-        .iter()
-        .filter(|&&ax| shape[ax] > 1)
-        .is_sorted();
+    let c_order = perm.iter().filter(|&&ax| shape[ax] > 1).is_sorted();
     let usable = |d: Option<&'o mut [F]>| d.filter(|s| c_order && s.len() == n);
     let (dest_first, dest_second) = (usable(dest.first), usable(dest.second));
     let mut first_vec = Vec::new();
@@ -531,9 +553,9 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
     }
 
     let to_array = |data: Vec<F>| -> Option<ArrayD<F>> {
-        let permuted: Vec<usize> = plan.canon.perm.iter().map(|&ax| shape[ax]).collect();
-        let mut inverse = vec![0; plan.canon.perm.len()];
-        for (i, &ax) in plan.canon.perm.iter().enumerate() {
+        let permuted: Vec<usize> = perm.iter().map(|&ax| shape[ax]).collect();
+        let mut inverse = vec![0; perm.len()];
+        for (i, &ax) in perm.iter().enumerate() {
             inverse[ax] = i;
         }
         ArrayD::from_shape_vec(IxDyn(&permuted), data)

@@ -8,28 +8,30 @@ import numpy.typing as npt
 __version__: str
 PARALLEL_MIN: int
 
+# The array arguments are checked at run time (float32 or float64 ndarrays of one dtype, else
+# TypeError), so any object type-checks here.
 def forward(
-    input: npt.NDArray[np.floating[Any]],
-    target: npt.NDArray[np.floating[Any]],
-    weight: npt.NDArray[np.floating[Any]] | None,
-    pos_weight: npt.NDArray[np.floating[Any]] | None,
+    input: Any,
+    target: Any,
+    weight: Any,
+    pos_weight: Any,
     reduction: str,
     logits: bool,
 ) -> Any: ...
 def backward(
-    grad_output: npt.NDArray[np.floating[Any]],
-    input: npt.NDArray[np.floating[Any]],
-    target: npt.NDArray[np.floating[Any]],
-    weight: npt.NDArray[np.floating[Any]] | None,
-    pos_weight: npt.NDArray[np.floating[Any]] | None,
+    grad_output: Any,
+    input: Any,
+    target: Any,
+    weight: Any,
+    pos_weight: Any,
     reduction: str,
     logits: bool,
 ) -> npt.NDArray[np.floating[Any]]: ...
 def value_and_grad(
-    input: npt.NDArray[np.floating[Any]],
-    target: npt.NDArray[np.floating[Any]],
-    weight: npt.NDArray[np.floating[Any]] | None,
-    pos_weight: npt.NDArray[np.floating[Any]] | None,
+    input: Any,
+    target: Any,
+    weight: Any,
+    pos_weight: Any,
     reduction: str,
     logits: bool,
 ) -> tuple[Any, npt.NDArray[np.floating[Any]]]: ...

@@ -27,6 +27,10 @@ _F64 = np.dtype(np.float64)
 # The dtype a float input is computed in; float16 is computed in float32.
 _COMPUTE: dict[np.dtype[Any], np.dtype[Any]] = {_F16: _F32, _F32: _F32, _F64: _F64}
 _REDUCTIONS = frozenset(("none", "mean", "sum"))
+# The reduction names as interned constants: the fast path below recognises the usual spellings
+# (string literals, which Python interns) by identity, the cheapest test there is; any other
+# value takes the general path, which checks it fully.
+_NONE, _MEAN, _SUM = "none", "mean", "sum"
 _REAL_KINDS = frozenset("biuf")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _GpuArray = _gpu.Array
@@ -129,6 +133,23 @@ def _operand(value: ArrayLike, name: str, compute: np.dtype[Any]) -> npt.NDArray
     return a
 
 
+def _plain(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: Any) -> bool:
+    """Whether a call is the common one, which needs none of the general path's work: float32
+    or float64 ndarrays of one dtype, a reduction spelled as a literal. The caller then hands
+    its arguments to the native module as they are (the per-call cost matters for small
+    inputs); the result is what the general path gives."""
+    if type(input) is not np.ndarray or type(target) is not np.ndarray:
+        return False
+    dtype = input.dtype
+    return (
+        (dtype is _F32 or dtype is _F64)
+        and target.dtype is dtype
+        and (reduction is _MEAN or reduction is _SUM or reduction is _NONE)
+        and (weight is None or (type(weight) is np.ndarray and weight.dtype is dtype))
+        and (pos_weight is None or (type(pos_weight) is np.ndarray and pos_weight.dtype is dtype))
+    )
+
+
 def _prepare_half(
     x: npt.NDArray[Any],
     target: ArrayLike,
@@ -220,6 +241,9 @@ def binary_cross_entropy(
         ValueError: shapes that do not match, values outside [0, 1], an unknown reduction.
         TypeError: a non-float input or a non-real argument.
     """
+    if size_average is None and reduce is None and _plain(input, target, weight, None, reduction):
+        value = _bcers.forward(input, target, weight, None, reduction, False)
+        return value if reduction is _NONE else input.dtype.type(value)  # type: ignore[union-attr,no-any-return]
     mode = _resolve_reduction(size_average, reduce, reduction)
     try:
         x, y, w, _, dtype = _prepare(input, target, weight, None)
@@ -258,6 +282,13 @@ def binary_cross_entropy_with_logits(
     Returns:
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
     """
+    if (
+        size_average is None
+        and reduce is None
+        and _plain(input, target, weight, pos_weight, reduction)
+    ):
+        value = _bcers.forward(input, target, weight, pos_weight, reduction, True)
+        return value if reduction is _NONE else input.dtype.type(value)  # type: ignore[union-attr,no-any-return]
     mode = _resolve_reduction(size_average, reduce, reduction)
     try:
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
@@ -348,6 +379,9 @@ def binary_cross_entropy_value_and_grad(
         ``(loss, grad_input)``: the loss as :func:`binary_cross_entropy` returns it, and an
         array of the input's shape and dtype.
     """
+    if _plain(input, target, weight, None, reduction):
+        loss, grad = _bcers.value_and_grad(input, target, weight, None, reduction, False)
+        return (loss if reduction is _NONE else input.dtype.type(loss)), grad  # type: ignore[union-attr]
     mode = _check_reduction(reduction)
     try:
         x, y, w, _, dtype = _prepare(input, target, weight, None)
@@ -371,6 +405,9 @@ def binary_cross_entropy_with_logits_value_and_grad(
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
+    if _plain(input, target, weight, pos_weight, reduction):
+        loss, grad = _bcers.value_and_grad(input, target, weight, pos_weight, reduction, True)
+        return (loss if reduction is _NONE else input.dtype.type(loss)), grad  # type: ignore[union-attr]
     mode = _check_reduction(reduction)
     try:
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)

@@ -125,16 +125,6 @@ fn cut<F>(s: Option<&[F]>, n: usize) -> Option<&[F]> {
     s.map(|s| &s[..n.min(s.len())])
 }
 
-/// Whether any element of `v` is outside `[0, 1]` or NaN.
-#[inline(always)]
-fn any_outside_unit<F: Float>(v: &[F]) -> bool {
-    let mut bad = 0u8;
-    for &a in v {
-        bad |= u8::from(!in_unit_interval(a));
-    }
-    bad != 0
-}
-
 /// Adds `v` into the lane accumulators.
 #[inline(always)]
 fn add_lanes<F: Float>(v: &[F], acc: &mut [f64; LANES]) {
@@ -163,9 +153,27 @@ fn reduce_lanes(acc: &[f64; LANES]) -> f64 {
     v[0]
 }
 
+/// Range flags of one element, folded into the loop that computes it (a separate pass would
+/// take the cache misses on its own, with no arithmetic to hide them behind).
+#[derive(Clone, Copy, Default)]
+struct Flags {
+    x: u8,
+    y: u8,
+}
+
+impl Flags {
+    #[inline(always)]
+    fn check<F: Float, L: LossFn>(&mut self, x: F, y: F) {
+        if L::CHECKS_RANGE {
+            self.x |= u8::from(!in_unit_interval(x));
+            self.y |= u8::from(!in_unit_interval(y));
+        }
+    }
+}
+
 /// The loops, for one combination of present operands.
 #[inline(always)]
-fn body<F, I, L, W, P, G>(x: &[F], y: &[F], w: W, pw: P, g: G, out: Out<'_, F>) -> f64
+fn body<F, I, L, W, P, G>(x: &[F], y: &[F], w: W, pw: P, g: G, out: Out<'_, F>) -> Partial
 where
     F: Float,
     I: Isa,
@@ -175,7 +183,8 @@ where
     G: Src<F>,
 {
     let n = x.len();
-    match out {
+    let mut flags = Flags::default();
+    let sum = match out {
         Out::Sum => {
             let mut acc = [0.0f64; LANES];
             let mut tmp = [F::ZERO; SUB];
@@ -187,6 +196,7 @@ where
                 let t = &mut tmp[..m];
                 for i in 0..m {
                     let i = I::index(i);
+                    flags.check::<F, L>(xs[i], ys[i]);
                     t[i] = L::loss::<F, I>(xs[i], ys[i], ps.at(i)) * ws.at(i);
                 }
                 add_lanes(t, &mut acc);
@@ -198,6 +208,7 @@ where
             let out = &mut out[..n];
             for i in 0..n {
                 let i = I::index(i);
+                flags.check::<F, L>(x[i], y[i]);
                 out[i] = L::loss::<F, I>(x[i], y[i], pw.at(i)) * w.at(i);
             }
             0.0
@@ -206,6 +217,7 @@ where
             let grad = &mut grad[..n];
             for i in 0..n {
                 let i = I::index(i);
+                flags.check::<F, L>(x[i], y[i]);
                 grad[i] = L::grad::<F, I>(x[i], y[i], pw.at(i)) * w.at(i) * (g.at(i) * scale);
             }
             0.0
@@ -222,6 +234,7 @@ where
                 let t = &mut tmp[..m];
                 for i in 0..m {
                     let i = I::index(i);
+                    flags.check::<F, L>(xs[i], ys[i]);
                     let wi = ws.at(i);
                     let (l, d) = L::loss_and_grad::<F, I>(xs[i], ys[i], ps.at(i));
                     t[i] = l * wi;
@@ -237,6 +250,7 @@ where
             let grad = &mut grad[..n];
             for i in 0..n {
                 let i = I::index(i);
+                flags.check::<F, L>(x[i], y[i]);
                 let wi = w.at(i);
                 let (l, d) = L::loss_and_grad::<F, I>(x[i], y[i], pw.at(i));
                 loss[i] = l * wi;
@@ -244,6 +258,11 @@ where
             }
             0.0
         }
+    };
+    Partial {
+        sum,
+        bad_input: flags.x != 0,
+        bad_target: flags.y != 0,
     }
 }
 
@@ -297,14 +316,9 @@ impl<F: Float, L: LossFn> Kernel for Block<'_, F, L> {
         let (x, y) = (&self.x[..n], &self.y[..n]);
         let (w, pw, g) = (cut(self.w, n), cut(self.pw, n), cut(self.g, n));
         let out = cut_out(self.out, n);
-        let (bad_input, bad_target) = if L::CHECKS_RANGE {
-            (any_outside_unit(x), any_outside_unit(y))
-        } else {
-            (false, false)
-        };
         // Monomorphise over the operands that are present, so absent ones cost nothing. A
         // per-element grad_output only comes with `Grad`; pos_weight only with logits.
-        let sum = match (w, pw, g) {
+        match (w, pw, g) {
             (None, None, None) => body::<F, I, L, _, _, _>(x, y, One, One, One, out),
             (Some(w), None, None) => body::<F, I, L, _, _, _>(x, y, w, One, One, out),
             (None, Some(pw), None) => body::<F, I, L, _, _, _>(x, y, One, pw, One, out),
@@ -315,11 +329,6 @@ impl<F: Float, L: LossFn> Kernel for Block<'_, F, L> {
                 (None, Some(pw)) => body::<F, I, L, _, _, _>(x, y, One, pw, g, out),
                 (Some(w), Some(pw)) => body::<F, I, L, _, _, _>(x, y, w, pw, g, out),
             },
-        };
-        Partial {
-            sum,
-            bad_input,
-            bad_target,
         }
     }
 }

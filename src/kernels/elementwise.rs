@@ -1,6 +1,6 @@
 //! The per-element formulas: the scalar reference every vector level computes, lane by lane.
 
-use super::math::{exp, log, log1p};
+use super::math::{exp, log1m_unit, log1p, log_unit};
 use super::simd::Isa;
 use crate::float::Float;
 
@@ -52,11 +52,12 @@ pub(crate) struct Bce;
 impl LossFn for Bce {
     const CHECKS_RANGE: bool = true;
 
-    /// `(y - 1) * max(log1p(-x), -100) - y * max(log(x), -100)`.
+    /// `(y - 1) * max(log1p(-x), -100) - y * max(log(x), -100)`. The logarithms are the
+    /// variants for `x` in `[0, 1]`: other inputs are rejected by the range check.
     #[inline(always)]
     fn loss<F: Float, I: Isa>(x: F, y: F, _pw: F) -> F {
-        let log_x = max(log::<F, I>(x), F::LOG_FLOOR);
-        let log_1mx = max(log1p::<F, I>(-x), F::LOG_FLOOR);
+        let log_x = max(log_unit::<F, I>(x), F::LOG_FLOOR);
+        let log_1mx = max(log1m_unit::<F, I>(x), F::LOG_FLOOR);
         (y - F::ONE) * log_1mx - y * log_x
     }
 

@@ -49,6 +49,10 @@ pub trait Math: Copy {
     fn log1p_impl<I: Isa>(self) -> Self;
     /// `e^x`.
     fn exp_impl<I: Isa>(self) -> Self;
+    /// `log(x)` for `x` in `[0, 1]`; see [`log_unit`].
+    fn log_unit_impl<I: Isa>(self) -> Self;
+    /// `log1p(-x)` for `x` in `[0, 1]`; see [`log1m_unit`].
+    fn log1m_unit_impl<I: Isa>(self) -> Self;
 }
 
 /// The per-type constants of the generic bodies.
@@ -248,15 +252,23 @@ macro_rules! impl_math {
         impl Math for $t {
             #[inline(always)]
             fn log_impl<I: Isa>(self) -> Self {
-                log_body::<$t, I>(self)
+                log_body::<$t, I, true>(self)
             }
             #[inline(always)]
             fn log1p_impl<I: Isa>(self) -> Self {
-                log1p_body::<$t, I>(self)
+                log1p_body::<$t, I, true>(self)
             }
             #[inline(always)]
             fn exp_impl<I: Isa>(self) -> Self {
                 exp_body::<$t, I>(self)
+            }
+            #[inline(always)]
+            fn log_unit_impl<I: Isa>(self) -> Self {
+                log_body::<$t, I, false>(self)
+            }
+            #[inline(always)]
+            fn log1m_unit_impl<I: Isa>(self) -> Self {
+                log1p_body::<$t, I, false>(-self)
             }
         }
     )*};
@@ -264,7 +276,9 @@ macro_rules! impl_math {
 
 impl_math!(f32, f64);
 
-/// Natural logarithm of `x`.
+/// Natural logarithm of `x`. (The kernels need only [`log_unit`]; this general function is
+/// what the tests hold it to.)
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn log<F: Math, I: Isa>(x: F) -> F {
     x.log_impl::<I>()
@@ -280,6 +294,22 @@ pub(crate) fn log1p<F: Math, I: Isa>(x: F) -> F {
 #[inline(always)]
 pub(crate) fn exp<F: Math, I: Isa>(x: F) -> F {
     x.exp_impl::<I>()
+}
+
+/// [`log`] for the probabilities of BCE, `x` in `[0, 1]`: the same bits there, except at 0,
+/// which gives a finite value below -100 (-103.97 in `f32`, -745.1 in `f64`) instead of
+/// `-inf`; the kernels' floor of -100 makes both -100. Outside `[0, 1]` the value is
+/// unspecified (BCE rejects such inputs). It skips the special-value selects of [`log`].
+#[inline(always)]
+pub(crate) fn log_unit<F: Math, I: Isa>(x: F) -> F {
+    x.log_unit_impl::<I>()
+}
+
+/// `log1p(-x)` for `x` in `[0, 1]`: the bits of [`log1p`]`(-x)` there (`-inf` at 1). Outside
+/// `[0, 1]` the value is unspecified (BCE rejects such inputs).
+#[inline(always)]
+pub(crate) fn log1m_unit<F: Math, I: Isa>(x: F) -> F {
+    x.log1m_unit_impl::<I>()
 }
 
 /// `c[0] + c[1] x + c[2] x^2 + ...` (at least two coefficients), with `x2 = x^2`, as
@@ -342,8 +372,9 @@ fn log_special<F: Float>(w: F, y: F) -> F {
     }
 }
 
+/// `log(x)`; with `SPECIAL = false`, only for `x` in `[0, 1]` (see [`log_unit`]).
 #[inline(always)]
-fn log_body<F: Consts, I: Isa>(x: F) -> F {
+fn log_body<F: Consts, I: Isa, const SPECIAL: bool>(x: F) -> F {
     let subnormal = x < F::MIN_POSITIVE;
     let xs = if subnormal { x * F::TWO_P } else { x };
     let k_bias = if subnormal {
@@ -354,18 +385,23 @@ fn log_body<F: Consts, I: Isa>(x: F) -> F {
     let (m, nk, _) = reduce::<F>(xs, k_bias);
     let f = m - F::ONE;
     let y = log_tail::<F, I>(f, f, nk, nk * F::NEG_LN2_LO);
-    log_special(x, y)
+    if SPECIAL {
+        log_special(x, y)
+    } else {
+        y
+    }
 }
 
+/// `log1p(x)`; with `SPECIAL = false`, only for `x` in `[-1, 0]` (see [`log1m_unit`]).
 #[inline(always)]
-fn log1p_body<F: Consts, I: Isa>(x: F) -> F {
+fn log1p_body<F: Consts, I: Isa, const SPECIAL: bool>(x: F) -> F {
     let w = F::ONE + x;
     // The rounding error of `w`, exact while `w <= 2^(p+1)` (Sterbenz).
     let c = x - (w - F::ONE);
     let (m, nk, ix) = reduce::<F>(w, F::K_BIAS);
     // 2^-k from the exponent field of `ix`.
     let scale = F::from_bits(F::wrapping_sub(F::TWO_BIAS, ix & F::EXP_MASK));
-    let cs = if w < F::LOG1P_EXACT_LIMIT {
+    let cs = if !SPECIAL || w < F::LOG1P_EXACT_LIMIT {
         c * scale
     } else {
         F::ZERO
@@ -382,7 +418,13 @@ fn log1p_body<F: Consts, I: Isa>(x: F) -> F {
     let tiny = F::from_bits(f.to_bits() & !F::SIGN_MASK) < F::LOG1P_TINY;
     let fp = if tiny { -F::ZERO } else { f };
     let y = log_tail::<F, I>(f, fp, nk, lo0);
-    log_special(w, y)
+    if SPECIAL {
+        log_special(w, y)
+    } else if w == F::ZERO {
+        -F::INFINITY
+    } else {
+        y
+    }
 }
 
 #[inline(always)]
@@ -1009,6 +1051,90 @@ mod tests {
             start.elapsed().as_secs_f64()
         );
         report(name, &levels, &total, 2.0);
+    }
+
+    /// Maps `x` to `[log_unit(x), log1m_unit(x), log(x), log1p(-x)]`, at a dispatch level.
+    struct UnitPair<'a, F> {
+        x: &'a [F],
+        out: &'a mut [[F; 4]],
+    }
+
+    impl<F: Float> Kernel for UnitPair<'_, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run<I: Isa>(self) {
+            let n = self.x.len().min(self.out.len());
+            let (x, out) = (&self.x[..n], &mut self.out[..n]);
+            for i in 0..n {
+                let i = I::index(i);
+                let v = x[i];
+                out[i] = [
+                    log_unit::<F, I>(v),
+                    log1m_unit::<F, I>(v),
+                    log::<F, I>(v),
+                    log1p::<F, I>(-v),
+                ];
+            }
+        }
+    }
+
+    /// The BCE variants give the general functions' bits on `[0, 1]`, at every level; at 0,
+    /// `log_unit` is finite and below -100 instead of -inf.
+    fn check_unit_variants<F: Float>(x: &[F]) {
+        for level in available_simd_levels() {
+            let mut out = vec![[F::ZERO; 4]; x.len()];
+            dispatch(level, UnitPair { x, out: &mut out });
+            for (&v, r) in x.iter().zip(&out) {
+                if v == F::ZERO {
+                    assert!(r[0] <= F::LOG_FLOOR, "log_unit(0) = {} at {level}", r[0]);
+                } else {
+                    assert!(r[0].to_bits() == r[2].to_bits(), "log_unit({v}) at {level}");
+                }
+                assert!(
+                    r[1].to_bits() == r[3].to_bits(),
+                    "log1m_unit({v}) at {level}"
+                );
+            }
+        }
+    }
+
+    fn unit_samples<F: Float>() -> Vec<F> {
+        let mut x: Vec<F> = (0..=200_000)
+            .map(|i| F::from_f64(f64::from(i) / 200_000.0))
+            .collect();
+        for e in 1..1100 {
+            x.push(F::from_f64(2f64.powi(-e)));
+            x.push(F::ONE - F::from_f64(2f64.powi(-e)));
+        }
+        x.retain(|v| *v >= F::ZERO && *v <= F::ONE);
+        x
+    }
+
+    #[test]
+    fn unit_variants_match_f32() {
+        check_unit_variants(&unit_samples::<f32>());
+    }
+
+    #[test]
+    fn unit_variants_match_f64() {
+        check_unit_variants(&unit_samples::<f64>());
+    }
+
+    #[test]
+    #[ignore = "exhaustive: run in release mode"]
+    fn exhaustive_unit_variants_f32() {
+        // Every f32 in [0, 1].
+        let start = std::time::Instant::now();
+        (0u32..=0x3f80_0000 >> 16).into_par_iter().for_each(|c| {
+            let lo = c << 16;
+            let hi = (lo | 0xffff).min(0x3f80_0000);
+            let x: Vec<f32> = (lo..=hi).map(f32::from_bits).collect();
+            check_unit_variants(&x);
+        });
+        println!(
+            "exhaustive unit variants f32: {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
     }
 
     #[test]
