@@ -1,12 +1,15 @@
 //! The crate's public API: values against a float64 reference, torch's reference numbers,
 //! layouts, broadcasting, determinism across thread counts, and every error path.
 
+#[path = "support/random.rs"]
+mod random;
 use bcers::{
     binary_cross_entropy, binary_cross_entropy_backward, binary_cross_entropy_value_and_grad,
     binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_backward,
     binary_cross_entropy_with_logits_value_and_grad, Error, Loss, LossKind, Reduction,
 };
 use ndarray::{arr0, array, s, Array, Array1, ArrayD, ArrayView1, IxDyn};
+use random::uniform;
 
 /// float64 reference of BCE per element.
 fn bce_ref(x: f64, y: f64) -> f64 {
@@ -24,19 +27,6 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// A deterministic pseudo-random sequence in [0, 1).
-fn uniform(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect()
-}
 
 fn close(a: f64, b: f64, rtol: f64) -> bool {
     (a - b).abs() <= rtol * b.abs().max(1e-30) || (a.is_nan() && b.is_nan()) || a == b

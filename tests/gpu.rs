@@ -4,6 +4,8 @@
 //! sets it), where they fail.
 #![cfg(feature = "gpu")]
 
+#[path = "support/random.rs"]
+mod random;
 use bcers::gpu::{self, Gpu, GpuArray, GpuLoss, GpuOptions};
 use bcers::{Error, Loss, Reduction};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
@@ -37,17 +39,11 @@ fn tiny_device() -> Option<Gpu> {
 }
 
 /// A deterministic pseudo-random sequence in [0, 1).
+/// `n` numbers in `[0, 1)`, as `f32`.
 fn uniform(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32) / (1u64 << 24) as f32
-        })
+    random::uniform(n, seed)
+        .into_iter()
+        .map(|v| v as f32)
         .collect()
 }
 

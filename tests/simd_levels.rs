@@ -1,22 +1,11 @@
 //! Every SIMD level this processor has gives the scalar reference's values (to a few ulp).
 //! In a test binary of its own: the level is process-wide.
 
+#[path = "support/random.rs"]
+mod random;
 use bcers::{binary_cross_entropy, binary_cross_entropy_with_logits_value_and_grad, Reduction};
 use ndarray::Array1;
-
-fn uniform(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect()
-}
+use random::uniform;
 
 #[test]
 fn every_simd_level_agrees_with_the_scalar_reference() {

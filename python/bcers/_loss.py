@@ -28,7 +28,30 @@ def _stored(value: ArrayLike | None) -> npt.NDArray[Any] | Array | None:
     return np.asarray(value)
 
 
-class BCELoss:
+class _Loss:
+    """What both loss classes share: torch's constructor arguments, ``weight`` and ``reduction``."""
+
+    weight: npt.NDArray[Any] | Array | None
+    reduction: ReductionName
+
+    def __init__(
+        self,
+        weight: ArrayLike | None,
+        size_average: bool | None,
+        reduce: bool | None,
+        reduction: ReductionName,
+    ) -> None:
+        if size_average is not None or reduce is not None:
+            # As torch: the legacy pair overrides reduction, with a warning, at construction.
+            reduction = cast(ReductionName, _legacy_reduction(size_average, reduce))
+        self.weight = _stored(weight)
+        self.reduction = reduction
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BCELoss(_Loss):
     """Binary cross entropy between probabilities, as ``torch.nn.BCELoss``.
 
     ``loss_fn(input, target)`` (or ``.forward``) computes the loss, ``.backward(input,
@@ -37,9 +60,6 @@ class BCELoss:
     :func:`bcers.binary_cross_entropy` for the arguments.
     """
 
-    weight: npt.NDArray[Any] | Array | None
-    reduction: ReductionName
-
     def __init__(
         self,
         weight: ArrayLike | None = None,
@@ -47,28 +67,20 @@ class BCELoss:
         reduce: bool | None = None,
         reduction: ReductionName = "mean",
     ) -> None:
-        if size_average is not None or reduce is not None:
-            reduction = cast(ReductionName, _legacy_reduction(size_average, reduce))
-        self.weight = _stored(weight)
-        self.reduction = reduction
-
-    def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
-        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+        super().__init__(weight, size_average, reduce, reduction)
 
     def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
         """The loss of ``input`` against ``target``."""
         return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+
+    __call__ = forward
 
     def backward(
         self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
     ) -> npt.NDArray[np.floating[Any]]:
         """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
         return binary_cross_entropy_backward(
-            grad_output,
-            input,
-            target,
-            self.weight,
-            reduction=self.reduction,
+            grad_output, input, target, self.weight, reduction=self.reduction
         )
 
     def value_and_grad(
@@ -76,26 +88,18 @@ class BCELoss:
     ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
         """``(loss, grad_input)`` in one pass over the data."""
         return binary_cross_entropy_value_and_grad(
-            input,
-            target,
-            self.weight,
-            reduction=self.reduction,
+            input, target, self.weight, reduction=self.reduction
         )
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
-
-class BCEWithLogitsLoss:
+class BCEWithLogitsLoss(_Loss):
     """Binary cross entropy on logits, as ``torch.nn.BCEWithLogitsLoss``.
 
     Callable like :class:`BCELoss`, with the extra ``pos_weight``. See
     :func:`bcers.binary_cross_entropy_with_logits` for the arguments.
     """
 
-    weight: npt.NDArray[Any] | Array | None
     pos_weight: npt.NDArray[Any] | Array | None
-    reduction: ReductionName
 
     def __init__(
         self,
@@ -105,36 +109,23 @@ class BCEWithLogitsLoss:
         reduction: ReductionName = "mean",
         pos_weight: ArrayLike | None = None,
     ) -> None:
-        if size_average is not None or reduce is not None:
-            reduction = cast(ReductionName, _legacy_reduction(size_average, reduce))
-        self.weight = _stored(weight)
+        super().__init__(weight, size_average, reduce, reduction)
         self.pos_weight = _stored(pos_weight)
-        self.reduction = reduction
-
-    def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
-        return binary_cross_entropy_with_logits(
-            input,
-            target,
-            self.weight,
-            reduction=self.reduction,
-            pos_weight=self.pos_weight,
-        )
 
     def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
         """The loss of ``input`` (logits) against ``target``."""
-        return self(input, target)
+        return binary_cross_entropy_with_logits(
+            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+        )
+
+    __call__ = forward
 
     def backward(
         self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
     ) -> npt.NDArray[np.floating[Any]]:
         """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
         return binary_cross_entropy_with_logits_backward(
-            grad_output,
-            input,
-            target,
-            self.weight,
-            self.pos_weight,
-            reduction=self.reduction,
+            grad_output, input, target, self.weight, self.pos_weight, reduction=self.reduction
         )
 
     def value_and_grad(
@@ -142,12 +133,5 @@ class BCEWithLogitsLoss:
     ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
         """``(loss, grad_input)`` in one pass over the data."""
         return binary_cross_entropy_with_logits_value_and_grad(
-            input,
-            target,
-            self.weight,
-            self.pos_weight,
-            reduction=self.reduction,
+            input, target, self.weight, self.pos_weight, reduction=self.reduction
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"

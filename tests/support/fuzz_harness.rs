@@ -243,13 +243,13 @@ fn run<F: Float>(data: &[u8]) {
                 _ => panic!("forward and value_and_grad disagree on the reduction"),
             }
             // The separate backward with grad_output 1 gives the fused gradient.
+            let ones = ArrayD::from_elem(IxDyn(&xs), F::ONE);
+            let g1 = if reduction == Reduction::None {
+                ones.view()
+            } else {
+                one.view()
+            };
             let sep = if logits {
-                let ones = ArrayD::from_elem(IxDyn(&xs), F::ONE);
-                let g1 = if reduction == Reduction::None {
-                    ones.view()
-                } else {
-                    one.view()
-                };
                 binary_cross_entropy_with_logits_backward(
                     g1,
                     xv.clone(),
@@ -259,12 +259,6 @@ fn run<F: Float>(data: &[u8]) {
                     reduction,
                 )
             } else {
-                let ones = ArrayD::from_elem(IxDyn(&xs), F::ONE);
-                let g1 = if reduction == Reduction::None {
-                    ones.view()
-                } else {
-                    one.view()
-                };
                 binary_cross_entropy_backward(g1, xv.clone(), yv.clone(), wv.clone(), reduction)
             };
             let sep = sep.expect("backward fails where value_and_grad succeeds");
