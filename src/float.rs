@@ -54,6 +54,8 @@ pub trait Float:
     const LOG_FLOOR: Self;
     /// torch's `EPSILON` for the BCE input gradient: the float32 constant `1e-12`, widened for `f64`.
     const GRAD_EPS: Self;
+    /// The smallest positive normal value.
+    const MIN_POSITIVE: Self;
     /// Not a number.
     const NAN: Self;
     /// Positive infinity.
@@ -82,6 +84,7 @@ impl Float for f32 {
     const ONE: Self = 1.0;
     const LOG_FLOOR: Self = -100.0;
     const GRAD_EPS: Self = 1e-12;
+    const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
     const NAN: Self = f32::NAN;
     const INFINITY: Self = f32::INFINITY;
     const NAME: &'static str = "float32";
@@ -120,6 +123,7 @@ impl Float for f64 {
     const LOG_FLOOR: Self = -100.0;
     // torch keeps EPSILON as a float32 constant and widens it: 9.99999996e-13.
     const GRAD_EPS: Self = 1e-12_f32 as f64;
+    const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
     const NAN: Self = f64::NAN;
     const INFINITY: Self = f64::INFINITY;
     const NAME: &'static str = "float64";

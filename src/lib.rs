@@ -224,6 +224,9 @@ pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
     reduction: Reduction,
     dest: Dest<'_, T>,
 ) -> Result<Option<Array<T, D>>, Error> {
+    // `mean` folds 1/n into the factor. When grad_output/n would be subnormal, that factor
+    // loses precision (or is 0); divide afterwards instead, in torch's order.
+    let mut divide_after = None;
     let scale = match reduction {
         Reduction::None => {
             call.ops.g = Some(grad_output);
@@ -237,14 +240,34 @@ pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
                 });
             }
             let g = grad_output.iter().next().copied().unwrap_or(T::ONE);
-            if reduction == Reduction::Mean {
-                T::from_f64(g.to_f64() / call.n as f64)
-            } else {
+            if reduction == Reduction::Sum {
                 g
+            } else {
+                let folded = g.to_f64() / call.n as f64;
+                if g != T::ZERO && folded.abs() < T::MIN_POSITIVE.to_f64() {
+                    divide_after = Some(T::from_usize(call.n));
+                    g
+                } else {
+                    T::from_f64(folded)
+                }
             }
         }
     };
-    let out = execute(loss, &call.ops, Job::Grad { scale }, dest)?;
+    let mut dest = dest;
+    let reborrowed = Dest {
+        first: dest.first.as_deref_mut(),
+        second: None,
+    };
+    let mut out = execute(loss, &call.ops, Job::Grad { scale }, reborrowed)?;
+    if let Some(n) = divide_after {
+        let grad = match (out.first.as_mut(), dest.first) {
+            (Some(array), _) => array.as_slice_memory_order_mut(),
+            (None, buffer) => buffer,
+        };
+        for v in grad.into_iter().flatten() {
+            *v = *v / n;
+        }
+    }
     Ok(out.first.map(into_dim))
 }
 

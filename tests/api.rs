@@ -26,8 +26,6 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// A deterministic pseudo-random sequence in [0, 1).
-
 fn close(a: f64, b: f64, rtol: f64) -> bool {
     (a - b).abs() <= rtol * b.abs().max(1e-30) || (a.is_nan() && b.is_nan()) || a == b
 }
@@ -160,6 +158,39 @@ fn infinite_logits_give_the_mathematical_limits() {
     )
     .unwrap();
     assert_eq!(g.to_vec(), [0.0, 0.0, 1.0, -1.0]);
+}
+
+#[test]
+fn mean_gradient_of_a_tiny_grad_output_is_not_rounded_away() {
+    // grad_output / n is subnormal here; torch divides by n last, so the gradient stays a
+    // normal number (x = 0, y = 1: g * -1 / 1e-12 / 15).
+    let g = f32::from_bits(6260); // 8.772e-42
+    let x = Array1::<f32>::zeros(15);
+    let y = Array1::<f32>::ones(15);
+    for (n, x, y) in [
+        (15usize, x.view(), y.view()),
+        (1, x.slice(s![..1]), y.slice(s![..1])),
+    ] {
+        let grad =
+            binary_cross_entropy_backward(arr0(g).into_dyn().view(), x, y, None, Reduction::Mean)
+                .unwrap();
+        let want = (-(g as f64) / 1e-12_f32 as f64) / n as f64;
+        for &v in grad.iter() {
+            assert!(close(v as f64, want, 1e-6), "{v} vs {want}");
+        }
+    }
+    // The smallest subnormal grad_output: a nonzero gradient, not 0.
+    let g = f32::from_bits(1);
+    let grad = binary_cross_entropy_backward(
+        arr0(g).into_dyn().view(),
+        array![0.0f32, 0.0, 0.0].view(),
+        array![1.0f32, 1.0, 1.0].view(),
+        None,
+        Reduction::Mean,
+    )
+    .unwrap();
+    let want = (-(g as f64) / 1e-12_f32 as f64) / 3.0;
+    assert!(grad.iter().all(|&v| close(v as f64, want, 1e-6)), "{grad}");
 }
 
 #[test]

@@ -474,3 +474,17 @@ def test_concurrent_calls_from_python_threads() -> None:
     for got, want in zip(results, serial):
         for a, b in zip(got, want):
             assert_identical(a, b)
+
+
+@pytest.mark.parametrize("n", [15, 1 << 17])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mean_gradient_of_a_subnormal_grad_output(n: int, dtype: type) -> None:
+    """grad_output / n is subnormal: the gradient is torch's (divided by n last), not lost."""
+    tiny = np.finfo(dtype).smallest_normal
+    x = np.zeros(n, dtype)  # the gradient at x = 0, y = 1 is -g / 1e-12
+    y = np.ones(n, dtype)
+    for g in (dtype(tiny * 0.75), dtype(np.finfo(dtype).smallest_subnormal)):
+        grad = bcers.binary_cross_entropy_backward(g, x, y)
+        want = -float(g) / float(np.float32(1e-12)) / n
+        assert grad.dtype == dtype
+        np.testing.assert_allclose(grad.astype(np.float64), want, rtol=1e-6)

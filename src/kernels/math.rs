@@ -76,8 +76,6 @@ trait Consts: Float {
     const K_BIAS: Self;
     /// `K_BIAS + p`: the same for an input scaled by `2^p`.
     const K_BIAS_SCALED: Self;
-    /// The smallest positive normal number.
-    const MIN_POSITIVE: Self;
     /// `-1/2`.
     const NEG_HALF: Self;
     /// `-ln2_hi`: `ln 2` truncated to few enough bits that `k ln2_hi` is exact for every `k`
@@ -130,7 +128,6 @@ impl Consts for f32 {
     const TWO_P: f32 = 8_388_608.0;
     const K_BIAS: f32 = 8_388_608.0 + 127.0;
     const K_BIAS_SCALED: f32 = 8_388_608.0 + 127.0 + 23.0;
-    const MIN_POSITIVE: f32 = f32::MIN_POSITIVE;
     const NEG_HALF: f32 = -0.5;
     // 0.693145751953125: 15 significant bits, so k * LN2_HI is exact for |k| < 2^9.
     const NEG_LN2_HI: f32 = f32::from_bits(0xbf31_7200);
@@ -185,7 +182,6 @@ impl Consts for f64 {
     const TWO_P: f64 = 4_503_599_627_370_496.0;
     const K_BIAS: f64 = 4_503_599_627_370_496.0 + 1023.0;
     const K_BIAS_SCALED: f64 = 4_503_599_627_370_496.0 + 1023.0 + 52.0;
-    const MIN_POSITIVE: f64 = f64::MIN_POSITIVE;
     const NEG_HALF: f64 = -0.5;
     // fdlibm's ln2_hi: 32 significant bits, so k * LN2_HI is exact for |k| < 2^21.
     const NEG_LN2_HI: f64 = f64::from_bits(0xbfe6_2e42_fee0_0000);
