@@ -1,6 +1,6 @@
 //! The per-element formulas: the scalar reference every vector level computes, lane by lane.
 
-use super::math::{exp, log1m_unit, log1p, log_unit};
+use super::math::{exp_nonpos, log1m_unit, log1p_unit, log_unit};
 use super::simd::Isa;
 use crate::float::Float;
 
@@ -111,7 +111,7 @@ impl Logits {
     #[inline(always)]
     fn exp_neg_abs<F: Float, I: Isa>(x: F) -> F {
         let abs = F::from_bits(x.to_bits() & !F::SIGN_MASK);
-        exp::<F, I>(-abs)
+        exp_nonpos::<F, I>(-abs)
     }
 }
 
@@ -121,7 +121,7 @@ impl LossFn for Logits {
     #[inline(always)]
     fn loss<F: Float, I: Isa>(x: F, y: F, pw: F) -> F {
         let e = Self::exp_neg_abs::<F, I>(x);
-        Self::loss_from(x, y, pw, log1p::<F, I>(e))
+        Self::loss_from(x, y, pw, log1p_unit::<F, I>(e))
     }
 
     #[inline(always)]
@@ -133,7 +133,7 @@ impl LossFn for Logits {
     fn loss_and_grad<F: Float, I: Isa>(x: F, y: F, pw: F) -> (F, F) {
         let e = Self::exp_neg_abs::<F, I>(x);
         (
-            Self::loss_from(x, y, pw, log1p::<F, I>(e)),
+            Self::loss_from(x, y, pw, log1p_unit::<F, I>(e)),
             Self::grad_from(x, y, pw, e),
         )
     }

@@ -53,6 +53,10 @@ pub trait Math: Copy {
     fn log_unit_impl<I: Isa>(self) -> Self;
     /// `log1p(-x)` for `x` in `[0, 1]`; see [`log1m_unit`].
     fn log1m_unit_impl<I: Isa>(self) -> Self;
+    /// `log1p(x)` for `x` in `[0, 1]`; see [`log1p_unit`].
+    fn log1p_unit_impl<I: Isa>(self) -> Self;
+    /// `e^x` for `x <= 0`; see [`exp_nonpos`].
+    fn exp_nonpos_impl<I: Isa>(self) -> Self;
 }
 
 /// The per-type constants of the generic bodies.
@@ -252,11 +256,11 @@ macro_rules! impl_math {
             }
             #[inline(always)]
             fn log1p_impl<I: Isa>(self) -> Self {
-                log1p_body::<$t, I>(self)
+                log1p_body::<$t, I, true>(self)
             }
             #[inline(always)]
             fn exp_impl<I: Isa>(self) -> Self {
-                exp_body::<$t, I>(self)
+                exp_body::<$t, I, false>(self)
             }
             #[inline(always)]
             fn log_unit_impl<I: Isa>(self) -> Self {
@@ -265,6 +269,14 @@ macro_rules! impl_math {
             #[inline(always)]
             fn log1m_unit_impl<I: Isa>(self) -> Self {
                 log1m_unit_body::<$t, I>(self)
+            }
+            #[inline(always)]
+            fn log1p_unit_impl<I: Isa>(self) -> Self {
+                log1p_body::<$t, I, false>(self)
+            }
+            #[inline(always)]
+            fn exp_nonpos_impl<I: Isa>(self) -> Self {
+                exp_body::<$t, I, true>(self)
             }
         }
     )*};
@@ -280,13 +292,15 @@ pub(crate) fn log<F: Math, I: Isa>(x: F) -> F {
     x.log_impl::<I>()
 }
 
-/// `log(1 + x)`, accurate for small `x`.
+/// `log(1 + x)`, accurate for small `x`. (The kernels need only [`log1p_unit`].)
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn log1p<F: Math, I: Isa>(x: F) -> F {
     x.log1p_impl::<I>()
 }
 
-/// `e^x`.
+/// `e^x`. (The kernels need only [`exp_nonpos`].)
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn exp<F: Math, I: Isa>(x: F) -> F {
     x.exp_impl::<I>()
@@ -307,6 +321,20 @@ pub(crate) fn log_unit<F: Math, I: Isa>(x: F) -> F {
 #[inline(always)]
 pub(crate) fn log1m_unit<F: Math, I: Isa>(x: F) -> F {
     x.log1m_unit_impl::<I>()
+}
+
+/// [`log1p`] for `x` in `[0, 1]` (`log1p(exp(-|x|))` of the logits loss): the same bits
+/// there, without the special-value selects. Outside `[0, 1]` the value is unspecified.
+#[inline(always)]
+pub(crate) fn log1p_unit<F: Math, I: Isa>(x: F) -> F {
+    x.log1p_unit_impl::<I>()
+}
+
+/// [`exp`] for `x <= 0` (`exp(-|x|)` of the logits loss), NaN included: the same bits there,
+/// with one clamp and no sign selects fewer. For `x > 0` the value is unspecified.
+#[inline(always)]
+pub(crate) fn exp_nonpos<F: Math, I: Isa>(x: F) -> F {
+    x.exp_nonpos_impl::<I>()
 }
 
 /// `c[0] + c[1] x + c[2] x^2 + ...` (at least two coefficients), with `x2 = x^2`, as
@@ -389,16 +417,16 @@ fn log_body<F: Consts, I: Isa, const SPECIAL: bool>(x: F) -> F {
     }
 }
 
-/// `log1p(x)`.
+/// `log1p(x)`; with `SPECIAL = false`, only for `x` in `[0, 1]` (see [`log1p_unit`]).
 #[inline(always)]
-fn log1p_body<F: Consts, I: Isa>(x: F) -> F {
+fn log1p_body<F: Consts, I: Isa, const SPECIAL: bool>(x: F) -> F {
     let w = F::ONE + x;
     // The rounding error of `w`, exact while `w <= 2^(p+1)` (Sterbenz).
     let c = x - (w - F::ONE);
     let (m, nk, ix) = reduce::<F>(w, F::K_BIAS);
     // 2^-k from the exponent field of `ix`.
     let scale = F::from_bits(F::wrapping_sub(F::TWO_BIAS, ix & F::EXP_MASK));
-    let cs = if w < F::LOG1P_EXACT_LIMIT {
+    let cs = if !SPECIAL || w < F::LOG1P_EXACT_LIMIT {
         c * scale
     } else {
         F::ZERO
@@ -415,7 +443,11 @@ fn log1p_body<F: Consts, I: Isa>(x: F) -> F {
     let tiny = F::from_bits(f.to_bits() & !F::SIGN_MASK) < F::LOG1P_TINY;
     let fp = if tiny { -F::ZERO } else { f };
     let y = log_tail::<F, I>(f, fp, nk, lo0);
-    log_special(w, y)
+    if SPECIAL {
+        log_special(w, y)
+    } else {
+        y
+    }
 }
 
 /// `log1p(-x)` for `x` in `[0, 1]` (see [`log1m_unit`]), as a logarithm of `w = 1 - x`
@@ -444,12 +476,18 @@ fn log1m_unit_body<F: Consts, I: Isa>(x: F) -> F {
     }
 }
 
+/// `e^x`; with `NONPOS`, only for `x <= 0` or NaN (see [`exp_nonpos`]).
 #[inline(always)]
-fn exp_body<F: Consts, I: Isa>(x: F) -> F {
+fn exp_body<F: Consts, I: Isa, const NONPOS: bool>(x: F) -> F {
     // NaN passes both clamps.
     let x = if x < F::EXP_MIN { F::EXP_MIN } else { x };
-    let x = if x > F::EXP_MAX { F::EXP_MAX } else { x };
-    let neg = x < F::ZERO;
+    let x = if !NONPOS && x > F::EXP_MAX {
+        F::EXP_MAX
+    } else {
+        x
+    };
+    // For x <= 0, k <= 0 and the negative side's scales serve (exactly, at k = 0 too).
+    let neg = NONPOS || x < F::ZERO;
     // t = SHIFTER + k: its low bits hold k in two's complement.
     let t = I::mul_add(x, F::LOG2E, F::SHIFTER);
     let k = t - F::SHIFTER;
@@ -1070,10 +1108,12 @@ mod tests {
         report(name, &levels, &total, 2.0);
     }
 
-    /// Maps `x` to `[log_unit(x), log1m_unit(x), log(x), log1p(-x)]`, at a dispatch level.
+    /// Maps `x` to the BCE variants and the general functions they stand for, at a dispatch
+    /// level: `[log_unit(x), log1m_unit(x), log1p_unit(x), exp_nonpos(-x)]` and
+    /// `[log(x), log1p(-x), log1p(x), exp(-x)]`.
     struct UnitPair<'a, F> {
         x: &'a [F],
-        out: &'a mut [[F; 4]],
+        out: &'a mut [[F; 8]],
     }
 
     impl<F: Float> Kernel for UnitPair<'_, F> {
@@ -1088,29 +1128,67 @@ mod tests {
                 out[i] = [
                     log_unit::<F, I>(v),
                     log1m_unit::<F, I>(v),
+                    log1p_unit::<F, I>(v),
+                    exp_nonpos::<F, I>(-v),
                     log::<F, I>(v),
                     log1p::<F, I>(-v),
+                    log1p::<F, I>(v),
+                    exp::<F, I>(-v),
                 ];
             }
         }
     }
 
-    /// The BCE variants give the general functions' bits on `[0, 1]`, at every level; at 0,
-    /// `log_unit` is finite and below -100 instead of -inf.
+    /// The loss kernels' variants give the general functions' bits on `[0, 1]` (`exp_nonpos`
+    /// on `[-1, 0]`), at every level; at 0, `log_unit` is finite and below -100 instead of
+    /// -inf.
     fn check_unit_variants<F: Float>(x: &[F]) {
+        let same =
+            |a: F, b: F| a.to_bits() == b.to_bits() || (a.to_f64().is_nan() && b.to_f64().is_nan());
         for level in available_simd_levels() {
-            let mut out = vec![[F::ZERO; 4]; x.len()];
+            let mut out = vec![[F::ZERO; 8]; x.len()];
             dispatch(level, UnitPair { x, out: &mut out });
             for (&v, r) in x.iter().zip(&out) {
                 if v == F::ZERO {
                     assert!(r[0] <= F::LOG_FLOOR, "log_unit(0) = {} at {level}", r[0]);
                 } else {
-                    assert!(r[0].to_bits() == r[2].to_bits(), "log_unit({v}) at {level}");
+                    assert!(same(r[0], r[4]), "log_unit({v}) at {level}");
                 }
-                assert!(
-                    r[1].to_bits() == r[3].to_bits(),
-                    "log1m_unit({v}) at {level}"
-                );
+                assert!(same(r[1], r[5]), "log1m_unit({v}) at {level}");
+                assert!(same(r[2], r[6]), "log1p_unit({v}) at {level}");
+                assert!(same(r[3], r[7]), "exp_nonpos(-{v}) at {level}");
+            }
+        }
+    }
+
+    /// Maps `x` to `[exp_nonpos(-x), exp(-x)]`, at a dispatch level.
+    struct ExpPair<'a, F> {
+        x: &'a [F],
+        out: &'a mut [[F; 2]],
+    }
+
+    impl<F: Float> Kernel for ExpPair<'_, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run<I: Isa>(self) {
+            let n = self.x.len().min(self.out.len());
+            let (x, out) = (&self.x[..n], &mut self.out[..n]);
+            for i in 0..n {
+                let i = I::index(i);
+                out[i] = [exp_nonpos::<F, I>(-x[i]), exp::<F, I>(-x[i])];
+            }
+        }
+    }
+
+    /// `exp_nonpos(-x)` is `exp(-x)` at every level, for `x >= 0` (and NaN).
+    fn check_exp_nonpos<F: Float>(x: &[F]) {
+        for level in available_simd_levels() {
+            let mut out = vec![[F::ZERO; 2]; x.len()];
+            dispatch(level, ExpPair { x, out: &mut out });
+            for (&v, r) in x.iter().zip(&out) {
+                let same = r[0].to_bits() == r[1].to_bits()
+                    || (r[0].to_f64().is_nan() && r[1].to_f64().is_nan());
+                assert!(same, "exp_nonpos(-{v}) at {level}");
             }
         }
     }
@@ -1127,14 +1205,32 @@ mod tests {
         x
     }
 
+    /// Non-negative arguments of `exp(-x)`: log-uniform over the whole range, and specials.
+    fn exp_samples<F: TestFloat>() -> Vec<F> {
+        let mut rng = Rng(0xe4);
+        let mut x: Vec<F> = (0..200_000)
+            .map(|_| F::from_f64(rng.log_uniform(f64::from(F::EMIN - F::P), f64::from(F::EMAX))))
+            .collect();
+        x.extend([
+            F::ZERO,
+            F::INFINITY,
+            F::NAN,
+            F::from_f64(0.3),
+            F::from_f64(1e4),
+        ]);
+        x
+    }
+
     #[test]
     fn unit_variants_match_f32() {
         check_unit_variants(&unit_samples::<f32>());
+        check_exp_nonpos(&exp_samples::<f32>());
     }
 
     #[test]
     fn unit_variants_match_f64() {
         check_unit_variants(&unit_samples::<f64>());
+        check_exp_nonpos(&exp_samples::<f64>());
     }
 
     #[test]
@@ -1147,6 +1243,11 @@ mod tests {
             let hi = (lo | 0xffff).min(0x3f80_0000);
             let x: Vec<f32> = (lo..=hi).map(f32::from_bits).collect();
             check_unit_variants(&x);
+        });
+        // exp_nonpos over every non-negative f32 argument of exp(-x), infinity and NaN too.
+        (0x3f80u32..=0x7fff).into_par_iter().for_each(|c| {
+            let x: Vec<f32> = (c << 16..=(c << 16) | 0xffff).map(f32::from_bits).collect();
+            check_exp_nonpos(&x);
         });
         println!(
             "exhaustive unit variants f32: {:.1} s",
@@ -1169,6 +1270,10 @@ mod tests {
                 })
                 .collect();
             check_unit_variants(&x);
+            let e: Vec<f64> = (0..1usize << 16)
+                .map(|_| rng.log_uniform(-1074.0, 1024.0))
+                .collect();
+            check_exp_nonpos(&e);
         });
         println!(
             "random unit variants f64: {:.1} s",
