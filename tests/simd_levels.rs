@@ -54,3 +54,92 @@ fn every_simd_level_agrees_with_the_scalar_reference() {
     }
     bcers::set_simd_level(None).unwrap();
 }
+
+/// The range check at every level: each value in or out of [0, 1] (signed zeros, subnormals,
+/// the neighbours of 0 and 1, infinities, NaNs of both signs) is classified the same, at every
+/// position of a vector and of its tail.
+fn range_check_at_every_level<F>(valid: &[F], invalid: &[F])
+where
+    F: bcers::Float,
+{
+    let n = 37;
+    let half = F::from_f64(0.5);
+    for level in bcers::available_simd_levels() {
+        bcers::set_simd_level(Some(level)).unwrap();
+        for &v in valid.iter().chain(invalid) {
+            let ok = valid.iter().any(|u| u.to_bits() == v.to_bits());
+            for p in 0..n {
+                let mut a = Array1::from_elem(n, half);
+                a[p] = v;
+                let b = Array1::from_elem(n, half);
+                for (x, y, arg) in [(&a, &b, "input"), (&b, &a, "target")] {
+                    for r in [Reduction::None, Reduction::Mean] {
+                        let got = binary_cross_entropy(x.view(), y.view(), None, r);
+                        if ok {
+                            assert!(got.is_ok(), "{level}: {v:?} at {p} as {arg} refused");
+                        } else {
+                            assert_eq!(
+                                got.unwrap_err(),
+                                bcers::Error::OutOfRange { arg },
+                                "{level}: {v:?} at {p}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bcers::set_simd_level(None).unwrap();
+}
+
+#[test]
+fn range_check_is_exact_at_every_level() {
+    let tiny = f32::from_bits(1);
+    range_check_at_every_level::<f32>(
+        &[
+            0.0,
+            -0.0,
+            1.0,
+            tiny,
+            f32::MIN_POSITIVE,
+            0.5,
+            1.0 - f32::EPSILON / 2.0,
+        ],
+        &[
+            -tiny,
+            -1e-30,
+            -1.0,
+            1.0 + f32::EPSILON,
+            2.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ],
+    );
+    let tiny = f64::from_bits(1);
+    range_check_at_every_level::<f64>(
+        &[
+            0.0,
+            -0.0,
+            1.0,
+            tiny,
+            f64::MIN_POSITIVE,
+            0.5,
+            1.0 - f64::EPSILON / 2.0,
+        ],
+        &[
+            -tiny,
+            -1e-300,
+            -1.0,
+            1.0 + f64::EPSILON,
+            2.0,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+        ],
+    );
+}

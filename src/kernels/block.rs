@@ -1,6 +1,6 @@
 //! The kernel over one block of contiguous elements: the unit the executor hands to a SIMD level.
 
-use super::elementwise::{in_unit_interval, LossFn};
+use super::elementwise::LossFn;
 use super::simd::{dispatch, Isa, Kernel, SimdLevel};
 use crate::float::Float;
 
@@ -153,21 +153,44 @@ fn reduce_lanes(acc: &[f64; LANES]) -> f64 {
     v[0]
 }
 
-/// Range flags of one element, folded into the loop that computes it (a separate pass would
-/// take the cache misses on its own, with no arithmetic to hide them behind).
-#[derive(Clone, Copy, Default)]
-struct Flags {
-    x: u8,
-    y: u8,
+/// Range flags, folded into the loop that computes the elements (a separate pass would take
+/// the cache misses on its own, with no arithmetic to hide them behind).
+///
+/// Each keeps the largest `bits(v + 0)` seen, unsigned: `v + 0` turns -0 into +0 and leaves
+/// every other value as it is, so all of them were in `[0, 1]` exactly when that largest is
+/// at most `bits(1)` (negative values have the sign bit set, NaN and values above 1 a larger
+/// exponent). Two operations an element, where two comparisons and their combination take
+/// more.
+#[derive(Clone, Copy)]
+struct Flags<F: Float> {
+    x: F::Bits,
+    y: F::Bits,
 }
 
-impl Flags {
+impl<F: Float> Flags<F> {
     #[inline(always)]
-    fn check<F: Float, L: LossFn>(&mut self, x: F, y: F) {
+    fn new() -> Self {
+        let zero = F::ZERO.to_bits();
+        Flags { x: zero, y: zero }
+    }
+
+    #[inline(always)]
+    fn check<L: LossFn>(&mut self, x: F, y: F) {
         if L::CHECKS_RANGE {
-            self.x |= u8::from(!in_unit_interval(x));
-            self.y |= u8::from(!in_unit_interval(y));
+            let (bx, by) = ((x + F::ZERO).to_bits(), (y + F::ZERO).to_bits());
+            self.x = if bx > self.x { bx } else { self.x };
+            self.y = if by > self.y { by } else { self.y };
         }
+    }
+
+    #[inline(always)]
+    fn bad_input(&self) -> bool {
+        self.x > F::ONE.to_bits()
+    }
+
+    #[inline(always)]
+    fn bad_target(&self) -> bool {
+        self.y > F::ONE.to_bits()
     }
 }
 
@@ -183,7 +206,7 @@ where
     G: Src<F>,
 {
     let n = x.len();
-    let mut flags = Flags::default();
+    let mut flags = Flags::<F>::new();
     let sum = match out {
         Out::Sum => {
             let mut acc = [0.0f64; LANES];
@@ -196,7 +219,7 @@ where
                 let t = &mut tmp[..m];
                 for i in 0..m {
                     let i = I::index(i);
-                    flags.check::<F, L>(xs[i], ys[i]);
+                    flags.check::<L>(xs[i], ys[i]);
                     t[i] = L::loss::<F, I>(xs[i], ys[i], ps.at(i)) * ws.at(i);
                 }
                 add_lanes(t, &mut acc);
@@ -208,7 +231,7 @@ where
             let out = &mut out[..n];
             for i in 0..n {
                 let i = I::index(i);
-                flags.check::<F, L>(x[i], y[i]);
+                flags.check::<L>(x[i], y[i]);
                 out[i] = L::loss::<F, I>(x[i], y[i], pw.at(i)) * w.at(i);
             }
             0.0
@@ -217,7 +240,7 @@ where
             let grad = &mut grad[..n];
             for i in 0..n {
                 let i = I::index(i);
-                flags.check::<F, L>(x[i], y[i]);
+                flags.check::<L>(x[i], y[i]);
                 grad[i] = L::grad::<F, I>(x[i], y[i], pw.at(i)) * w.at(i) * (g.at(i) * scale);
             }
             0.0
@@ -234,7 +257,7 @@ where
                 let t = &mut tmp[..m];
                 for i in 0..m {
                     let i = I::index(i);
-                    flags.check::<F, L>(xs[i], ys[i]);
+                    flags.check::<L>(xs[i], ys[i]);
                     let wi = ws.at(i);
                     let (l, d) = L::loss_and_grad::<F, I>(xs[i], ys[i], ps.at(i));
                     t[i] = l * wi;
@@ -250,7 +273,7 @@ where
             let grad = &mut grad[..n];
             for i in 0..n {
                 let i = I::index(i);
-                flags.check::<F, L>(x[i], y[i]);
+                flags.check::<L>(x[i], y[i]);
                 let wi = w.at(i);
                 let (l, d) = L::loss_and_grad::<F, I>(x[i], y[i], pw.at(i));
                 loss[i] = l * wi;
@@ -261,8 +284,8 @@ where
     };
     Partial {
         sum,
-        bad_input: flags.x != 0,
-        bad_target: flags.y != 0,
+        bad_input: flags.bad_input(),
+        bad_target: flags.bad_target(),
     }
 }
 
