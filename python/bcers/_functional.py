@@ -213,6 +213,80 @@ def _array(value: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[np.floa
     return value
 
 
+def _forward(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    size_average: bool | None,
+    reduce: bool | None,
+    reduction: str,
+    logits: bool,
+) -> Loss:
+    """Either loss (``logits``): the fast path for plain arrays, else prepared, else the GPU."""
+    if (
+        size_average is None
+        and reduce is None
+        and _plain(input, target, weight, pos_weight, reduction)
+    ):
+        value = _bcers.forward(input, target, weight, pos_weight, reduction, logits)
+        return value if reduction is _NONE else input.dtype.type(value)  # type: ignore[union-attr,no-any-return]
+    mode = _resolve_reduction(size_average, reduce, reduction)
+    try:
+        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        return _result(_bcers.forward(x, y, w, pw, mode, logits), dtype)
+    return cast(Loss, _gpu._forward(input, target, weight, pos_weight, mode, logits))
+
+
+def _backward(
+    grad_output: ArrayLike | None,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    logits: bool,
+) -> npt.NDArray[np.floating[Any]]:
+    """The input gradient of either loss (``logits``), on the CPU or the GPU."""
+    mode = _check_reduction(reduction)
+    try:
+        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+        g = _grad_output(grad_output, dtype)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        return _array(_bcers.backward(g, x, y, w, pw, mode, logits), dtype)
+    grad = _gpu._backward(grad_output, input, target, weight, pos_weight, mode, logits)
+    return cast(_Grad, grad)
+
+
+def _value_and_grad(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    logits: bool,
+) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+    """Either loss (``logits``) and its input gradient in one pass, on the CPU or the GPU."""
+    if _plain(input, target, weight, pos_weight, reduction):
+        loss, grad = _bcers.value_and_grad(input, target, weight, pos_weight, reduction, logits)
+        return (loss if reduction is _NONE else input.dtype.type(loss)), grad  # type: ignore[union-attr]
+    mode = _check_reduction(reduction)
+    try:
+        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+    except _OnGpu:
+        pass  # an argument is a bcers.gpu.Array: below
+    else:
+        loss, grad = _bcers.value_and_grad(x, y, w, pw, mode, logits)
+        return _result(loss, dtype), _array(grad, dtype)
+    lg = _gpu._value_and_grad(input, target, weight, pos_weight, mode, logits)
+    return cast(_LossGrad, lg)
+
+
 def binary_cross_entropy(
     input: ArrayLike,
     target: ArrayLike,
@@ -241,17 +315,7 @@ def binary_cross_entropy(
         ValueError: shapes that do not match, values outside [0, 1], an unknown reduction.
         TypeError: a non-float input or a non-real argument.
     """
-    if size_average is None and reduce is None and _plain(input, target, weight, None, reduction):
-        value = _bcers.forward(input, target, weight, None, reduction, False)
-        return value if reduction is _NONE else input.dtype.type(value)  # type: ignore[union-attr,no-any-return]
-    mode = _resolve_reduction(size_average, reduce, reduction)
-    try:
-        x, y, w, _, dtype = _prepare(input, target, weight, None)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        return _result(_bcers.forward(x, y, w, None, mode, False), dtype)
-    return cast(Loss, _gpu._forward(input, target, weight, None, mode, False))
+    return _forward(input, target, weight, None, size_average, reduce, reduction, False)
 
 
 def binary_cross_entropy_with_logits(
@@ -282,21 +346,7 @@ def binary_cross_entropy_with_logits(
     Returns:
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
     """
-    if (
-        size_average is None
-        and reduce is None
-        and _plain(input, target, weight, pos_weight, reduction)
-    ):
-        value = _bcers.forward(input, target, weight, pos_weight, reduction, True)
-        return value if reduction is _NONE else input.dtype.type(value)  # type: ignore[union-attr,no-any-return]
-    mode = _resolve_reduction(size_average, reduce, reduction)
-    try:
-        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        return _result(_bcers.forward(x, y, w, pw, mode, True), dtype)
-    return cast(Loss, _gpu._forward(input, target, weight, pos_weight, mode, True))
+    return _forward(input, target, weight, pos_weight, size_average, reduce, reduction, True)
 
 
 def _grad_output(grad_output: ArrayLike | None, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
@@ -327,15 +377,7 @@ def binary_cross_entropy_backward(
     Returns:
         An array of the input's shape and dtype.
     """
-    mode = _check_reduction(reduction)
-    try:
-        x, y, w, _, dtype = _prepare(input, target, weight, None)
-        g = _grad_output(grad_output, dtype)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        return _array(_bcers.backward(g, x, y, w, None, mode, False), dtype)
-    return cast(_Grad, _gpu._backward(grad_output, input, target, weight, None, mode, False))
+    return _backward(grad_output, input, target, weight, None, reduction, False)
 
 
 def binary_cross_entropy_with_logits_backward(
@@ -355,16 +397,7 @@ def binary_cross_entropy_with_logits_backward(
     Returns:
         An array of the input's shape and dtype.
     """
-    mode = _check_reduction(reduction)
-    try:
-        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-        g = _grad_output(grad_output, dtype)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        return _array(_bcers.backward(g, x, y, w, pw, mode, True), dtype)
-    grad = _gpu._backward(grad_output, input, target, weight, pos_weight, mode, True)
-    return cast(_Grad, grad)
+    return _backward(grad_output, input, target, weight, pos_weight, reduction, True)
 
 
 def binary_cross_entropy_value_and_grad(
@@ -379,18 +412,7 @@ def binary_cross_entropy_value_and_grad(
         ``(loss, grad_input)``: the loss as :func:`binary_cross_entropy` returns it, and an
         array of the input's shape and dtype.
     """
-    if _plain(input, target, weight, None, reduction):
-        loss, grad = _bcers.value_and_grad(input, target, weight, None, reduction, False)
-        return (loss if reduction is _NONE else input.dtype.type(loss)), grad  # type: ignore[union-attr]
-    mode = _check_reduction(reduction)
-    try:
-        x, y, w, _, dtype = _prepare(input, target, weight, None)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        loss, grad = _bcers.value_and_grad(x, y, w, None, mode, False)
-        return _result(loss, dtype), _array(grad, dtype)
-    return cast(_LossGrad, _gpu._value_and_grad(input, target, weight, None, mode, False))
+    return _value_and_grad(input, target, weight, None, reduction, False)
 
 
 def binary_cross_entropy_with_logits_value_and_grad(
@@ -405,16 +427,4 @@ def binary_cross_entropy_with_logits_value_and_grad(
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
-    if _plain(input, target, weight, pos_weight, reduction):
-        loss, grad = _bcers.value_and_grad(input, target, weight, pos_weight, reduction, True)
-        return (loss if reduction is _NONE else input.dtype.type(loss)), grad  # type: ignore[union-attr]
-    mode = _check_reduction(reduction)
-    try:
-        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        loss, grad = _bcers.value_and_grad(x, y, w, pw, mode, True)
-        return _result(loss, dtype), _array(grad, dtype)
-    lg = _gpu._value_and_grad(input, target, weight, pos_weight, mode, True)
-    return cast(_LossGrad, lg)
+    return _value_and_grad(input, target, weight, pos_weight, reduction, True)
