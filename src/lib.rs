@@ -260,12 +260,10 @@ pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
     };
     let mut out = execute(loss, &call.ops, Job::Grad { scale }, reborrowed)?;
     if let Some(n) = divide_after {
-        let grad = match (out.first.as_mut(), dest.first) {
-            (Some(array), _) => array.as_slice_memory_order_mut(),
-            (None, buffer) => buffer,
-        };
-        for v in grad.into_iter().flatten() {
-            *v = *v / n;
+        match (out.first.as_mut(), dest.first) {
+            (Some(array), _) => array.mapv_inplace(|v| v / n),
+            (None, Some(buffer)) => buffer.iter_mut().for_each(|v| *v = *v / n),
+            (None, None) => {}
         }
     }
     Ok(out.first.map(into_dim))

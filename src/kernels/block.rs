@@ -1,6 +1,6 @@
 //! The kernel over one block of contiguous elements: the unit the executor hands to a SIMD level.
 
-use super::elementwise::LossFn;
+use super::elementwise::{unit_key, LossFn};
 use super::simd::{dispatch, Isa, Kernel, SimdLevel};
 use crate::float::Float;
 
@@ -154,13 +154,8 @@ fn reduce_lanes(acc: &[f64; LANES]) -> f64 {
 }
 
 /// Range flags, folded into the loop that computes the elements (a separate pass would take
-/// the cache misses on its own, with no arithmetic to hide them behind).
-///
-/// Each keeps the largest `bits(v + 0)` seen, unsigned: `v + 0` turns -0 into +0 and leaves
-/// every other value as it is, so all of them were in `[0, 1]` exactly when that largest is
-/// at most `bits(1)` (negative values have the sign bit set, NaN and values above 1 a larger
-/// exponent). Two operations an element, where two comparisons and their combination take
-/// more.
+/// the cache misses on its own, with no arithmetic to hide them behind): the largest
+/// [`unit_key`] of each operand.
 #[derive(Clone, Copy)]
 struct Flags<F: Float> {
     x: F::Bits,
@@ -177,7 +172,7 @@ impl<F: Float> Flags<F> {
     #[inline(always)]
     fn check<L: LossFn>(&mut self, x: F, y: F) {
         if L::CHECKS_RANGE {
-            let (bx, by) = ((x + F::ZERO).to_bits(), (y + F::ZERO).to_bits());
+            let (bx, by) = (unit_key(x), unit_key(y));
             self.x = if bx > self.x { bx } else { self.x };
             self.y = if by > self.y { by } else { self.y };
         }

@@ -39,10 +39,19 @@ pub(crate) trait LossFn: Copy + Send + Sync + 'static {
     fn loss_and_grad<F: Float, I: Isa>(x: F, y: F, pw: F) -> (F, F);
 }
 
+/// `bits(v + 0)`, unsigned: at most `bits(1)` exactly when `v` lies in `[0, 1]`. `v + 0`
+/// turns -0 into +0 and leaves every other value as it is; negative values have the sign bit
+/// set, NaN and values above 1 a larger exponent. The largest key over many values tells
+/// whether all of them are in range, in two operations a value.
+#[inline(always)]
+pub(crate) fn unit_key<F: Float>(v: F) -> F::Bits {
+    (v + F::ZERO).to_bits()
+}
+
 /// Whether `v` lies in `[0, 1]` (false for NaN).
 #[inline(always)]
 pub(crate) fn in_unit_interval<F: Float>(v: F) -> bool {
-    (v >= F::ZERO) & (v <= F::ONE)
+    unit_key(v) <= F::ONE.to_bits()
 }
 
 /// Binary cross entropy on probabilities, as torch computes it.
