@@ -343,18 +343,18 @@ pub(crate) fn exp<F: Math, I: Isa>(x: F) -> F {
     x.exp_impl::<I>()
 }
 
-/// [`log`] for the probabilities of BCE, `x` in `[0, 1]`: the same bits there, except at 0,
-/// which gives a finite value below -100 (-103.97 in `f32`, -745.1 in `f64`) instead of
-/// `-inf`; the kernels' floor of -100 makes both -100. Outside `[0, 1]` the value is
+/// [`log`] for the probabilities of BCE, `x` in `[0, 1]`: the same bits there, except at
+/// +0 and -0, which give a finite value below -100 (-103.97 in `f32`, -745.1 in `f64`)
+/// instead of `-inf`; the kernels' floor of -100 makes both -100. Outside `[0, 1]` the value is
 /// unspecified (BCE rejects such inputs). It skips the special-value selects of [`log`].
 #[inline(always)]
 pub(crate) fn log_unit<F: Math, I: Isa>(x: F) -> F {
     x.log_unit_impl::<I>()
 }
 
-/// `log1p(-x)` for `x` in `[0, 1]`: the bits of [`log1p`]`(-x)` there (`-inf` at 1; tested
-/// for every `f32` and 2e7 random `f64`), in fewer operations, since `1 - x` is reduced
-/// exactly. Outside `[0, 1]` the value is unspecified (BCE rejects such inputs).
+/// `log1p(-x)` for `x` in `[0, 1]`: the bits of [`log1p`]`(-x)` there (`-inf` at 1, and a
+/// zero of the other sign at -0; tested for every `f32` and 2e7 random `f64`), in fewer
+/// operations, since `1 - x` is reduced exactly. Outside `[0, 1]` the value is unspecified (BCE rejects such inputs).
 #[inline(always)]
 pub(crate) fn log1m_unit<F: Math, I: Isa>(x: F) -> F {
     x.log1m_unit_impl::<I>()
@@ -440,12 +440,21 @@ fn log_special<F: Float>(w: F, y: F) -> F {
 /// `log(x)`; with `SPECIAL = false`, only for `x` in `[0, 1]` (see [`log_unit`]).
 #[inline(always)]
 fn log_body<F: Consts, I: Isa, const SPECIAL: bool>(x: F) -> F {
-    let subnormal = x < F::MIN_POSITIVE;
-    let xs = if subnormal { x * F::TWO_P } else { x };
-    let k_bias = if subnormal {
-        F::K_BIAS_SCALED
+    let (xs, k_bias) = if SPECIAL {
+        // Subnormals are scaled by 2^p into the normal range.
+        let subnormal = x < F::MIN_POSITIVE;
+        let xs = if subnormal { x * F::TWO_P } else { x };
+        let k_bias = if subnormal {
+            F::K_BIAS_SCALED
+        } else {
+            F::K_BIAS
+        };
+        (xs, k_bias)
     } else {
-        F::K_BIAS
+        // On [0, 1] every value can be scaled by 2^p, exactly and without overflow: one
+        // product instead of a compare and two selects. `+ 0` makes -0 the +0 whose
+        // logarithm the floor of -100 catches (the range check computes the same sum).
+        ((x + F::ZERO) * F::TWO_P, F::K_BIAS_SCALED)
     };
     let (m, nk, _) = reduce::<F>(xs, k_bias);
     let f = m - F::ONE;
@@ -1248,7 +1257,12 @@ mod tests {
                 } else {
                     assert!(same(r[0], r[3]), "log_unit({v}) at {level}");
                 }
-                assert!(same(r[1], r[4]), "log1m_unit({v}) at {level}");
+                if v == F::ZERO && v.to_bits() != F::ZERO.to_bits() {
+                    // At -0, a zero of either sign (log1p(+0) is +0).
+                    assert!(r[1] == F::ZERO, "log1m_unit(-0) = {} at {level}", r[1]);
+                } else {
+                    assert!(same(r[1], r[4]), "log1m_unit({v}) at {level}");
+                }
                 assert!(same(r[2], r[5]), "exp_nonpos(-{v}) at {level}");
             }
         }
@@ -1295,6 +1309,8 @@ mod tests {
             x.push(F::ONE - F::from_f64(2f64.powi(-e)));
         }
         x.retain(|v| *v >= F::ZERO && *v <= F::ONE);
+        // -0 passes the range check too.
+        x.push(-F::ZERO);
         x
     }
 
