@@ -10,6 +10,8 @@ and input gradient from ``.backward()``.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from importlib import resources
 from typing import Any
 
@@ -158,3 +160,30 @@ def test_pos_weight_example() -> None:
     assert example["kwargs"]["pos_weight"] == [1.0] * 64
     # log(1 + exp(-1.5)), the loss of every element
     assert example["torch_loss"] == pytest.approx(np.log1p(np.exp(-1.5)), rel=1e-6)
+
+
+def test_module_prints_the_examples_and_exits_0() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bcers"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "bcers 0.8746   torch 0.8746" in proc.stdout
+    assert proc.stdout.rstrip().endswith("All seed examples match torch.")
+
+
+def test_module_stops_quietly_when_its_reader_goes_away() -> None:
+    # `python -m bcers | head -1`: no traceback once the pipe is closed.
+    with subprocess.Popen(
+        [sys.executable, "-m", "bcers"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=300)
+    assert first.startswith("bcers ")
+    assert "Traceback" not in err, err

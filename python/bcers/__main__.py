@@ -4,6 +4,7 @@ timing against the NumPy expression a user would otherwise write."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from importlib import resources
@@ -88,5 +89,16 @@ def main() -> int:
     return 0 if ok else 1
 
 
+def _entry() -> int:
+    try:
+        return main()
+    except BrokenPipeError:
+        # The reader went away (`python -m bcers | head`): stop quietly, and keep Python from
+        # failing again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_entry())
