@@ -87,6 +87,11 @@ trait Consts: Float {
     const NEG_LN2_HI: Self;
     /// `-ln2_lo`, `ln2_lo = ln 2 - ln2_hi > 0` rounded.
     const NEG_LN2_LO: Self;
+    /// `-ln 2` rounded.
+    const NEG_LN2: Self;
+    /// Whether the loss kernels' logarithms take [`log_tail_unit`]'s shorter evaluation (at
+    /// the levels with fused multiply-add).
+    const SHORT_TAIL: bool;
     /// `log1p` ignores the rounding error of `1 + x` from here on (`2^(p+1)`).
     const LOG1P_EXACT_LIMIT: Self;
     /// Below this, `log1p(f) = f` to well under an ulp (`f/2 < 2^-(p+8)`).
@@ -139,6 +144,8 @@ impl Consts for f32 {
     // 0.693145751953125: 15 significant bits, so k * LN2_HI is exact for |k| < 2^9.
     const NEG_LN2_HI: f32 = f32::from_bits(0xbf31_7200);
     const NEG_LN2_LO: f32 = -1.4286068e-6;
+    const NEG_LN2: f32 = -core::f32::consts::LN_2;
+    const SHORT_TAIL: bool = true;
     const LOG1P_EXACT_LIMIT: f32 = 16_777_216.0;
     const LOG1P_TINY: f32 = f32::from_bits((127 - 32) << 23);
     // Relative error of f - f^2/2 + f^3 Q(f) against log1p(f): 2^-27.3.
@@ -204,6 +211,10 @@ impl Consts for f64 {
     // fdlibm's ln2_hi: 32 significant bits, so k * LN2_HI is exact for |k| < 2^21.
     const NEG_LN2_HI: f64 = f64::from_bits(0xbfe6_2e42_fee0_0000);
     const NEG_LN2_LO: f64 = -1.9082149292705877e-10;
+    const NEG_LN2: f64 = -core::f64::consts::LN_2;
+    // In f64 the shorter tail rounds off more often (18% of random arguments in [0, 1] more
+    // than 1/2 ulp from libm, against 5%): the precise one stays.
+    const SHORT_TAIL: bool = false;
     const LOG1P_EXACT_LIMIT: f64 = 9_007_199_254_740_992.0;
     const LOG1P_TINY: f64 = f64::from_bits((1023 - 60) << 52);
     // Relative error of f - f^2/2 + f^3 Q(f) against log1p(f): 2^-59.0.
@@ -343,19 +354,22 @@ pub(crate) fn exp<F: Math, I: Isa>(x: F) -> F {
     x.exp_impl::<I>()
 }
 
-/// [`log`] for the probabilities of BCE, `x` in `[0, 1]`: the same bits there, except at
-/// +0 and -0, which give a finite value below -100 (-103.97 in `f32`, -745.1 in `f64`)
-/// instead of `-inf`; the kernels' floor of -100 makes both -100. Outside `[0, 1]` the value is
-/// unspecified (BCE rejects such inputs). It skips the special-value selects of [`log`].
+/// [`log`] for the probabilities of BCE, `x` in `[0, 1]`, without the special-value selects:
+/// at +0 and -0 a finite value below -100 (-103.97 in `f32`, -745.1 in `f64`) instead of
+/// `-inf`, which the kernels' floor of -100 makes -100 as it does `-inf`. In `f64`, and at
+/// levels without FMA, the bits of [`log`]; in `f32` with FMA, [`log_tail_unit`]'s shorter
+/// evaluation (every `f32` in `(0, 1]` within 0.87 ulp). Outside `[0, 1]` the value is
+/// unspecified (BCE rejects such inputs).
 #[inline(always)]
 pub(crate) fn log_unit<F: Math, I: Isa>(x: F) -> F {
     x.log_unit_impl::<I>()
 }
 
-/// `log1p(-x)` for `x` in `[0, 1]`: the bits of [`log1p`]`(-x)` there (`-inf` at 1, and a
-/// zero of the other sign at -0; tested for every `f32` and 2e7 random `f64`), in fewer
-/// operations, since `1 - x` is reduced exactly. Outside `[0, 1]` the value is unspecified
-/// (BCE rejects such inputs).
+/// `log1p(-x)` for `x` in `[0, 1]`, in fewer operations than [`log1p`], since `1 - x` is
+/// reduced exactly: `-inf` at 1, +0 at +0 and -0. In `f64`, and at levels without FMA, the
+/// bits of [`log1p`]`(-x)` elsewhere (tested for every `f32` and 2e7 random `f64`); in `f32`
+/// with FMA, [`log_tail_unit`]'s shorter evaluation (every `f32` in `[0, 1]` within 0.88 ulp).
+/// Outside `[0, 1]` the value is unspecified (BCE rejects such inputs).
 #[inline(always)]
 pub(crate) fn log1m_unit<F: Math, I: Isa>(x: F) -> F {
     x.log1m_unit_impl::<I>()
@@ -425,6 +439,24 @@ fn log_tail<F: Consts, I: Isa>(f: F, fp: F, nk: F, lo0: F, q_coefs: &[F]) -> F {
     I::mul_add(nk, F::NEG_LN2_HI, f + lo)
 }
 
+/// [`log_tail`] for the loss kernels' logarithms (`lo0 = k ln2_lo`), four operations
+/// shorter where the level has fused multiply-add and the type takes it
+/// ([`Consts::SHORT_TAIL`]): `k ln2 + log1p(f)` as `fma(-k, -ln 2, fma(f^2, -1/2 + f Q(f), f))`,
+/// three roundings, `k ln 2` in one. Over every `f32` in `[0, 1]` its largest error is no
+/// larger (0.868 ulp for `log`, 0.872 for `log1p(-x)`, against 0.882 for both with
+/// [`log_tail`]), but fewer results are correctly rounded (96.6% for `log`, against 99.4%).
+/// In `f64`, and without FMA, it is [`log_tail`].
+#[inline(always)]
+fn log_tail_unit<F: Consts, I: Isa>(f: F, fp: F, nk: F, q_coefs: &[F]) -> F {
+    if !(I::FMA && F::SHORT_TAIL) {
+        return log_tail::<F, I>(f, fp, nk, nk * F::NEG_LN2_LO, q_coefs);
+    }
+    let f2 = fp * fp;
+    let q = poly::<F, I>(fp, f2, q_coefs);
+    let y = I::mul_add(f2, I::mul_add(fp, q, F::NEG_HALF), f);
+    I::mul_add(nk, F::NEG_LN2, y)
+}
+
 /// `y` where `w` is positive and finite; otherwise the logarithm's special values at `w`:
 /// `-inf` at 0, `+inf` at `+inf`, NaN below 0 and at NaN.
 #[inline(always)]
@@ -459,7 +491,11 @@ fn log_body<F: Consts, I: Isa, const SPECIAL: bool>(x: F) -> F {
     };
     let (m, nk, _) = reduce::<F>(xs, k_bias);
     let f = m - F::ONE;
-    let y = log_tail::<F, I>(f, f, nk, nk * F::NEG_LN2_LO, F::LOG_Q);
+    let y = if SPECIAL {
+        log_tail::<F, I>(f, f, nk, nk * F::NEG_LN2_LO, F::LOG_Q)
+    } else {
+        log_tail_unit::<F, I>(f, f, nk, F::LOG_Q)
+    };
     if SPECIAL {
         log_special(x, y)
     } else {
@@ -504,9 +540,8 @@ fn log1p_body<F: Consts, I: Isa, const SPECIAL: bool>(x: F) -> F {
 /// whose reduced argument is exact, so that no correction term is needed.
 ///
 /// With `w = 2^k m` as [`reduce`] finds it from the rounded `w` and `s = 2^-k`, the reduced
-/// argument is `f = s (1 - x) - 1 = -fma(x, s, 1 - s)`, and it is exact: `1 - s` is (`s` is
-/// at most `2^p`, since `w >= 2^-p`), and so is the result (negated last, so that `x = 0`
-/// gives `-0`, as `log1p(-0)` does). For `x >= 1/2`, `w` is exact and
+/// argument is `f = s (1 - x) - 1 = fma(-x, s, s - 1)`, and it is exact: `s - 1` is (`s` is
+/// at most `2^p`, since `w >= 2^-p`), and so is the result. For `x >= 1/2`, `w` is exact and
 /// `f = m - 1`; for `x < 1/2`, `k` is 0 or -1 and `f` is `-x` or `1 - 2x`, both floats. The
 /// rounding of `w` only decides which of the two (they agree to an ulp at the boundary).
 #[inline(always)]
@@ -514,11 +549,11 @@ fn log1m_unit_body<F: Consts, I: Isa>(x: F) -> F {
     let w = F::ONE - x;
     let (_, nk, ix) = reduce::<F>(w, F::K_BIAS);
     let s = F::from_bits(F::wrapping_sub(F::TWO_BIAS, ix & F::EXP_MASK));
-    let f = -I::mul_add(x, s, F::ONE - s);
+    let f = I::mul_add(-x, s, s - F::ONE);
     // Below LOG1P_TINY the powers of `f` are negligible, and they would underflow, which is
     // slow on x86: they are taken of -0 instead. (`f` is `-x` there, so `x` tells.)
     let fp = if x < F::LOG1P_TINY { -F::ZERO } else { f };
-    let y = log_tail::<F, I>(f, fp, nk, nk * F::NEG_LN2_LO, F::LOG_Q);
+    let y = log_tail_unit::<F, I>(f, fp, nk, F::LOG_Q);
     if w == F::ZERO {
         -F::INFINITY
     } else {
@@ -544,7 +579,7 @@ fn log1p_unit_body<F: Consts, I: Isa>(x: F) -> F {
     // Below LOG1P_TINY the powers of `f` (`x` there) are negligible, and they would
     // underflow, which is slow on x86: they are taken of -0 instead.
     let fp = if x < F::LOG1P_TINY { -F::ZERO } else { f };
-    log_tail::<F, I>(f, fp, nk, nk * F::NEG_LN2_LO, F::LOG1P_UNIT_Q)
+    log_tail_unit::<F, I>(f, fp, nk, F::LOG1P_UNIT_Q)
 }
 
 /// `e^x`; with `NONPOS`, only for `x <= 0` or NaN (see [`exp_nonpos`]).
@@ -597,6 +632,10 @@ mod tests {
         Exp,
         /// [`log1p_unit`], held to the reference of `log1p` on `[0, 1]`.
         Log1pUnit,
+        /// [`log_unit`], held to the reference of `log` on `(0, 1]`.
+        LogUnit,
+        /// [`log1m_unit`]: `log1p(-x)` on `[0, 1]`.
+        Log1mUnit,
     }
 
     /// Maps one of the functions over a slice, at a dispatch level: the vectorised code.
@@ -635,6 +674,18 @@ mod tests {
                     for i in 0..n {
                         let i = I::index(i);
                         out[i] = log1p_unit::<F, I>(x[i]);
+                    }
+                }
+                Func::LogUnit => {
+                    for i in 0..n {
+                        let i = I::index(i);
+                        out[i] = log_unit::<F, I>(x[i]);
+                    }
+                }
+                Func::Log1mUnit => {
+                    for i in 0..n {
+                        let i = I::index(i);
+                        out[i] = log1m_unit::<F, I>(x[i]);
                     }
                 }
             }
@@ -683,8 +734,9 @@ mod tests {
         fn reference(func: Func, x: f32) -> f64 {
             let x = f64::from(x);
             match func {
-                Func::Log => x.ln(),
+                Func::Log | Func::LogUnit => x.ln(),
                 Func::Log1p | Func::Log1pUnit => x.ln_1p(),
+                Func::Log1mUnit => (-x).ln_1p(),
                 Func::Exp => x.exp(),
             }
         }
@@ -704,8 +756,9 @@ mod tests {
         const EMAX: i32 = 1023;
         fn reference(func: Func, x: f64) -> f64 {
             match func {
-                Func::Log => x.ln(),
+                Func::Log | Func::LogUnit => x.ln(),
                 Func::Log1p | Func::Log1pUnit => x.ln_1p(),
+                Func::Log1mUnit => (-x).ln_1p(),
                 Func::Exp => x.exp(),
             }
         }
@@ -942,16 +995,30 @@ mod tests {
                 (Func::Log1pUnit, 1) => rng.unit(),
                 (Func::Log1pUnit, 2) => 1.0 - rng.log_uniform(-f64::from(F::P) - 1.0, -1.0),
                 (Func::Log1pUnit, _) => rng.uniform(0.49, 0.51),
+                // (0, 1] and [0, 1]: towards 0, uniform, towards 1, and around the reductions'
+                // splits (sqrt(1/2) for the logarithm of x, 1 - sqrt(1/2) for that of 1 - x).
+                (Func::LogUnit | Func::Log1mUnit, 0) => rng.log_uniform(min_exp, 0.0),
+                (Func::LogUnit | Func::Log1mUnit, 1) => rng.unit(),
+                (Func::LogUnit | Func::Log1mUnit, 2) => {
+                    1.0 - rng.log_uniform(-f64::from(F::P) - 1.0, -1.0)
+                }
+                (Func::LogUnit, _) => rng.uniform(0.70, 0.71),
+                (Func::Log1mUnit, _) => rng.uniform(0.29, 0.30),
             };
             v.push(x);
         }
         let mut out: Vec<F> = v.into_iter().map(F::from_f64).collect();
-        let unit = func == Func::Log1pUnit;
+        let unit = matches!(func, Func::Log1pUnit | Func::LogUnit | Func::Log1mUnit);
         out.extend(
             specials::<F>()
                 .into_iter()
                 .filter(|v| !unit || v.to_f64().is_nan() || (0.0..=1.0).contains(&v.to_f64())),
         );
+        if func == Func::LogUnit {
+            // At 0, log_unit is finite and below the floor (tested on its own); NaN is out of
+            // its domain.
+            out.retain(|v| v.to_f64() > 0.0);
+        }
         out
     }
 
@@ -1015,6 +1082,22 @@ mod tests {
     #[test]
     fn random_log1p_unit_f64() {
         random_test::<f64>(Func::Log1pUnit, "log1p_unit", RANDOM, 1.0);
+    }
+    #[test]
+    fn random_log_unit_f32() {
+        random_test::<f32>(Func::LogUnit, "log_unit", RANDOM, 1.0);
+    }
+    #[test]
+    fn random_log_unit_f64() {
+        random_test::<f64>(Func::LogUnit, "log_unit", RANDOM, 1.0);
+    }
+    #[test]
+    fn random_log1m_unit_f32() {
+        random_test::<f32>(Func::Log1mUnit, "log1m_unit", RANDOM, 1.0);
+    }
+    #[test]
+    fn random_log1m_unit_f64() {
+        random_test::<f64>(Func::Log1mUnit, "log1m_unit", RANDOM, 1.0);
     }
     #[test]
     fn random_exp_f32() {
@@ -1241,30 +1324,42 @@ mod tests {
         }
     }
 
-    /// The loss kernels' variants give the general functions' bits on `[0, 1]` (`exp_nonpos`
-    /// on `[-1, 0]`), at every level; at 0, `log_unit` is finite and below -100 instead of
-    /// -inf.
-    fn check_unit_variants<F: Float>(x: &[F]) {
+    /// The loss kernels' variants on `[0, 1]` (`exp_nonpos` on `[-1, 0]`), at every level: at
+    /// 0, `log_unit` is finite and below -100 instead of -inf; where a type keeps the precise
+    /// tail (`f64`, and every type without FMA), `log_unit` and `log1m_unit` give the bits of
+    /// `log(x)` and `log1p(-x)`. (Their accuracy is held to the references as
+    /// `Func::LogUnit` and `Func::Log1mUnit`.)
+    fn check_unit_variants<F: Consts>(x: &[F]) {
         let same =
             |a: F, b: F| a.to_bits() == b.to_bits() || (a.to_f64().is_nan() && b.to_f64().is_nan());
         for level in available_simd_levels() {
             let mut out = vec![[F::ZERO; 4]; x.len()];
             dispatch(level, UnitPair { x, out: &mut out });
+            let general_tail = !F::SHORT_TAIL || !dispatch(level, HasFma);
             for (&v, r) in x.iter().zip(&out) {
                 if v == F::ZERO {
                     assert!(r[0] <= F::LOG_FLOOR, "log_unit(0) = {} at {level}", r[0]);
-                } else {
-                    assert!(same(r[0], r[2]), "log_unit({v}) at {level}");
+                    assert!(r[1] == F::ZERO, "log1m_unit({v}) = {} at {level}", r[1]);
+                    continue;
                 }
-                if v == F::ZERO && v.to_bits() != F::ZERO.to_bits() {
-                    // At -0, a zero of either sign (log1p(+0) is +0).
-                    assert!(r[1] == F::ZERO, "log1m_unit(-0) = {} at {level}", r[1]);
-                } else {
+                if general_tail {
+                    assert!(same(r[0], r[2]), "log_unit({v}) at {level}");
                     assert!(same(r[1], r[3]), "log1m_unit({v}) at {level}");
                 }
             }
         }
         check_exp_nonpos(x);
+    }
+
+    /// Whether a level has fused multiply-add.
+    struct HasFma;
+
+    impl Kernel for HasFma {
+        type Output = bool;
+        #[inline(always)]
+        fn run<I: Isa>(self) -> bool {
+            I::FMA
+        }
     }
 
     /// Maps `x` to `[exp_nonpos(-x), exp(-x)]`, at a dispatch level.
@@ -1412,6 +1507,24 @@ mod tests {
 
     #[test]
     #[ignore = "exhaustive: run in release mode"]
+    fn exhaustive_log_unit_f32() {
+        // (0, 1]: BCE's logarithm of the input (0 is tested on its own).
+        exhaustive_f32(Func::LogUnit, "log_unit", &[(1, 0x3f80_0000)]);
+    }
+
+    #[test]
+    #[ignore = "exhaustive: run in release mode"]
+    fn exhaustive_log1m_unit_f32() {
+        // [0, 1] and -0: BCE's logarithm of 1 - input.
+        exhaustive_f32(
+            Func::Log1mUnit,
+            "log1m_unit",
+            &[(0, 0x3f80_0000), (0x8000_0000, 0x8000_0000)],
+        );
+    }
+
+    #[test]
+    #[ignore = "exhaustive: run in release mode"]
     fn exhaustive_log1p_unit_f32() {
         // [0, 1]: the domain of log1p(exp(-|x|)).
         exhaustive_f32(Func::Log1pUnit, "log1p_unit", &[(0, 0x3f80_0000)]);
@@ -1437,12 +1550,14 @@ mod tests {
         let start = std::time::Instant::now();
         const CHUNK: usize = 1 << 16;
         const N: usize = 50_000_000;
+        // BCE's logarithms: towards 0, uniform, and towards 1.
+        let unit3 = matches!(func, Func::LogUnit | Func::Log1mUnit);
         let stats = (0..N.div_ceil(CHUNK))
             .into_par_iter()
             .map(|c| {
                 let mut rng = Rng(0xdead_beef ^ ((c as u64) << 20));
                 let x: Vec<f64> = (0..CHUNK)
-                    .map(|i| match (func, i % 2) {
+                    .map(|i| match (func, i % if unit3 { 3 } else { 2 }) {
                         (Func::Log, 0) => rng.log_uniform(-1074.0, 0.0),
                         (Func::Log, _) => rng.unit(),
                         (Func::Log1p, 0) => {
@@ -1454,7 +1569,11 @@ mod tests {
                             }
                         }
                         (Func::Log1p, _) => rng.uniform(-1.0, 1.0),
-                        (Func::Log1pUnit, 0) => rng.log_uniform(-1074.0, 0.0),
+                        (Func::Log1pUnit | Func::LogUnit | Func::Log1mUnit, 0) => {
+                            rng.log_uniform(-1074.0, 0.0)
+                        }
+                        (Func::Log1pUnit | Func::LogUnit | Func::Log1mUnit, 1) => rng.unit(),
+                        (Func::LogUnit | Func::Log1mUnit, _) => 1.0 - rng.log_uniform(-54.0, -1.0),
                         (Func::Log1pUnit, _) => rng.unit(),
                         (Func::Exp, 0) => -rng.log_uniform(-1074.0, 10.0),
                         (Func::Exp, _) => rng.uniform(-746.0, 0.0),
@@ -1487,6 +1606,18 @@ mod tests {
     #[ignore = "exhaustive: run in release mode"]
     fn exhaustive_log1p_unit_f64() {
         exhaustive_f64(Func::Log1pUnit, "log1p_unit");
+    }
+
+    #[test]
+    #[ignore = "exhaustive: run in release mode"]
+    fn exhaustive_log_unit_f64() {
+        exhaustive_f64(Func::LogUnit, "log_unit");
+    }
+
+    #[test]
+    #[ignore = "exhaustive: run in release mode"]
+    fn exhaustive_log1m_unit_f64() {
+        exhaustive_f64(Func::Log1mUnit, "log1m_unit");
     }
 
     #[test]
