@@ -1,8 +1,8 @@
 """bcers against the NumPy expressions a user would write and (if installed) torch CPU.
 
 Everything runs in one process, the implementations of a case timed side by side (one batch of
-each in turn, repeated; the median batch is kept), at one thread count shared by bcers and
-torch. Beside every case is the streaming-read limit: ``bcers._bcers._stream_read`` of the
+each in turn, after a 5 ms pause for the previous one's threads to go idle, repeated; the
+median batch is kept), at one thread count shared by bcers and torch. Beside every case is the streaming-read limit: ``bcers._bcers._stream_read`` of the
 same two arrays in the same threads, the least time any loss over them can take.
 
     python benches/bench.py                      # the full sweep (a few minutes)
@@ -62,6 +62,13 @@ def _calibrate(f: Fn, min_batch: float) -> int:
     return max(1, min(100_000, math.ceil(min_batch / once)))
 
 
+# Pause before each batch. Thread pools keep their workers spinning for a while after a call
+# (torch's OpenMP, bcers' rayon): without it, the workers of the implementation timed before
+# take cores from the one timed next (measured: bcers right after a torch batch, 2 threads,
+# n = 1e7: 6-9% slower).
+SETTLE_S = 0.005
+
+
 def measure(funcs: dict[str, Fn], reps: int, min_batch: float) -> dict[str, float]:
     """Median seconds per call of each function, batches of all of them taken in turn."""
     numbers = {name: _calibrate(f, min_batch) for name, f in funcs.items()}
@@ -73,6 +80,7 @@ def measure(funcs: dict[str, Fn], reps: int, min_batch: float) -> dict[str, floa
         for _ in range(reps):
             for name, f in funcs.items():
                 number = numbers[name]
+                time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 for _ in range(number):
                     f()
