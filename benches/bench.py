@@ -2,8 +2,9 @@
 
 Everything runs in one process, the implementations of a case timed side by side (one batch of
 each in turn, after a 5 ms pause for the previous one's threads to go idle, repeated; the
-median batch is kept), at one thread count shared by bcers and torch. Beside every case is the streaming-read limit: ``bcers._bcers._stream_read`` of the
-same two arrays in the same threads, the least time any loss over them can take.
+median batch is kept), at one thread count shared by bcers and torch. Beside every case is
+the streaming-read limit: ``bcers._bcers._stream_read`` of the same two arrays in the same
+threads, the least time any loss over them can take.
 
     python benches/bench.py                      # the full sweep (a few minutes)
     python benches/bench.py --quick              # a smoke run (seconds)
