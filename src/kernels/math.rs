@@ -874,7 +874,12 @@ mod tests {
                 special |= !e.is_finite();
                 off += u64::from(e > 0.5);
                 worst = if e > worst { e } else { worst };
-                diff = diff.max((ours[i].ordinal() - scalar[i].ordinal()).abs());
+                diff = diff.max(
+                    ours[i]
+                        .ordinal()
+                        .saturating_sub(scalar[i].ordinal())
+                        .saturating_abs(),
+                );
             }
             let mut at = x
                 .iter()
@@ -898,7 +903,7 @@ mod tests {
                     } else if a.to_f64().is_nan() || b.to_f64().is_nan() {
                         i64::MAX
                     } else {
-                        (a.ordinal() - b.ordinal()).abs()
+                        a.ordinal().saturating_sub(b.ordinal()).saturating_abs()
                     };
                     diff = diff.max(d);
                 }
