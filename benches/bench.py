@@ -66,7 +66,7 @@ def _calibrate(f: Fn, min_batch: float) -> int:
 # Pause before each batch. Thread pools keep their workers spinning for a while after a call
 # (torch's OpenMP, bcers' rayon): without it, the workers of the implementation timed before
 # take cores from the one timed next (measured: bcers right after a torch batch, 2 threads,
-# n = 1e7: 6-9% slower).
+# n = 1e7: 5-10% slower).
 SETTLE_S = 0.005
 
 
