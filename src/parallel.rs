@@ -24,6 +24,11 @@ pub(crate) const CHUNK: usize = 1 << 14;
 const BLOCK: usize = 1 << 10;
 /// Calls with fewer elements run on the caller's thread.
 pub(crate) const PARALLEL_MIN: usize = 1 << 16;
+/// At most this many chunks per rayon job. rayon otherwise stops splitting after a few
+/// levels (about four leaves per thread), and a thread that runs slower (a busy or shared
+/// core) ends the call alone on a leaf of a quarter of its share; leaves of 4 chunks
+/// (65,536 elements) leave the others something to steal until the end.
+const CHUNKS_PER_JOB: usize = 4;
 
 // ---------------------------------------------------------------------------------------------
 // The thread pool.
@@ -519,6 +524,7 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
             pool()?.install(|| {
                 (0..chunks)
                     .into_par_iter()
+                    .with_max_len(CHUNKS_PER_JOB)
                     .map(|c| plan.run_chunk(c, job, &mut [], &mut []))
                     .collect()
             })
@@ -535,6 +541,7 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
         if parallel {
             pool()?.install(|| {
                 work.into_par_iter()
+                    .with_max_len(CHUNKS_PER_JOB)
                     .map(|(c, (a, b))| plan.run_chunk(c, job, a, b))
                     .collect()
             })
@@ -641,6 +648,7 @@ pub fn stream_read<F: Float>(x: &[F], y: &[F]) -> Result<f64, Error> {
         Ok(pool()?.install(|| {
             x.par_chunks(CHUNK)
                 .zip(y.par_chunks(CHUNK))
+                .with_max_len(CHUNKS_PER_JOB)
                 .map(run)
                 .collect::<Vec<f64>>()
                 .into_iter()
