@@ -132,7 +132,7 @@ impl<F: Float> Data<F> {
             }
             Op::BceBackward => {
                 let g = one.view().into_dyn();
-                black_box(binary_cross_entropy_backward(g, x, y, None, mean).expect("valid"));
+                black_box(binary_cross_entropy_backward(Some(g), x, y, None, mean).expect("valid"));
             }
             Op::BceValueAndGrad => {
                 black_box(binary_cross_entropy_value_and_grad(x, y, None, mean).expect("valid"));

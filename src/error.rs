@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-/// Which loss a call computes; it decides the wording of some messages, as in torch.
+/// Which loss a call computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LossKind {
     /// Binary cross entropy on probabilities.
@@ -18,8 +18,6 @@ pub enum LossKind {
 pub enum Error {
     /// `target` does not have exactly the input's shape.
     TargetShape {
-        /// The loss the call computes.
-        loss: LossKind,
         /// The input's shape.
         input: Vec<usize>,
         /// The target's shape.
@@ -46,11 +44,27 @@ pub enum Error {
     OutOfRange {
         /// `"input"` or `"target"`.
         arg: &'static str,
+        /// The index of the first such element (C order, input before target), one entry per axis.
+        index: Vec<usize>,
+        /// Its value, as the element type prints it (`NaN` for a NaN).
+        value: String,
     },
     /// A reduction name other than `"none"`, `"mean"` or `"sum"`.
     InvalidReduction(String),
-    /// A thread count of zero.
-    InvalidThreadCount,
+    /// A thread count outside `1..=`[`crate::MAX_THREADS`].
+    InvalidThreadCount {
+        /// The count asked for.
+        requested: usize,
+    },
+    /// An output (or a buffer) could not be allocated.
+    OutOfMemory {
+        /// What was being allocated.
+        what: &'static str,
+        /// Its size in bytes (0 where the device does not say).
+        bytes: u64,
+    },
+    /// The call's interrupt check (see the Python bindings: Ctrl-C) asked it to stop.
+    Interrupted,
     /// The thread pool could not be started.
     ThreadPool(String),
     /// A SIMD level this processor cannot run.
@@ -68,6 +82,9 @@ pub enum Error {
     GpuLayout(String),
     /// Arrays of one call live on different GPU devices (different `bcers::gpu::Gpu` handles).
     GpuDeviceMismatch,
+    /// The GPU device was opened before this process was forked from its parent: a GPU
+    /// device cannot cross a fork.
+    GpuAfterFork,
 }
 
 /// Formats a shape the way Python prints a tuple: `()`, `(3,)`, `(2, 3)`.
@@ -89,27 +106,30 @@ impl fmt::Display for Shape<'_> {
     }
 }
 
+/// Formats an index the way Python subscripts an array: `[()]`, `[3]`, `[2, 0]`.
+pub(crate) struct Index<'a>(pub &'a [usize]);
+
+impl fmt::Display for Index<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => f.write_str("[()]"),
+            [first, rest @ ..] => {
+                write!(f, "[{first}")?;
+                for i in rest {
+                    write!(f, ", {i}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::TargetShape {
-                loss: LossKind::Bce,
-                input,
-                target,
-            } => write!(
+            Error::TargetShape { input, target } => write!(
                 f,
-                "Using a target size ({}) that is different to the input size ({}) is \
-                 deprecated. Please ensure they have the same size.",
-                Shape(target),
-                Shape(input)
-            ),
-            Error::TargetShape {
-                loss: LossKind::BceWithLogits,
-                input,
-                target,
-            } => write!(
-                f,
-                "Target size ({}) must be the same as input size ({})",
+                "Target size {} must be the same as input size {}",
                 Shape(target),
                 Shape(input)
             ),
@@ -125,11 +145,29 @@ impl fmt::Display for Error {
                 "grad_output must be a scalar for reduction='{reduction}', got shape {}",
                 Shape(shape)
             ),
-            Error::OutOfRange { arg } => {
-                write!(f, "all elements of {arg} should be between 0 and 1")
+            Error::OutOfRange { arg, index, value } => {
+                write!(
+                    f,
+                    "all elements of {arg} should be between 0 and 1; {arg}{} is {value}",
+                    Index(index)
+                )
             }
             Error::InvalidReduction(name) => write!(f, "{name} is not a valid value for reduction"),
-            Error::InvalidThreadCount => f.write_str("the number of threads must be at least 1"),
+            Error::InvalidThreadCount { requested } => write!(
+                f,
+                "the number of threads must be from 1 to {}, got {requested}",
+                crate::MAX_THREADS
+            ),
+            Error::OutOfMemory { what, bytes: 0 } => {
+                write!(f, "out of memory: could not allocate {what}")
+            }
+            Error::OutOfMemory { what, bytes } => {
+                write!(
+                    f,
+                    "out of memory: could not allocate {bytes} bytes for {what}"
+                )
+            }
+            Error::Interrupted => f.write_str("the call was interrupted"),
             Error::ThreadPool(why) => write!(f, "could not start the thread pool: {why}"),
             Error::UnsupportedSimdLevel { level } => {
                 write!(f, "this processor cannot run the SIMD level '{level}'")
@@ -140,6 +178,11 @@ impl fmt::Display for Error {
             Error::GpuDeviceMismatch => f.write_str(
                 "the arrays of one call live on different GPU devices; upload them with the \
                  same Gpu handle",
+            ),
+            Error::GpuAfterFork => f.write_str(
+                "the GPU device was opened before this process was forked, and a GPU device \
+                 cannot cross a fork: use the GPU in the parent only, or start child processes \
+                 with multiprocessing's 'spawn' or 'forkserver' method",
             ),
         }
     }

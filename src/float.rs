@@ -23,6 +23,7 @@ pub trait Float:
     + PartialOrd
     + Debug
     + Display
+    + core::fmt::LowerExp
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>
@@ -75,6 +76,8 @@ pub trait Float:
     fn from_usize(v: usize) -> Self;
     /// `a * b + c`, fused into one rounding.
     fn fused_mul_add(a: Self, b: Self, c: Self) -> Self;
+    /// Whether the value is NaN.
+    fn is_nan(self) -> bool;
 }
 
 impl Float for f32 {
@@ -112,6 +115,10 @@ impl Float for f32 {
     #[inline(always)]
     fn fused_mul_add(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
     }
 }
 
@@ -151,5 +158,9 @@ impl Float for f64 {
     #[inline(always)]
     fn fused_mul_add(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
 }

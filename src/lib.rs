@@ -45,6 +45,11 @@ mod parallel;
 #[cfg(feature = "python")]
 mod python;
 
+/// The README's Rust examples, compiled and run as doc tests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 use core::fmt;
 use core::str::FromStr;
 
@@ -53,11 +58,13 @@ use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension};
 pub use error::{Error, LossKind};
 pub use float::Float;
 pub use kernels::simd::{available_simd_levels, set_simd_level, simd_level, SimdLevel};
-pub use parallel::{get_num_threads, set_num_threads, stream_read};
+pub use parallel::{
+    get_num_threads, num_threads_from_env, set_num_threads, stream_read, MAX_THREADS,
+};
 
 use kernels::elementwise::{Bce, Logits, LossFn};
 pub(crate) use parallel::Dest;
-use parallel::{execute, Job, Operands};
+use parallel::{execute, Interrupt, Job, Operands};
 
 /// How the per-element losses are reduced, as torch's `reduction` argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -152,7 +159,6 @@ pub(crate) struct Call<'a, T> {
 }
 
 pub(crate) fn prepare<'a, T: Float, D: Dimension>(
-    kind: LossKind,
     input: ArrayView<'a, T, D>,
     target: ArrayView<'a, T, D>,
     weight: Option<ArrayViewD<'a, T>>,
@@ -160,7 +166,6 @@ pub(crate) fn prepare<'a, T: Float, D: Dimension>(
 ) -> Result<Call<'a, T>, Error> {
     if input.shape() != target.shape() {
         return Err(Error::TargetShape {
-            loss: kind,
             input: input.shape().to_vec(),
             target: target.shape().to_vec(),
         });
@@ -186,19 +191,20 @@ pub(crate) fn forward_to<T: Float, D: Dimension, L: LossFn>(
     call: Call<'_, T>,
     reduction: Reduction,
     dest: Dest<'_, T>,
+    interrupt: Interrupt<'_>,
 ) -> Result<Forward<T, D>, Error> {
     let n = call.n;
     match reduction {
         Reduction::None => {
-            let out = execute(loss, &call.ops, Job::Loss, dest)?;
+            let out = execute(loss, &call.ops, Job::Loss, dest, interrupt)?;
             Ok((None, out.first.map(into_dim)))
         }
         Reduction::Mean => {
-            let out = execute(loss, &call.ops, Job::Sum, dest)?;
+            let out = execute(loss, &call.ops, Job::Sum, dest, interrupt)?;
             Ok((Some(T::from_f64(out.sum / n as f64)), None))
         }
         Reduction::Sum => {
-            let out = execute(loss, &call.ops, Job::Sum, dest)?;
+            let out = execute(loss, &call.ops, Job::Sum, dest, interrupt)?;
             Ok((Some(T::from_f64(out.sum)), None))
         }
     }
@@ -209,7 +215,7 @@ fn forward<T: Float, D: Dimension, L: LossFn>(
     call: Call<'_, T>,
     reduction: Reduction,
 ) -> Result<Loss<T, D>, Error> {
-    let (value, array) = forward_to(loss, call, reduction, Dest::default())?;
+    let (value, array) = forward_to(loss, call, reduction, Dest::default(), None)?;
     Ok(match value {
         Some(v) => Loss::Reduced(v),
         None => Loss::Elementwise(owned(array)),
@@ -220,26 +226,30 @@ fn forward<T: Float, D: Dimension, L: LossFn>(
 pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
     loss: L,
     mut call: Call<'a, T>,
-    grad_output: ArrayViewD<'a, T>,
+    grad_output: Option<ArrayViewD<'a, T>>,
     reduction: Reduction,
     dest: Dest<'_, T>,
+    interrupt: Interrupt<'_>,
 ) -> Result<Option<Array<T, D>>, Error> {
     // `mean` folds 1/n into the factor. When grad_output/n would be subnormal, that factor
     // loses precision (or is 0); divide afterwards instead, in torch's order.
     let mut divide_after = None;
     let scale = match reduction {
         Reduction::None => {
-            call.ops.g = Some(grad_output);
+            call.ops.g = grad_output;
             T::ONE
         }
         Reduction::Mean | Reduction::Sum => {
-            if grad_output.ndim() != 0 {
-                return Err(Error::GradOutputNotScalar {
-                    reduction: reduction.name(),
-                    shape: grad_output.shape().to_vec(),
-                });
-            }
-            let g = grad_output.iter().next().copied().unwrap_or(T::ONE);
+            let g = match grad_output {
+                None => T::ONE,
+                Some(g) if g.ndim() == 0 => g.iter().next().copied().unwrap_or(T::ONE),
+                Some(g) => {
+                    return Err(Error::GradOutputNotScalar {
+                        reduction: reduction.name(),
+                        shape: g.shape().to_vec(),
+                    })
+                }
+            };
             if reduction == Reduction::Sum {
                 g
             } else {
@@ -258,7 +268,7 @@ pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
         first: dest.first.as_deref_mut(),
         second: None,
     };
-    let mut out = execute(loss, &call.ops, Job::Grad { scale }, reborrowed)?;
+    let mut out = execute(loss, &call.ops, Job::Grad { scale }, reborrowed, interrupt)?;
     if let Some(n) = divide_after {
         match (out.first.as_mut(), dest.first) {
             (Some(array), _) => array.mapv_inplace(|v| v / n),
@@ -272,10 +282,10 @@ pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
 fn backward<'a, T: Float, D: Dimension, L: LossFn>(
     loss: L,
     call: Call<'a, T>,
-    grad_output: ArrayViewD<'a, T>,
+    grad_output: Option<ArrayViewD<'a, T>>,
     reduction: Reduction,
 ) -> Result<Array<T, D>, Error> {
-    backward_to(loss, call, grad_output, reduction, Dest::default()).map(owned)
+    backward_to(loss, call, grad_output, reduction, Dest::default(), None).map(owned)
 }
 
 /// The reduced value or the elementwise losses, and the gradient; arrays are `None` when
@@ -288,12 +298,13 @@ pub(crate) fn value_and_grad_to<T: Float, D: Dimension, L: LossFn>(
     call: Call<'_, T>,
     reduction: Reduction,
     dest: Dest<'_, T>,
+    interrupt: Interrupt<'_>,
 ) -> Result<Both<T, D>, Error> {
     let n = call.n;
     match reduction {
         Reduction::None => {
             let job = Job::LossGrad { scale: T::ONE };
-            let out = execute(loss, &call.ops, job, dest)?;
+            let out = execute(loss, &call.ops, job, dest, interrupt)?;
             Ok((None, out.first.map(into_dim), out.second.map(into_dim)))
         }
         Reduction::Mean | Reduction::Sum => {
@@ -307,7 +318,7 @@ pub(crate) fn value_and_grad_to<T: Float, D: Dimension, L: LossFn>(
                 first: dest.second,
                 second: None,
             };
-            let out = execute(loss, &call.ops, Job::SumGrad { scale }, dest)?;
+            let out = execute(loss, &call.ops, Job::SumGrad { scale }, dest, interrupt)?;
             let value = T::from_f64(out.sum / divisor);
             Ok((Some(value), None, out.first.map(into_dim)))
         }
@@ -319,7 +330,7 @@ fn value_and_grad<T: Float, D: Dimension, L: LossFn>(
     call: Call<'_, T>,
     reduction: Reduction,
 ) -> Result<ValueAndGrad<T, D>, Error> {
-    let (value, losses, grad) = value_and_grad_to(loss, call, reduction, Dest::default())?;
+    let (value, losses, grad) = value_and_grad_to(loss, call, reduction, Dest::default(), None)?;
     let loss = match value {
         Some(v) => Loss::Reduced(v),
         None => Loss::Elementwise(owned(losses)),
@@ -342,7 +353,7 @@ pub fn binary_cross_entropy<T: Float, D: Dimension>(
     weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Loss<T, D>, Error> {
-    let call = prepare(LossKind::Bce, input, target, weight, None)?;
+    let call = prepare(input, target, weight, None)?;
     forward(Bce, call, reduction)
 }
 
@@ -362,14 +373,14 @@ pub fn binary_cross_entropy_with_logits<T: Float, D: Dimension>(
     pos_weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Loss<T, D>, Error> {
-    let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+    let call = prepare(input, target, weight, pos_weight)?;
     forward(Logits, call, reduction)
 }
 
 /// The gradient of [`binary_cross_entropy`] with respect to `input`, shaped like `input`.
 ///
-/// `grad_output` is the gradient of the loss: a 0-d array for `Mean` and `Sum`; for `None`,
-/// an array that broadcasts to the input's shape. Per element:
+/// `grad_output` is the gradient of the loss (`None` means 1): a 0-d array for `Mean` and
+/// `Sum`; for `None`, an array that broadcasts to the input's shape. Per element:
 /// `grad_output * (input - target) / max((1 - input) * input, 1e-12) * weight`, divided by the
 /// number of elements for `Mean`.
 ///
@@ -377,13 +388,13 @@ pub fn binary_cross_entropy_with_logits<T: Float, D: Dimension>(
 /// Those of [`binary_cross_entropy`], and [`Error::GradOutputNotScalar`] or
 /// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
 pub fn binary_cross_entropy_backward<T: Float, D: Dimension>(
-    grad_output: ArrayViewD<'_, T>,
+    grad_output: Option<ArrayViewD<'_, T>>,
     input: ArrayView<'_, T, D>,
     target: ArrayView<'_, T, D>,
     weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Array<T, D>, Error> {
-    let call = prepare(LossKind::Bce, input, target, weight, None)?;
+    let call = prepare(input, target, weight, None)?;
     backward(Bce, call, grad_output, reduction)
 }
 
@@ -398,14 +409,14 @@ pub fn binary_cross_entropy_backward<T: Float, D: Dimension>(
 /// Those of [`binary_cross_entropy_with_logits`], and [`Error::GradOutputNotScalar`] or
 /// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
 pub fn binary_cross_entropy_with_logits_backward<T: Float, D: Dimension>(
-    grad_output: ArrayViewD<'_, T>,
+    grad_output: Option<ArrayViewD<'_, T>>,
     input: ArrayView<'_, T, D>,
     target: ArrayView<'_, T, D>,
     weight: Option<ArrayViewD<'_, T>>,
     pos_weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Array<T, D>, Error> {
-    let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+    let call = prepare(input, target, weight, pos_weight)?;
     backward(Logits, call, grad_output, reduction)
 }
 
@@ -419,7 +430,7 @@ pub fn binary_cross_entropy_value_and_grad<T: Float, D: Dimension>(
     weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<ValueAndGrad<T, D>, Error> {
-    let call = prepare(LossKind::Bce, input, target, weight, None)?;
+    let call = prepare(input, target, weight, None)?;
     value_and_grad(Bce, call, reduction)
 }
 
@@ -434,73 +445,77 @@ pub fn binary_cross_entropy_with_logits_value_and_grad<T: Float, D: Dimension>(
     pos_weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<ValueAndGrad<T, D>, Error> {
-    let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
+    let call = prepare(input, target, weight, pos_weight)?;
     value_and_grad(Logits, call, reduction)
 }
 
 /// Entry points for the bindings: either loss by a flag, outputs into the caller's buffers
-/// where it can (see [`parallel::Dest`]). The public functions above are these with no buffers.
+/// where it can (see [`parallel::Dest`]), an interrupt check between batches of a long call.
+/// The public functions above are these with no buffers and no check.
 #[cfg(feature = "python")]
 pub(crate) mod entry {
     use super::*;
     use ndarray::IxDyn;
 
+    /// The operands of one binding call.
+    pub(crate) struct Args<'a, T> {
+        pub x: ArrayViewD<'a, T>,
+        pub y: ArrayViewD<'a, T>,
+        pub w: Option<ArrayViewD<'a, T>>,
+        pub pw: Option<ArrayViewD<'a, T>>,
+    }
+
+    fn call<T: Float>(logits: bool, args: Args<'_, T>) -> Result<Call<'_, T>, Error> {
+        let pw = if logits { args.pw } else { None };
+        prepare(args.x, args.y, args.w, pw)
+    }
+
     /// The loss: the reduced value, or the elementwise array if it was not written to `dest`.
     pub(crate) fn forward<'a, T: Float>(
         logits: bool,
-        input: ArrayViewD<'a, T>,
-        target: ArrayViewD<'a, T>,
-        weight: Option<ArrayViewD<'a, T>>,
-        pos_weight: Option<ArrayViewD<'a, T>>,
+        args: Args<'a, T>,
         reduction: Reduction,
         dest: Dest<'_, T>,
+        interrupt: Interrupt<'_>,
     ) -> Result<Forward<T, IxDyn>, Error> {
+        let call = call(logits, args)?;
         if logits {
-            let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
-            forward_to(Logits, call, reduction, dest)
+            forward_to(Logits, call, reduction, dest, interrupt)
         } else {
-            let call = prepare(LossKind::Bce, input, target, weight, None)?;
-            forward_to(Bce, call, reduction, dest)
+            forward_to(Bce, call, reduction, dest, interrupt)
         }
     }
 
     /// The gradient, if it was not written to `dest`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward<'a, T: Float>(
         logits: bool,
-        grad_output: ArrayViewD<'a, T>,
-        input: ArrayViewD<'a, T>,
-        target: ArrayViewD<'a, T>,
-        weight: Option<ArrayViewD<'a, T>>,
-        pos_weight: Option<ArrayViewD<'a, T>>,
+        grad_output: Option<ArrayViewD<'a, T>>,
+        args: Args<'a, T>,
         reduction: Reduction,
         dest: Dest<'_, T>,
+        interrupt: Interrupt<'_>,
     ) -> Result<Option<ArrayD<T>>, Error> {
+        let call = call(logits, args)?;
         if logits {
-            let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
-            backward_to(Logits, call, grad_output, reduction, dest)
+            backward_to(Logits, call, grad_output, reduction, dest, interrupt)
         } else {
-            let call = prepare(LossKind::Bce, input, target, weight, None)?;
-            backward_to(Bce, call, grad_output, reduction, dest)
+            backward_to(Bce, call, grad_output, reduction, dest, interrupt)
         }
     }
 
     /// The one-pass loss and gradient.
     pub(crate) fn value_and_grad<'a, T: Float>(
         logits: bool,
-        input: ArrayViewD<'a, T>,
-        target: ArrayViewD<'a, T>,
-        weight: Option<ArrayViewD<'a, T>>,
-        pos_weight: Option<ArrayViewD<'a, T>>,
+        args: Args<'a, T>,
         reduction: Reduction,
         dest: Dest<'_, T>,
+        interrupt: Interrupt<'_>,
     ) -> Result<Both<T, IxDyn>, Error> {
+        let call = call(logits, args)?;
         if logits {
-            let call = prepare(LossKind::BceWithLogits, input, target, weight, pos_weight)?;
-            value_and_grad_to(Logits, call, reduction, dest)
+            value_and_grad_to(Logits, call, reduction, dest, interrupt)
         } else {
-            let call = prepare(LossKind::Bce, input, target, weight, None)?;
-            value_and_grad_to(Bce, call, reduction, dest)
+            value_and_grad_to(Bce, call, reduction, dest, interrupt)
         }
     }
 }

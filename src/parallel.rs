@@ -6,9 +6,10 @@
 //! bitwise identical whatever the thread count, and small calls, which run on the caller's
 //! thread, give the same bits as large ones would.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
-use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, Ix2, IxDyn};
+use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, Dimension, Ix2, IxDyn};
 use rayon::prelude::*;
 
 use crate::float::Float;
@@ -32,89 +33,148 @@ const CHUNKS_PER_JOB: usize = 4;
 
 // ---------------------------------------------------------------------------------------------
 // The thread pool.
+//
+// Fork safety: a child process forked while another thread of its parent held a lock keeps that
+// lock held forever (the holder does not exist in the child). So no lock is held while a pool is
+// built (that takes a while), the lock is never waited for (only tried, briefly; a call that
+// cannot get it runs on the caller's thread, with the same result), and a pool inherited through
+// fork (its threads do not exist in the child) is replaced by a new one.
 
-struct PoolState {
-    /// Threads wanted (0: not decided yet).
-    threads: usize,
-    /// The pool and the process it was started in.
-    pool: Option<(u32, Arc<rayon::ThreadPool>)>,
+/// The most threads [`set_num_threads`] and `BCERS_NUM_THREADS` accept.
+pub const MAX_THREADS: usize = 1024;
+
+/// Threads wanted (0: not decided yet).
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The pool: the process it was started in, its thread count, the pool.
+type PoolSlot = Option<(u32, usize, Arc<rayon::ThreadPool>)>;
+
+static POOL: Mutex<PoolSlot> = Mutex::new(None);
+
+/// The pool's lock, if it can be had at once or after a short spin (it is only ever held for a
+/// few instructions). `None` when it cannot: held by a thread that does not exist in this
+/// process (a fork) or, very rarely, contended.
+fn try_lock_pool() -> Option<MutexGuard<'static, PoolSlot>> {
+    for attempt in 0..2000 {
+        match POOL.try_lock() {
+            Ok(guard) => return Some(guard),
+            // A panic elsewhere while holding the lock leaves the state usable: recover it.
+            Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if attempt < 1000 => core::hint::spin_loop(),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
 }
 
-static POOL: Mutex<PoolState> = Mutex::new(PoolState {
-    threads: 0,
-    pool: None,
-});
-
-fn lock_pool() -> MutexGuard<'static, PoolState> {
-    // A panic elsewhere while holding the lock leaves the state usable: recover it.
-    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// What the environment variable `BCERS_NUM_THREADS` asks for: `Ok(None)` when it is unset or
+/// empty, `Ok(Some(n))` for a whole number `n` from 1 to [`MAX_THREADS`], and `Err` with its
+/// value when it is anything else (then it is ignored: the Python package warns about it).
+pub fn num_threads_from_env() -> Result<Option<usize>, String> {
+    parse_num_threads(std::env::var_os("BCERS_NUM_THREADS").as_deref())
 }
 
-/// The default thread count: `BCERS_NUM_THREADS` if it holds a positive integer, otherwise the
-/// number of processors available to this process.
+/// [`num_threads_from_env`] of the variable's value.
+fn parse_num_threads(raw: Option<&std::ffi::OsStr>) -> Result<Option<usize>, String> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let text = raw.to_string_lossy();
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    match trimmed.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(Some(n)),
+        _ => Err(text.into_owned()),
+    }
+}
+
+/// The default thread count: `BCERS_NUM_THREADS` if it holds a usable value, otherwise the
+/// number of processors available to this process (at most [`MAX_THREADS`]).
 fn default_threads() -> usize {
-    std::env::var("BCERS_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    match num_threads_from_env() {
+        Ok(Some(n)) => n,
+        _ => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS),
+    }
 }
 
 /// The number of threads large calls use.
 ///
-/// Decided on first use: `BCERS_NUM_THREADS` if it is set to a positive integer, otherwise the
-/// number of processors available to the process; [`set_num_threads`] changes it.
+/// Decided on first use: `BCERS_NUM_THREADS` if it is set to a whole number from 1 to
+/// [`MAX_THREADS`] (other values are ignored), otherwise the number of processors available to
+/// the process; [`set_num_threads`] changes it.
 pub fn get_num_threads() -> usize {
-    let mut state = lock_pool();
-    if state.threads == 0 {
-        state.threads = default_threads();
+    match THREADS.load(Ordering::Relaxed) {
+        0 => {
+            let n = default_threads();
+            // Another thread may have decided first (or set a count): keep theirs.
+            match THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => n,
+                Err(current) => current,
+            }
+        }
+        n => n,
     }
-    state.threads
 }
 
-/// Sets the number of threads large calls use. The crate's own pool is rebuilt on next use;
-/// rayon's global pool is never touched.
+/// Sets the number of threads large calls use, from 1 to [`MAX_THREADS`]. The crate's own
+/// pool is rebuilt on next use; rayon's global pool is never touched.
 ///
 /// # Errors
-/// [`Error::InvalidThreadCount`] for 0.
+/// [`Error::InvalidThreadCount`] for 0 or more than [`MAX_THREADS`].
 pub fn set_num_threads(threads: usize) -> Result<(), Error> {
-    if threads == 0 {
-        return Err(Error::InvalidThreadCount);
+    if !(1..=MAX_THREADS).contains(&threads) {
+        return Err(Error::InvalidThreadCount { requested: threads });
     }
-    let mut state = lock_pool();
-    if state.threads != threads {
-        state.threads = threads;
-        state.pool = None;
-    }
+    THREADS.store(threads, Ordering::Relaxed);
     Ok(())
 }
 
-/// The crate's pool, started on first use, and again in a child process after `fork` (whose
-/// copy of the parent's pool has no threads behind it).
-fn pool() -> Result<Arc<rayon::ThreadPool>, Error> {
+/// The crate's pool of `threads` threads, started on first use, again after
+/// [`set_num_threads`] changed the count, and again in a child process after `fork` (whose copy
+/// of the parent's pool has no threads behind it). `None` when the pool's lock cannot be had
+/// (see above): the caller then runs on its own thread.
+fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>, Error> {
     let pid = std::process::id();
-    let mut state = lock_pool();
-    if let Some((owner, pool)) = &state.pool {
-        if *owner == pid {
-            return Ok(Arc::clone(pool));
-        }
-        // Inherited through fork: its threads do not exist here. Dropping it would signal
-        // them, so leave it be.
-        if let Some((_, stale)) = state.pool.take() {
-            std::mem::forget(stale);
+    {
+        let Some(slot) = try_lock_pool() else {
+            return Ok(None);
+        };
+        if let Some((owner, n, pool)) = slot.as_ref() {
+            if *owner == pid && *n == threads {
+                return Ok(Some(Arc::clone(pool)));
+            }
         }
     }
-    if state.threads == 0 {
-        state.threads = default_threads();
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(state.threads)
+    // Built with no lock held.
+    let built = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
         .thread_name(|i| format!("bcers-{i}"))
         .build()
         .map_err(|e| Error::ThreadPool(e.to_string()))?;
-    let pool = Arc::new(pool);
-    state.pool = Some((pid, Arc::clone(&pool)));
-    Ok(pool)
+    let built = Arc::new(built);
+    let Some(mut slot) = try_lock_pool() else {
+        return Ok(Some(built));
+    };
+    if let Some((owner, n, pool)) = slot.as_ref() {
+        if *owner == pid && *n == threads {
+            // Another thread built one meanwhile: use it, drop ours.
+            return Ok(Some(Arc::clone(pool)));
+        }
+    }
+    let old = slot.replace((pid, threads, Arc::clone(&built)));
+    drop(slot);
+    match old {
+        // Inherited through fork: its threads do not exist here, and dropping it would signal
+        // them. Leave it be.
+        Some((owner, _, stale)) if owner != pid => std::mem::forget(stale),
+        // Replaced after a change of the thread count: its threads end once idle.
+        other => drop(other),
+    }
+    Ok(Some(built))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,17 +313,18 @@ impl Geometry {
 /// A chunk's index and its parts of the two outputs.
 type ChunkOutputs<'s, F> = (usize, (&'s mut [F], &'s mut [F]));
 
-/// Cuts `out` into one slice per chunk, in chunk order.
-fn split_chunks<'s, F>(mut out: &'s mut [F], geometry: &Geometry) -> Vec<&'s mut [F]> {
-    let mut pieces = Vec::with_capacity(geometry.count());
-    for c in 0..geometry.count() {
+/// Cuts `out` into one slice per chunk of `range`, in chunk order.
+fn split_chunks<'s, F>(
+    mut out: &'s mut [F],
+    geometry: &Geometry,
+    range: core::ops::Range<usize>,
+) -> Vec<&'s mut [F]> {
+    let mut pieces = Vec::with_capacity(range.len());
+    for c in range {
         let len = geometry.len(c);
-        let rest = core::mem::take(&mut out);
-        let (head, tail) = if len <= rest.len() {
-            rest.split_at_mut(len)
-        } else {
-            (rest, Default::default())
-        };
+        debug_assert!(len <= out.len(), "an output is shorter than its chunks");
+        let at = len.min(out.len());
+        let (head, tail) = core::mem::take(&mut out).split_at_mut(at);
         pieces.push(head);
         out = tail;
     }
@@ -418,6 +479,7 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
     ops: &'v Operands<'a, F>,
     job: Job<F>,
     dest: Dest<'o, F>,
+    interrupt: Interrupt<'_>,
 ) -> Result<Outcome<F>, Error> {
     let shape = ops.x.shape().to_vec();
     let n: usize = shape.iter().product();
@@ -503,7 +565,7 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
     let first: &mut [F] = match dest_first {
         Some(s) => s,
         None if outputs >= 1 => {
-            first_vec = vec![F::ZERO; n];
+            first_vec = zeroed(n, "the output")?;
             &mut first_vec
         }
         None => &mut [],
@@ -511,52 +573,32 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
     let second: &mut [F] = match dest_second {
         Some(s) => s,
         None if outputs >= 2 => {
-            second_vec = vec![F::ZERO; n];
+            second_vec = zeroed(n, "the output")?;
             &mut second_vec
         }
         None => &mut [],
     };
     let chunks = geometry.count();
-    let parallel = n >= PARALLEL_MIN && chunks > 1 && get_num_threads() > 1;
-
-    let partials: Vec<Partial> = if outputs == 0 {
-        if parallel {
-            pool()?.install(|| {
-                (0..chunks)
-                    .into_par_iter()
-                    .with_max_len(CHUNKS_PER_JOB)
-                    .map(|c| plan.run_chunk(c, job, &mut [], &mut []))
-                    .collect()
-            })
-        } else {
-            (0..chunks)
-                .map(|c| plan.run_chunk(c, job, &mut [], &mut []))
-                .collect()
+    let pool = if n >= PARALLEL_MIN && chunks > 1 {
+        match get_num_threads() {
+            1 => None,
+            threads => pool(threads)?,
         }
     } else {
-        let firsts = split_chunks(first, &geometry);
-        let mut seconds = split_chunks(second, &geometry);
-        seconds.resize_with(chunks, Default::default);
-        let work: Vec<ChunkOutputs<'_, F>> = firsts.into_iter().zip(seconds).enumerate().collect();
-        if parallel {
-            pool()?.install(|| {
-                work.into_par_iter()
-                    .with_max_len(CHUNKS_PER_JOB)
-                    .map(|(c, (a, b))| plan.run_chunk(c, job, a, b))
-                    .collect()
-            })
-        } else {
-            work.into_iter()
-                .map(|(c, (a, b))| plan.run_chunk(c, job, a, b))
-                .collect()
-        }
+        None
     };
-    let total = partials.into_iter().fold(Partial::default(), Partial::then);
+    let total = run_batches(
+        &geometry,
+        outputs,
+        first,
+        second,
+        pool.as_deref(),
+        interrupt,
+        |c, a, b| plan.run_chunk(c, job, a, b),
+    )?;
 
     if total.bad_input || total.bad_target {
-        return Err(Error::OutOfRange {
-            arg: first_out_of_range(&ops.x, &ops.y, total),
-        });
+        return Err(first_out_of_range(&ops.x, &ops.y));
     }
 
     let to_array = |data: Vec<F>| -> Option<ArrayD<F>> {
@@ -580,25 +622,176 @@ pub(crate) fn execute<'v, 'a: 'v, 'o, F: Float, L: LossFn>(
     })
 }
 
-/// Which argument torch would name: the one failing first in C order, input before target.
-fn first_out_of_range<F: Float>(
-    x: &ArrayViewD<'_, F>,
-    y: &ArrayViewD<'_, F>,
-    seen: Partial,
-) -> &'static str {
-    if !(seen.bad_input && seen.bad_target) {
-        return if seen.bad_input { "input" } else { "target" };
-    }
-    // `iter` walks in logical (C) order, as torch's check does.
-    for (&a, &b) in x.iter().zip(y.iter()) {
-        if !in_unit_interval(a) {
-            return "input";
-        }
-        if !in_unit_interval(b) {
-            return "target";
+/// The error for the first element out of `[0, 1]` in C order, the input's before the
+/// target's at the same index (torch's check goes element by element, the input first).
+fn first_out_of_range<F: Float>(x: &ArrayViewD<'_, F>, y: &ArrayViewD<'_, F>) -> Error {
+    // `indexed_iter` walks in logical (C) order.
+    for ((index, &a), &b) in x.indexed_iter().zip(y.iter()) {
+        for (arg, v) in [("input", a), ("target", b)] {
+            if !in_unit_interval(v) {
+                return Error::OutOfRange {
+                    arg,
+                    index: index.slice().to_vec(),
+                    value: format_value(v),
+                };
+            }
         }
     }
-    "input"
+    // Unreachable when a block saw a bad element; say so rather than invent an index.
+    debug_assert!(
+        false,
+        "a block reported an element out of range that is not there"
+    );
+    Error::OutOfRange {
+        arg: "input",
+        index: Vec::new(),
+        value: "unknown".to_owned(),
+    }
+}
+
+/// A value for a message, as Python prints a float (and NumPy a float32): the shortest digits
+/// that give the value back in its type, positional from 1e-4 to below 1e16 (`2.0`, `0.0001`,
+/// `-0.0`), scientific with at least two exponent digits elsewhere (`1e-05`, `1.5e+300`);
+/// `inf`, `-inf`, and `NaN` for any NaN.
+pub(crate) fn format_value<F: Float>(v: F) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v == F::INFINITY || v == -F::INFINITY {
+        return if v > F::ZERO { "inf" } else { "-inf" }.to_owned();
+    }
+    // `{:e}` gives the shortest round-trip digits: `-1.25e-7`, `2e0`.
+    let sci = format!("{v:e}");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let body = if (-4..16).contains(&exponent) {
+        if exponent >= 0 {
+            let point = exponent as usize + 1;
+            let int: String = digits
+                .chars()
+                .chain(core::iter::repeat('0'))
+                .take(point.max(digits.len()))
+                .collect();
+            let (whole, frac) = int.split_at(point);
+            let frac = if frac.is_empty() { "0" } else { frac };
+            format!("{whole}.{frac}")
+        } else {
+            let zeros = "0".repeat((-exponent - 1) as usize);
+            format!("0.{zeros}{digits}")
+        }
+    } else {
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let point = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exponent < 0 { '-' } else { '+' };
+        format!("{first}{point}e{esign}{:02}", exponent.unsigned_abs())
+    };
+    format!("{sign}{body}")
+}
+
+/// `n` zeros, or [`Error::OutOfMemory`]. `vec!` aborts the process when the allocation fails,
+/// so the allocation is tried first with `try_reserve_exact`; the vector itself is then made
+/// by `vec!`, whose zeroed allocation leaves the pages untouched until they are written.
+pub(crate) fn zeroed<F: Float>(n: usize, what: &'static str) -> Result<Vec<F>, Error> {
+    let mut probe: Vec<F> = Vec::new();
+    probe.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        what,
+        bytes: (n as u64).saturating_mul(core::mem::size_of::<F>() as u64),
+    })?;
+    drop(probe);
+    Ok(vec![F::ZERO; n])
+}
+
+/// A check a long call makes between batches of chunks, on the caller's thread: an `Err`
+/// (normally [`Error::Interrupted`]) stops the call with that error.
+pub(crate) type Interrupt<'a> = Option<&'a (dyn Fn() -> Result<(), Error> + Sync)>;
+
+/// Chunks in the first batch: calls of up to 16.7M elements run in one batch, as if there were
+/// no batches.
+const FIRST_BATCH: usize = 1 << 10;
+/// The most chunks in one batch.
+const MAX_BATCH: usize = 1 << 16;
+/// Batches grow (doubling) while they take less than this, so that the interrupt check comes
+/// every 25 to 50 ms of work.
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The parts of an output (`present`) for the chunks `range` (of `len` elements in all), cut
+/// off the front of `rest`; empty slices for an output the job lacks.
+fn take_batch<'s, F>(
+    rest: &mut &'s mut [F],
+    present: bool,
+    len: usize,
+    geometry: &Geometry,
+    range: core::ops::Range<usize>,
+) -> Vec<&'s mut [F]> {
+    if !present {
+        return range.map(|_| Default::default()).collect();
+    }
+    debug_assert!(rest.len() >= len, "an output is shorter than its chunks");
+    let all = core::mem::take(rest);
+    let (head, tail) = all.split_at_mut(len.min(all.len()));
+    *rest = tail;
+    split_chunks(head, geometry, range)
+}
+
+/// Runs `run(c, first_c, second_c)` for every chunk `c`, with `first_c` and `second_c` its parts
+/// of the outputs (empty for outputs the job lacks), on `pool` (or the caller's thread), and
+/// combines the partials in chunk order: the result does not depend on the threads or the
+/// batches. The chunks are taken in batches; between two, `interrupt` is called and a range
+/// error stops the call early.
+fn run_batches<F: Float>(
+    geometry: &Geometry,
+    outputs: usize,
+    mut first: &mut [F],
+    mut second: &mut [F],
+    pool: Option<&rayon::ThreadPool>,
+    interrupt: Interrupt<'_>,
+    run: impl Fn(usize, &mut [F], &mut [F]) -> Partial + Sync,
+) -> Result<Partial, Error> {
+    let chunks = geometry.count();
+    let mut total = Partial::default();
+    let mut start = 0;
+    let mut batch = FIRST_BATCH;
+    while start < chunks {
+        let end = chunks.min(start + batch);
+        let len: usize = (start..end).map(|c| geometry.len(c)).sum();
+        let firsts = take_batch(&mut first, outputs >= 1, len, geometry, start..end);
+        let seconds = take_batch(&mut second, outputs >= 2, len, geometry, start..end);
+        let work: Vec<ChunkOutputs<'_, F>> =
+            (start..end).zip(firsts.into_iter().zip(seconds)).collect();
+        let clock = std::time::Instant::now();
+        let partials: Vec<Partial> = match pool {
+            Some(pool) => pool.install(|| {
+                work.into_par_iter()
+                    .with_max_len(CHUNKS_PER_JOB)
+                    .map(|(c, (a, b))| run(c, a, b))
+                    .collect()
+            }),
+            None => work.into_iter().map(|(c, (a, b))| run(c, a, b)).collect(),
+        };
+        total = partials.into_iter().fold(total, Partial::then);
+        start = end;
+        if start < chunks {
+            if total.bad_input || total.bad_target {
+                break;
+            }
+            if let Some(check) = interrupt {
+                check()?;
+            }
+            if clock.elapsed() < BATCH_TIME {
+                batch = (batch * 2).min(MAX_BATCH);
+            }
+        }
+    }
+    Ok(total)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -644,8 +837,14 @@ pub fn stream_read<F: Float>(x: &[F], y: &[F]) -> Result<f64, Error> {
     let level = simd_level();
     let run =
         |(a, b): (&[F], &[F])| crate::kernels::simd::dispatch(level, ReadKernel { x: a, y: b });
-    if x.len() >= PARALLEL_MIN && get_num_threads() > 1 {
-        Ok(pool()?.install(|| {
+    let threads = get_num_threads();
+    let pool = if x.len() >= PARALLEL_MIN && threads > 1 {
+        pool(threads)?
+    } else {
+        None
+    };
+    Ok(match pool {
+        Some(pool) => pool.install(|| {
             x.par_chunks(CHUNK)
                 .zip(y.par_chunks(CHUNK))
                 .with_max_len(CHUNKS_PER_JOB)
@@ -653,8 +852,69 @@ pub fn stream_read<F: Float>(x: &[F], y: &[F]) -> Result<f64, Error> {
                 .collect::<Vec<f64>>()
                 .into_iter()
                 .sum()
-        }))
-    } else {
-        Ok(x.chunks(CHUNK).zip(y.chunks(CHUNK)).map(run).sum())
+        }),
+        None => x.chunks(CHUNK).zip(y.chunks(CHUNK)).map(run).sum(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_from_the_environment() {
+        let parse = |v: &str| parse_num_threads(Some(std::ffi::OsStr::new(v)));
+        assert_eq!(parse_num_threads(None), Ok(None));
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("  "), Ok(None));
+        assert_eq!(parse("1"), Ok(Some(1)));
+        assert_eq!(parse(" 8 "), Ok(Some(8)));
+        assert_eq!(parse("1024"), Ok(Some(1024)));
+        for bad in [
+            "0",
+            "1025",
+            "99999",
+            "-1",
+            "abc",
+            "2.5",
+            "1e3",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse(bad), Err(bad.to_owned()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_print_as_python_prints_floats() {
+        for (v, want) in [
+            (0.0f64, "0.0"),
+            (-0.0, "-0.0"),
+            (1.5, "1.5"),
+            (2.0, "2.0"),
+            (-0.25, "-0.25"),
+            (1e-4, "0.0001"),
+            (1.25e-5, "1.25e-05"),
+            (123456.75, "123456.75"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (-1.5e300, "-1.5e+300"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "NaN"),
+            (-f64::NAN, "NaN"),
+        ] {
+            assert_eq!(format_value(v), want, "{v:e}");
+        }
+        // float32 values: their own shortest digits, not those of the float64 of equal value.
+        for (v, want) in [
+            (1.1f32, "1.1"),
+            (123456789.0, "123456790.0"),
+            (-1e-30, "-1e-30"),
+            (3.4028235e38, "3.4028235e+38"),
+            (1.0000001, "1.0000001"),
+        ] {
+            assert_eq!(format_value(v), want, "{v:e}");
+        }
     }
 }

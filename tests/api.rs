@@ -6,7 +6,7 @@ mod random;
 use bcers::{
     binary_cross_entropy, binary_cross_entropy_backward, binary_cross_entropy_value_and_grad,
     binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_backward,
-    binary_cross_entropy_with_logits_value_and_grad, Error, Loss, LossKind, Reduction,
+    binary_cross_entropy_with_logits_value_and_grad, Error, Loss, Reduction,
 };
 use ndarray::{arr0, array, s, Array, Array1, ArrayD, ArrayView1, IxDyn};
 use random::uniform;
@@ -70,7 +70,7 @@ fn reference_points_from_torch() {
 
     // The EPS of the gradient: f64 (0, 1) gives -1000000003995.8029, f32 -999999995904.
     let g64 = binary_cross_entropy_backward(
-        arr0(1.0f64).view().into_dyn(),
+        Some(arr0(1.0f64).view().into_dyn()),
         array![0.0f64, 0.0, 1.0].view(),
         array![1.0f64, 0.0, 1.0].view(),
         None,
@@ -80,7 +80,7 @@ fn reference_points_from_torch() {
     assert!(close(g64[0], -1000000003995.8029, 1e-15));
     assert_eq!((g64[1], g64[2]), (0.0, 0.0));
     let g32 = binary_cross_entropy_backward(
-        arr0(1.0f32).view().into_dyn(),
+        Some(arr0(1.0f32).view().into_dyn()),
         array![0.0f32].view(),
         array![1.0f32].view(),
         None,
@@ -149,7 +149,7 @@ fn infinite_logits_give_the_mathematical_limits() {
         .unwrap();
     assert_eq!(l.to_vec(), [0.0, 0.0, f32::INFINITY, f32::INFINITY]);
     let g = binary_cross_entropy_with_logits_backward(
-        arr0(1.0f32).view().into_dyn(),
+        Some(arr0(1.0f32).view().into_dyn()),
         x.view(),
         y.view(),
         None,
@@ -171,9 +171,14 @@ fn mean_gradient_of_a_tiny_grad_output_is_not_rounded_away() {
         (15usize, x.view(), y.view()),
         (1, x.slice(s![..1]), y.slice(s![..1])),
     ] {
-        let grad =
-            binary_cross_entropy_backward(arr0(g).into_dyn().view(), x, y, None, Reduction::Mean)
-                .unwrap();
+        let grad = binary_cross_entropy_backward(
+            Some(arr0(g).into_dyn().view()),
+            x,
+            y,
+            None,
+            Reduction::Mean,
+        )
+        .unwrap();
         let want = (-(g as f64) / 1e-12_f32 as f64) / n as f64;
         for &v in grad.iter() {
             assert!(close(v as f64, want, 1e-6), "{v} vs {want}");
@@ -182,7 +187,7 @@ fn mean_gradient_of_a_tiny_grad_output_is_not_rounded_away() {
     // The smallest subnormal grad_output: a nonzero gradient, not 0.
     let g = f32::from_bits(1);
     let grad = binary_cross_entropy_backward(
-        arr0(g).into_dyn().view(),
+        Some(arr0(g).into_dyn().view()),
         array![0.0f32, 0.0, 0.0].view(),
         array![1.0f32, 1.0, 1.0].view(),
         None,
@@ -196,7 +201,7 @@ fn mean_gradient_of_a_tiny_grad_output_is_not_rounded_away() {
 #[test]
 fn logits_gradient_keeps_tiny_exact_values() {
     let g = binary_cross_entropy_with_logits_backward(
-        arr0(1.0f32).view().into_dyn(),
+        Some(arr0(1.0f32).view().into_dyn()),
         array![20.0f32, 100.0].view(),
         array![1.0f32, 1.0].view(),
         None,
@@ -253,7 +258,7 @@ fn check_against_reference(
             .unwrap();
     assert_eq!(vg_loss, got_mean);
     let grad = binary_cross_entropy_backward(
-        arr0(1.0).view().into_dyn(),
+        Some(arr0(1.0).view().into_dyn()),
         x.view(),
         yc.view(),
         wv.clone(),
@@ -289,7 +294,7 @@ fn check_against_reference(
     }
     let g_out = Array::from_shape_vec(IxDyn(&shape), uniform(n, 99)).unwrap() + 0.5;
     let grad = binary_cross_entropy_with_logits_backward(
-        g_out.view(),
+        Some(g_out.view()),
         z.view(),
         y.view(),
         wv.clone(),
@@ -462,15 +467,13 @@ fn errors_name_the_argument() {
     assert_eq!(
         e,
         Error::TargetShape {
-            loss: LossKind::Bce,
             input: vec![3],
             target: vec![3, 1]
         }
     );
     assert_eq!(
         e.to_string(),
-        "Using a target size ((3, 1)) that is different to the input size ((3,)) is deprecated. \
-         Please ensure they have the same size."
+        "Target size (3, 1) must be the same as input size (3,)"
     );
     let e = binary_cross_entropy_with_logits(
         x.view().into_dyn(),
@@ -482,7 +485,7 @@ fn errors_name_the_argument() {
     .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "Target size ((3, 1)) must be the same as input size ((3,))"
+        "Target size (3, 1) must be the same as input size (3,)"
     );
 
     // A weight that would enlarge the output is refused in every reduction.
@@ -522,15 +525,73 @@ fn errors_name_the_argument() {
         .to_string()
         .starts_with("weight of shape (2,) cannot be broadcast to the input's shape (2, 3)"));
 
-    // Range checks, NaN included, in every function; the first bad element decides.
-    for (x, y, arg) in [
-        (array![0.5f32, 1.5], array![0.5f32, 0.5], "input"),
-        (array![0.5f32, f32::NAN], array![0.5f32, 0.5], "input"),
-        (array![0.5f32, 0.5], array![-0.1f32, 0.5], "target"),
-        (array![0.5f32, 2.0], array![-0.1f32, 0.5], "target"),
-        (array![2.0f32, 0.5], array![0.5f32, -0.1], "input"),
+    // Range checks, NaN included, in every function; the first bad element decides, and the
+    // error says which element it is and its value.
+    for (x, y, arg, index, value) in [
+        (array![0.5f32, 1.5], array![0.5f32, 0.5], "input", 1, "1.5"),
+        (
+            array![0.5f32, f32::NAN],
+            array![0.5f32, 0.5],
+            "input",
+            1,
+            "NaN",
+        ),
+        (
+            array![0.5f32, 0.5],
+            array![-0.1f32, 0.5],
+            "target",
+            0,
+            "-0.1",
+        ),
+        (
+            array![0.5f32, 2.0],
+            array![-0.1f32, 0.5],
+            "target",
+            0,
+            "-0.1",
+        ),
+        (array![2.0f32, 0.5], array![0.5f32, -0.1], "input", 0, "2.0"),
+        (
+            array![0.5f32, 1e-30],
+            array![0.5f32, -1e20],
+            "target",
+            1,
+            "-1e+20",
+        ),
+        (
+            array![0.5f32, 0.5],
+            array![-1e-5f32, 0.5],
+            "target",
+            0,
+            "-1e-05",
+        ),
+        (
+            array![0.5f32, -1.25e-3],
+            array![0.5f32, 0.5],
+            "input",
+            1,
+            "-0.00125",
+        ),
+        (
+            array![0.5f32, 123456.7],
+            array![0.5f32, 0.5],
+            "input",
+            1,
+            "123456.7",
+        ),
+        (
+            array![0.5f32, 0.5],
+            array![f32::NEG_INFINITY, 0.5],
+            "target",
+            0,
+            "-inf",
+        ),
     ] {
-        let want = Error::OutOfRange { arg };
+        let want = Error::OutOfRange {
+            arg,
+            index: vec![index],
+            value: value.to_owned(),
+        };
         for r in [Reduction::None, Reduction::Mean, Reduction::Sum] {
             assert_eq!(
                 binary_cross_entropy(x.view(), y.view(), None, r).unwrap_err(),
@@ -544,7 +605,7 @@ fn errors_name_the_argument() {
         let g = arr0(1.0f32);
         assert_eq!(
             binary_cross_entropy_backward(
-                g.view().into_dyn(),
+                Some(g.view().into_dyn()),
                 x.view(),
                 y.view(),
                 None,
@@ -555,15 +616,38 @@ fn errors_name_the_argument() {
         );
     }
     assert_eq!(
-        Error::OutOfRange { arg: "input" }.to_string(),
-        "all elements of input should be between 0 and 1"
+        Error::OutOfRange {
+            arg: "input",
+            index: vec![2, 0],
+            value: "1.5".to_owned()
+        }
+        .to_string(),
+        "all elements of input should be between 0 and 1; input[2, 0] is 1.5"
+    );
+    // The index of a 2-D array, in C order whatever the memory order.
+    let x = array![[0.5f64, 0.5], [1e300, 0.5]];
+    let e = binary_cross_entropy(x.t(), x.t(), None, Reduction::Sum).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "all elements of input should be between 0 and 1; input[0, 1] is 1e+300"
+    );
+    let e = binary_cross_entropy(
+        arr0(-0.0f64 - 1.0).view(),
+        arr0(0.5).view(),
+        None,
+        Reduction::Sum,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "all elements of input should be between 0 and 1; input[()] is -1.0"
     );
 
     // grad_output: a scalar for mean and sum; broadcastable for none.
     let x = array![0.5f32, 0.5];
     let g = array![1.0f32, 1.0];
     let e = binary_cross_entropy_backward(
-        g.view().into_dyn(),
+        Some(g.view().into_dyn()),
         x.view(),
         x.view(),
         None,
@@ -576,7 +660,7 @@ fn errors_name_the_argument() {
     );
     let g3 = array![1.0f32, 1.0, 1.0];
     let e = binary_cross_entropy_backward(
-        g3.view().into_dyn(),
+        Some(g3.view().into_dyn()),
         x.view(),
         x.view(),
         None,
@@ -597,5 +681,133 @@ fn errors_name_the_argument() {
         "avg".parse::<Reduction>().unwrap_err().to_string(),
         "avg is not a valid value for reduction"
     );
-    assert_eq!(bcers::set_num_threads(0), Err(Error::InvalidThreadCount));
+    assert_eq!(
+        bcers::set_num_threads(0),
+        Err(Error::InvalidThreadCount { requested: 0 })
+    );
+    assert_eq!(
+        bcers::set_num_threads(bcers::MAX_THREADS + 1),
+        Err(Error::InvalidThreadCount { requested: 1025 })
+    );
+    assert_eq!(
+        Error::InvalidThreadCount { requested: 0 }.to_string(),
+        "the number of threads must be from 1 to 1024, got 0"
+    );
+}
+
+#[test]
+fn a_zero_factor_times_an_infinite_one_is_zero_not_nan() {
+    // pos_weight = inf: pos_weight * log1p(exp(-x)) grows without bound except at x = +inf,
+    // where the term is 0 * inf (its limit, 0).
+    let x = array![0.5f64, 0.0, -2.0, f64::INFINITY, f64::NEG_INFINITY];
+    let y = Array1::from_elem(5, 1.0f64);
+    let pw = arr0(f64::INFINITY).into_dyn();
+    let (loss, grad) = binary_cross_entropy_with_logits_value_and_grad(
+        x.view(),
+        y.view(),
+        None,
+        Some(pw.view()),
+        Reduction::None,
+    )
+    .unwrap();
+    let inf = f64::INFINITY;
+    assert_eq!(
+        loss.elementwise().unwrap().to_vec(),
+        vec![inf, inf, inf, 0.0, inf]
+    );
+    assert_eq!(grad.to_vec(), vec![-inf, -inf, -inf, 0.0, -inf]);
+
+    // pos_weight * target overflows float32: the elements' values overflow too.
+    let x = array![0.5f32, 0.0, -1.0];
+    let y = Array1::from_elem(3, 2.0f32);
+    let pw = arr0(3e38f32).into_dyn();
+    let loss = binary_cross_entropy_with_logits(
+        x.view(),
+        y.view(),
+        None,
+        Some(pw.view()),
+        Reduction::None,
+    )
+    .unwrap()
+    .elementwise()
+    .unwrap();
+    assert!(loss.iter().all(|v| *v == f32::INFINITY), "{loss}");
+
+    // A zero weight on an infinite loss, an infinite weight on a zero loss: 0 either way.
+    let x = array![f64::INFINITY, f64::NEG_INFINITY, 1.0];
+    let y = array![0.0f64, 1.0, 0.5];
+    let w = array![0.0f64, 0.0, 1.0].into_dyn();
+    let (loss, grad) = binary_cross_entropy_with_logits_value_and_grad(
+        x.view(),
+        y.view(),
+        Some(w.view()),
+        None,
+        Reduction::None,
+    )
+    .unwrap();
+    let loss = loss.elementwise().unwrap();
+    assert_eq!((loss[0], loss[1], grad[0], grad[1]), (0.0, 0.0, 0.0, 0.0));
+    let p = array![0.0f64, 1.0];
+    let winf = array![f64::INFINITY, f64::INFINITY].into_dyn();
+    let bce = binary_cross_entropy(p.view(), p.view(), Some(winf.view()), Reduction::Sum).unwrap();
+    assert_eq!(bce.reduced(), Some(0.0));
+    // NaN is never hidden.
+    let nan = binary_cross_entropy_with_logits(
+        array![f64::NAN].view(),
+        array![1.0f64].view(),
+        Some(array![0.0f64].into_dyn().view()),
+        None,
+        Reduction::Sum,
+    )
+    .unwrap();
+    assert!(nan.reduced().unwrap().is_nan());
+}
+
+#[test]
+fn an_output_too_large_for_memory_is_an_error_not_an_abort() {
+    // 2^60 elements of a broadcast input: its output can never be allocated.
+    let one = arr0(0.5f64);
+    let huge = one.broadcast(1usize << 60).unwrap();
+    let e = binary_cross_entropy(huge, huge, None, Reduction::None).unwrap_err();
+    assert_eq!(
+        e,
+        Error::OutOfMemory {
+            what: "the output",
+            bytes: 1 << 63
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "out of memory: could not allocate 9223372036854775808 bytes for the output"
+    );
+    let e = binary_cross_entropy_with_logits_value_and_grad(huge, huge, None, None, Reduction::Sum)
+        .unwrap_err();
+    assert!(matches!(e, Error::OutOfMemory { .. }), "{e}");
+    let e = binary_cross_entropy_backward(None, huge, huge, None, Reduction::Mean).unwrap_err();
+    assert!(matches!(e, Error::OutOfMemory { .. }), "{e}");
+}
+
+#[test]
+fn grad_output_none_means_one() {
+    let x = array![0.2f64, 0.7, 0.9];
+    let y = array![0.0f64, 1.0, 0.5];
+    for r in [Reduction::None, Reduction::Mean, Reduction::Sum] {
+        let one = if r == Reduction::None {
+            Array::from_elem(3, 1.0f64).into_dyn()
+        } else {
+            arr0(1.0f64).into_dyn()
+        };
+        assert_eq!(
+            binary_cross_entropy_backward(None, x.view(), y.view(), None, r).unwrap(),
+            binary_cross_entropy_backward(Some(one.view()), x.view(), y.view(), None, r).unwrap()
+        );
+        let (_, grad) =
+            binary_cross_entropy_with_logits_value_and_grad(x.view(), y.view(), None, None, r)
+                .unwrap();
+        assert_eq!(
+            binary_cross_entropy_with_logits_backward(None, x.view(), y.view(), None, None, r)
+                .unwrap(),
+            grad
+        );
+    }
 }

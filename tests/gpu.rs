@@ -180,7 +180,7 @@ impl Case {
             for (cpu_g, dev_g) in [(&ones, None), (&given, Some(up(gpu, &given)))] {
                 let cpu = if logits {
                     bcers::binary_cross_entropy_with_logits_backward(
-                        cpu_g.view(),
+                        Some(cpu_g.view()),
                         self.x.view(),
                         self.y.view(),
                         self.w(),
@@ -189,7 +189,7 @@ impl Case {
                     )
                 } else {
                     bcers::binary_cross_entropy_backward(
-                        cpu_g.view(),
+                        Some(cpu_g.view()),
                         self.x.view(),
                         self.y.view(),
                         self.w(),
@@ -471,27 +471,36 @@ fn range_check_raises_the_cpus_error() {
     let Some(gpu) = device() else { return };
     let arr = |v: Vec<f32>| up(&gpu, &ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).unwrap());
     let good = arr(vec![0.5; 6]);
-    let input = |k| Error::OutOfRange { arg: k };
+    let input = |arg, i, value: &str| Error::OutOfRange {
+        arg,
+        index: vec![i],
+        value: value.to_owned(),
+    };
     let cases = [
         (
             vec![0.5, f32::NAN, 0.5, 0.5, 0.5, 0.5],
             vec![0.5; 6],
-            "input",
+            ("input", 1, "NaN"),
         ),
-        (vec![0.5; 6], vec![0.5, 0.5, 1.5, 0.5, 0.5, 0.5], "target"),
+        (
+            vec![0.5; 6],
+            vec![0.5, 0.5, 1.5, 0.5, 0.5, 0.5],
+            ("target", 2, "1.5"),
+        ),
         (
             vec![0.5, 0.5, 0.5, -0.1, 0.5, 0.5],
             vec![0.5, 2.0, 0.5, 0.5, 0.5, 0.5],
-            "target",
+            ("target", 1, "2.0"),
         ),
         (
             vec![0.5, -1e-40, 0.5, 0.5, 0.5, 0.5],
             vec![0.5, 2.0, 0.5, 0.5, 0.5, 0.5],
-            "input",
+            ("input", 1, "-1e-40"),
         ),
-        (vec![f32::INFINITY; 6], vec![0.5; 6], "input"),
+        (vec![f32::INFINITY; 6], vec![0.5; 6], ("input", 0, "inf")),
     ];
-    for (x, y, which) in cases {
+    for (x, y, (arg, i, value)) in cases {
+        let which = input(arg, i, value);
         let (dx, dy) = (arr(x.clone()), arr(y.clone()));
         for reduction in REDUCTIONS {
             let cpu = bcers::binary_cross_entropy(
@@ -501,7 +510,7 @@ fn range_check_raises_the_cpus_error() {
                 reduction,
             )
             .unwrap_err();
-            assert_eq!(cpu, input(which));
+            assert_eq!(cpu, which);
             assert_eq!(
                 gpu::binary_cross_entropy(&dx, &dy, None, reduction).unwrap_err(),
                 cpu
@@ -529,7 +538,14 @@ fn range_check_raises_the_cpus_error() {
     let dy = GpuArray::from_view(&tiny, ndarray::ArrayView1::from(&y)).unwrap();
     assert_eq!(
         gpu::binary_cross_entropy(&dx, &dy, None, Reduction::Mean).unwrap_err(),
-        input("target")
+        input("target", 300, "-0.5")
+    );
+    // Across buffers: the value is read from the buffer the element lives in.
+    y[300] = 0.5;
+    let dy = GpuArray::from_view(&tiny, ndarray::ArrayView1::from(&y)).unwrap();
+    assert_eq!(
+        gpu::binary_cross_entropy(&dx, &dy, None, Reduction::Mean).unwrap_err(),
+        input("input", 700, "1.5")
     );
 }
 
@@ -541,7 +557,6 @@ fn shape_errors_match_the_cpu() {
     assert_eq!(
         gpu::binary_cross_entropy(&x, &a(&[3, 2]), None, Reduction::Mean).unwrap_err(),
         Error::TargetShape {
-            loss: bcers::LossKind::Bce,
             input: vec![2, 3],
             target: vec![3, 2]
         }

@@ -285,7 +285,7 @@ proptest! {
         let (mean, grad) = binary_cross_entropy_value_and_grad(xl.view(), yl.view(), w.clone(), Reduction::Mean).unwrap();
         let mean = mean.reduced().unwrap();
         if n == 0 { prop_assert!(mean.is_nan()); } else { prop_assert!(near(mean, sum / n as f64, scale / n as f64, 1e-12)); }
-        let g = binary_cross_entropy_backward(ndarray::arr0(1.0).into_dyn().view(), xl.view(), yl.view(), w, Reduction::Mean).unwrap();
+        let g = binary_cross_entropy_backward(Some(ndarray::arr0(1.0).into_dyn().view()), xl.view(), yl.view(), w, Reduction::Mean).unwrap();
         prop_assert_eq!(&g, &grad);
         for ((&got, (&x, &y)), &w) in g.iter().zip(c.x.iter().zip(&c.y)).zip(&wv) {
             let want = bce_grad_ref(x, y) * w / n as f64;
@@ -307,7 +307,7 @@ proptest! {
         let (none, grad) = binary_cross_entropy_with_logits_value_and_grad(xl.view(), yl.view(), w.clone(), pw.clone(), Reduction::None).unwrap();
         let none = none.elementwise().unwrap();
         let g = ArrayD::from_elem(IxDyn(&c.shape), 0.75);
-        let grad2 = binary_cross_entropy_with_logits_backward(g.view(), xl.view(), yl.view(), w.clone(), pw.clone(), Reduction::None).unwrap();
+        let grad2 = binary_cross_entropy_with_logits_backward(Some(g.view()), xl.view(), yl.view(), w.clone(), pw.clone(), Reduction::None).unwrap();
         // In logical (C) order, as the reference values are.
         let (none_c, grad_c, grad2_c): (Vec<f64>, Vec<f64>, Vec<f64>) = (
             none.iter().copied().collect(),
@@ -358,8 +358,8 @@ proptest! {
         let (x, y, w, g) = (a(&xs), a(&ys), a(&ws), a(&gs));
         let _ = binary_cross_entropy(x.view(), y.view(), Some(w.view()), red);
         let _ = binary_cross_entropy_with_logits(x.view(), y.view(), Some(w.view()), Some(g.view()), red);
-        let _ = binary_cross_entropy_backward(g.view(), x.view(), y.view(), Some(w.view()), red);
-        let _ = binary_cross_entropy_with_logits_backward(g.view(), x.view(), y.view(), Some(w.view()), None, red);
+        let _ = binary_cross_entropy_backward(Some(g.view()), x.view(), y.view(), Some(w.view()), red);
+        let _ = binary_cross_entropy_with_logits_backward(Some(g.view()), x.view(), y.view(), Some(w.view()), None, red);
         let _ = binary_cross_entropy_value_and_grad(x.view(), y.view(), Some(w.view()), red);
         let _ = binary_cross_entropy_with_logits_value_and_grad(x.view(), y.view(), None, Some(w.view()), red);
     }

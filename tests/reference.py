@@ -146,9 +146,50 @@ class Operands:
         return cls(x, y, w, pw, dtype, compute)
 
 
-def _zero_where_coef_zero(coef: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``coef * v``, but 0 where ``coef`` is 0 (the limit of the loss terms for v infinite)."""
-    return np.where(coef == 0, 0.0, coef * v)
+def _times(coef: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``coef * v``, but 0 where one factor is 0 and the other infinite (the limit of a loss term,
+    or of a weighted loss, as the infinite factor grows without bound); NaN stays NaN."""
+    inf_times_zero = ((coef == 0) & np.isinf(v)) | (np.isinf(coef) & (v == 0))
+    return np.where(inf_times_zero, 0.0, coef * v)
+
+
+def value_text(v: Any, compute: np.dtype) -> str:
+    """A value as bcers' messages print it: the shortest digits that give the value back in the
+    dtype the call computes in, laid out as Python lays out a float's repr (positional from 1e-4
+    to below 1e16, else scientific with a signed exponent of two digits or more); ``NaN``.
+    Where two shortest digit strings are equally close (a tie), bcers may print the other one:
+    :func:`check_value_text` accepts either."""
+    v = compute.type(v)
+    if np.isnan(v):
+        return "NaN"
+    if np.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    sci = np.format_float_scientific(v, unique=True, exp_digits=1)
+    mantissa, exponent = sci.split("e")
+    sign = "-" if mantissa.startswith("-") else ""
+    digits = mantissa.lstrip("-").replace(".", "")
+    exp = int(exponent)
+    if -4 <= exp < 16:
+        if exp >= 0:
+            whole = digits.ljust(exp + 1, "0")
+            body = f"{whole[: exp + 1]}.{whole[exp + 1 :] or '0'}"
+        else:
+            body = "0." + "0" * (-exp - 1) + digits
+    else:
+        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        body += f"e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    return sign + body
+
+
+def check_value_text(text: str, v: Any, compute: np.dtype) -> None:
+    """Asserts that ``text`` is :func:`value_text` of ``v``, or the same layout of the other
+    shortest digits where two are equally close (the text gives back the same value)."""
+    want = value_text(v, compute)
+    if text == want:
+        return
+    assert len(text) == len(want), (text, want)
+    assert compute.type(float(text)) == compute.type(v), (text, want)
+    assert ("e" in text) == ("e" in want), (text, want)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -168,9 +209,9 @@ def bce_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(all="ignore"):
         log_x = np.maximum(np.log(x), LOG_FLOOR)
         log_1mx = np.maximum(np.log1p(-x), LOG_FLOOR)
-        value = -(y * log_x + (1.0 - y) * log_1mx) * w
-        mag = (np.abs(y * log_x) + np.abs((1.0 - y) * log_1mx)) * np.abs(w)
-        atol = ATOL[ops.compute] * (1.0 + np.abs(w) * (np.abs(y) + np.abs(1.0 - y)))
+        value = _times(w, -(y * log_x + (1.0 - y) * log_1mx))
+        mag = _times(np.abs(w), np.abs(y * log_x) + np.abs((1.0 - y) * log_1mx))
+        atol = ATOL[ops.compute] * (1.0 + _times(np.abs(w), np.abs(y) + np.abs(1.0 - y)))
     return value, RTOL[ops.compute] * mag + atol
 
 
@@ -178,7 +219,7 @@ def bce_grad_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
     """The BCE input gradient per element: ``(x - y) / max((1 - x) * x, EPS) * w``."""
     x, y, w = ops.x, ops.y, ops.w
     with np.errstate(all="ignore"):
-        value = (x - y) / np.maximum((1.0 - x) * x, EPS) * w
+        value = _times(w, (x - y) / np.maximum((1.0 - x) * x, EPS))
         atol = ATOL[ops.compute] * (1.0 + np.abs(w))
     return value, RTOL[ops.compute] * np.abs(value) + atol
 
@@ -186,24 +227,27 @@ def bce_grad_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
 def logits_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
     """BCE with logits per element, in its overflow-free form.
 
-    ``(1-y)*max(x,0) + pw*y*max(-x,0) + (1+(pw-1)*y)*log1p(exp(-|x|))``, times ``w``; a term
-    whose coefficient is 0 is 0 (the mathematical limit when ``x`` is infinite).
+    ``(1-y)*max(x,0) + pw*y*max(-x,0) + (1+(pw-1)*y)*log1p(exp(-|x|))``, times ``w``; every
+    product with a factor 0 is 0 (the mathematical limit when the other factor is infinite).
     """
     x, y, w, pw = ops.x, ops.y, ops.w, ops.pw
     with np.errstate(all="ignore"):
         softplus = np.log1p(np.exp(-np.abs(x)))
-        c_pos, c_neg = 1.0 - y, pw * y
-        log_weight = 1.0 + (pw - 1.0) * y
-        t_pos = _zero_where_coef_zero(c_pos, np.maximum(x, 0.0))
-        t_neg = _zero_where_coef_zero(c_neg, np.maximum(-x, 0.0))
-        t_log = log_weight * softplus
-        value = (t_pos + t_neg + t_log) * w
+        c_pos, c_neg = 1.0 - y, _times(pw, y)
+        log_weight = 1.0 + _times(pw - 1.0, y)
+        t_pos = _times(c_pos, np.maximum(x, 0.0))
+        t_neg = _times(c_neg, np.maximum(-x, 0.0))
+        t_log = _times(log_weight, softplus)
+        value = _times(w, t_pos + t_neg + t_log)
         # (pw - 1) * y is rounded before 1 is added: its size counts, not only the sum's.
-        mag = (
-            np.abs(t_pos) + np.abs(t_neg) + (np.abs(log_weight) + np.abs((pw - 1.0) * y)) * softplus
-        ) * np.abs(w)
-        coefs = np.abs(log_weight) + np.abs((pw - 1.0) * y) + np.abs(c_pos) + np.abs(c_neg)
-        atol = ATOL[ops.compute] * (1.0 + np.abs(w) * coefs)
+        mag = _times(
+            np.abs(w),
+            np.abs(t_pos)
+            + np.abs(t_neg)
+            + _times(np.abs(log_weight) + np.abs(_times(pw - 1.0, y)), softplus),
+        )
+        coefs = np.abs(log_weight) + np.abs(_times(pw - 1.0, y)) + np.abs(c_pos) + np.abs(c_neg)
+        atol = ATOL[ops.compute] * (1.0 + _times(np.abs(w), coefs))
     return value, RTOL[ops.compute] * mag + atol
 
 
@@ -212,10 +256,12 @@ def logits_grad_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
     x, y, w, pw = ops.x, ops.y, ops.w, ops.pw
     with np.errstate(all="ignore"):
         s_pos, s_neg = _sigmoid(x), _sigmoid(-x)
-        a, b = (1.0 - y) * s_pos, pw * y * s_neg
-        value = w * (a - b)
-        mag = np.abs(w) * (np.abs(a) + np.abs(b))
-        atol = ATOL[ops.compute] * (1.0 + np.abs(w) * (np.abs(1.0 - y) + np.abs(pw * y)))
+        a, b = _times(1.0 - y, s_pos), _times(_times(pw, y), s_neg)
+        value = _times(w, a - b)
+        mag = _times(np.abs(w), np.abs(a) + np.abs(b))
+        atol = ATOL[ops.compute] * (
+            1.0 + _times(np.abs(w), np.abs(1.0 - y) + np.abs(_times(pw, y)))
+        )
     return value, RTOL[ops.compute] * mag + atol
 
 

@@ -10,6 +10,7 @@ run everywhere.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -229,13 +230,14 @@ def test_edge_values(device: dict[str, Any]) -> None:
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_range_check_raises_the_numpy_error(device: dict[str, Any], reduction: str) -> None:
     cases = [
-        (np.float32([0.5, np.nan, 0.5]), np.float32([0.5, 0.5, 0.5]), "input"),
-        (np.float32([0.5, 0.5, 0.5]), np.float32([0.5, 0.5, 1.5]), "target"),
-        (np.float32([0.5, 0.5, -0.1]), np.float32([0.5, 2.0, 0.5]), "target"),
-        (np.float32([0.5, np.inf, 0.5]), np.float32([0.5, 2.0, 0.5]), "input"),
+        (np.float32([0.5, np.nan, 0.5]), np.float32([0.5, 0.5, 0.5]), "input[1] is NaN"),
+        (np.float32([0.5, 0.5, 0.5]), np.float32([0.5, 0.5, 1.5]), "target[2] is 1.5"),
+        (np.float32([0.5, 0.5, -0.1]), np.float32([0.5, 2.0, 0.5]), "target[1] is 2.0"),
+        (np.float32([0.5, np.inf, 0.5]), np.float32([0.5, 2.0, 0.5]), "input[1] is inf"),
     ]
-    for x, y, which in cases:
-        message = f"^all elements of {which} should be between 0 and 1$"
+    for x, y, where in cases:
+        which = where.split("[")[0]
+        message = f"^all elements of {which} should be between 0 and 1; {re.escape(where)}$"
         dx = gpu.asarray(x)
         for name, call in calls(False).items():
             with pytest.raises(ValueError, match=message):
@@ -355,7 +357,7 @@ yb = np.full(1000, 0.5, np.float32); yb[300] = -1
 try:
     bcers.binary_cross_entropy(gpu.asarray(bad), yb)
 except ValueError as e:
-    assert str(e) == "all elements of target should be between 0 and 1", e
+    assert str(e) == "all elements of target should be between 0 and 1; target[300] is -1.0", e
 else:
     raise AssertionError("no range error")
 print("chunked ok")

@@ -15,6 +15,7 @@ result dtype applied exactly, and the worst-case float64 summation error for the
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -484,7 +485,7 @@ def test_small_arrays_match_reference(case: Case, reduction: str) -> None:
 
 
 @st.composite
-def out_of_range_cases(draw: Any) -> tuple[Case, str]:
+def out_of_range_cases(draw: Any) -> tuple[Case, str, Any]:
     case = draw(cases(logits=False, grad=True))
     x = np.array(case.x.array, copy=True)
     y = np.array(case.y.array, dtype=np.asarray(case.y.array).dtype, copy=True)
@@ -503,29 +504,39 @@ def out_of_range_cases(draw: Any) -> tuple[Case, str]:
         return not (0.0 <= v <= 1.0)
 
     culprit = None
-    for a, b in zip(cx, cy):
-        if outside(a):
-            culprit = "input"
-            break
-        if outside(b):
-            culprit = "target"
+    value = None
+    for i, (a, b) in enumerate(zip(cx, cy)):
+        for name, v in (("input", a), ("target", b)):
+            if outside(v):
+                index = ", ".join(map(str, np.unravel_index(i, x.shape)))
+                culprit = f"{name} should be between 0 and 1; {name}[{index}] is "
+                value = v
+                break
+        if culprit is not None:
             break
     assume(culprit is not None)
     case.x = Operand(x, "C", "bad")
     case.y = Operand(y, "C", "bad")
-    return case, culprit
+    return case, culprit, value
 
 
 @given(out_of_range_cases())
-def test_out_of_range_names_first_bad_argument(args: tuple[Case, str]) -> None:
-    case, culprit = args
-    message = f"all elements of {culprit} should be between 0 and 1"
+def test_out_of_range_names_first_bad_argument(args: tuple[Case, str, Any]) -> None:
+    # The argument, the index of its first bad element in C order and that element's value.
+    case, culprit, value = args
+    pattern = f"^{re.escape(f'all elements of {culprit}')}(.*)$"
+    compute = ref.compute_dtype(case.x.array.dtype)
     for reduction in REDUCTIONS:
         case.reduction = reduction
         g = case.grad_output if reduction == "none" else None
-        with pytest.raises(ValueError, match=f"^{message}$"):
-            forward(case)
-        with pytest.raises(ValueError, match=f"^{message}$"):
-            backward(case, g)
-        with pytest.raises(ValueError, match=f"^{message}$"):
-            value_and_grad(case)
+        calls: list[Callable[[], Any]] = [
+            lambda: forward(case),
+            lambda: backward(case, g),  # noqa: B023 (called in this iteration)
+            lambda: value_and_grad(case),
+        ]
+        for call in calls:
+            with pytest.raises(ValueError, match=pattern) as info:
+                call()
+            text = re.fullmatch(pattern, str(info.value))
+            assert text is not None
+            ref.check_value_text(text.group(1), value, compute)

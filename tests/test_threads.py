@@ -56,9 +56,9 @@ def test_num_threads_round_trip() -> None:
         bcers.set_num_threads(original)
 
 
-@pytest.mark.parametrize("bad", [0, -1])
-def test_num_threads_rejects_non_positive(bad: int) -> None:
-    with pytest.raises(ValueError, match="the number of threads must be at least 1"):
+@pytest.mark.parametrize("bad", [0, -1, 1025])
+def test_num_threads_rejects_counts_outside_its_range(bad: int) -> None:
+    with pytest.raises(ValueError, match="the number of threads must be from 1 to 1024"):
         bcers.set_num_threads(bad)
 
 
@@ -67,12 +67,36 @@ def test_environment_variable_sets_the_default() -> None:
         "import bcers; print(bcers.get_num_threads())", env={"BCERS_NUM_THREADS": "3"}
     )
     assert out.strip() == "3"
-    # Not a positive integer: the default (the processors available) is used.
-    out = _run_python(
-        "import os, bcers; print(bcers.get_num_threads() == len(os.sched_getaffinity(0)))",
-        env={"BCERS_NUM_THREADS": "zero"},
+
+
+@pytest.mark.parametrize("value", ["zero", "abc", "0", "-2", "1.5", "1025", "99999"])
+def test_unusable_environment_value_warns_and_is_ignored(value: str) -> None:
+    # Not a whole number from 1 to 1024: a RuntimeWarning at import, and the default (the
+    # processors available) is used.
+    code = (
+        "import os, warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import bcers\n"
+        "print(bcers.get_num_threads() == len(os.sched_getaffinity(0)))\n"
+        "print([(w.category.__name__, str(w.message)) for w in caught])\n"
     )
-    assert out.strip() == "True"
+    out = _run_python(code, env={"BCERS_NUM_THREADS": value})
+    same, warned = out.splitlines()
+    assert same == "True"
+    assert warned.startswith("[('RuntimeWarning', \"BCERS_NUM_THREADS=" + repr(value)), warned
+    assert "is not a whole number from 1 to 1024: it is ignored" in warned
+
+
+def test_usable_or_empty_environment_value_does_not_warn() -> None:
+    for value in ("", "  ", "4", " 2 ", "1024"):
+        out = _run_python(
+            "import warnings; warnings.simplefilter('error'); import bcers; "
+            "print(bcers.get_num_threads())",
+            env={"BCERS_NUM_THREADS": value},
+        )
+        expected = value.strip() or str(len(os.sched_getaffinity(0)))
+        assert out.strip() == expected
 
 
 def test_results_are_bitwise_identical_across_thread_counts() -> None:

@@ -35,6 +35,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import pytest
+import reference as ref
 
 import bcers
 
@@ -552,7 +553,31 @@ def numpy_shapes(message: str) -> str:
     return re.sub(r"torch\.Size\(\[([0-9, ]*)\]\)", tuple_text, message)
 
 
+def first_out_of_range(case: dict[str, Any]) -> str:
+    """Where the first element outside [0, 1] is, as bcers says it: the input before the target
+    of the same element, in C order."""
+    ops = operands(case)
+    x, y = ops["input"], ops["target"]
+    assert x is not None
+    assert y is not None
+    for index in np.ndindex(x.shape):
+        for name, a in (("input", x), ("target", y)):
+            v = a[index]
+            if not 0 <= v <= 1:
+                text = ref.value_text(v, ref.compute_dtype(x.dtype))
+                return f"{name}[{', '.join(map(str, index))}] is {text}"
+    raise AssertionError("no element out of range")
+
+
 def bcers_message(case: dict[str, Any]) -> str:
+    if case["error"] == "target_shape":
+        # One message for both losses (torch's BCE calls the mismatch "deprecated", though it is
+        # an error), with NumPy's shapes.
+        shape = {k: tuple(case["args"][k]["shape"]) for k in ("input", "target")}
+        return f"Target size {shape['target']} must be the same as input size {shape['input']}"
+    if case["error"] == "range":
+        # torch's message, then where.
+        return f"{numpy_shapes(case['torch_message'])}; {first_out_of_range(case)}"
     if case["error"] != "broadcast":
         return numpy_shapes(case["torch_message"])
     # torch's message comes from its generic broadcasting machinery ("output with shape
@@ -604,10 +629,11 @@ def test_errors(case: dict[str, Any]) -> None:
 
 
 def test_error_messages_match_torch_modulo_shapes() -> None:
-    # The texts bcers keeps from torch (all but the broadcast errors) are torch's, byte for byte,
-    # once torch.Size([...]) is written as a tuple.
-    kept = [c for c in ERRORS if c["error"] != "broadcast"]
-    assert {c["error"] for c in kept} == {"target_shape", "reduction", "range"}
+    # The texts bcers keeps from torch (the reduction and range errors; the range error then
+    # says where) are torch's, byte for byte, once torch.Size([...]) is written as a tuple.
+    kept = [c for c in ERRORS if c["error"] in ("reduction", "range")]
+    assert {c["error"] for c in ERRORS} == {"target_shape", "reduction", "range", "broadcast"}
     for case in kept:
+        assert bcers_message(case).startswith(numpy_shapes(case["torch_message"]))
         assert "torch.Size" not in bcers_message(case)
         assert case["torch_exception"] in {"ValueError", "RuntimeError"}

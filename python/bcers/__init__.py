@@ -10,7 +10,7 @@ The functions and classes carry torch's names and arguments::
 """
 
 from . import gpu
-from ._bcers import __version__, get_num_threads, set_num_threads
+from ._bcers import __version__, get_num_threads
 from ._functional import (
     binary_cross_entropy,
     binary_cross_entropy_backward,
@@ -20,8 +20,10 @@ from ._functional import (
     binary_cross_entropy_with_logits_value_and_grad,
 )
 from ._loss import BCELoss, BCEWithLogitsLoss
+from ._threads import MAX_THREADS, _check_environment, set_num_threads
 
 __all__ = [
+    "MAX_THREADS",
     "BCELoss",
     "BCEWithLogitsLoss",
     "__version__",
@@ -35,3 +37,5 @@ __all__ = [
     "gpu",
     "set_num_threads",
 ]
+
+_check_environment()

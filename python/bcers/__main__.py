@@ -3,8 +3,10 @@ timing against the NumPy expression a user would otherwise write."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import sys
 import time
 from importlib import resources
@@ -66,10 +68,35 @@ def _timing(n: int = 1_000_000) -> None:
     print(f"\nTiming: BCE forward (mean) over {n:,} float32 elements, median of 7")
     print(f"  NumPy expression  {t_np * 1e3:8.3f} ms  ({t_np / n * 1e9:6.2f} ns/element)")
     print(f"  bcers             {t_bc * 1e3:8.3f} ms  ({t_bc / n * 1e9:6.2f} ns/element)")
-    print(f"  speed-up          {t_np / t_bc:8.1f}x  ({bcers.get_num_threads()} threads)")
+    threads = bcers.get_num_threads()
+    print(
+        f"  speed-up          {t_np / t_bc:8.1f}x  ({threads} thread{'s' if threads != 1 else ''})"
+    )
 
 
-def main() -> int:
+def _source(example: dict[str, Any]) -> str:
+    """Where an example comes from, without the file name of the document it was taken from
+    (which only the project's own repository has): ``GeeksforGeeks: BCELoss in PyTorch,
+    Example 1``."""
+    m = re.fullmatch(r"\S+ \((.*)\),? (.*)", example["source"])
+    return f"{m.group(1)}, {m.group(2)}" if m else str(example["source"])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bcers",
+        description=(
+            "Runs the examples bcers started from (the two PyTorch tutorials on BCE), prints "
+            "bcers' numbers beside torch's, then times bcers against the NumPy expression. "
+            "Exits with status 1 if a number differs from torch's."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"bcers {bcers.__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _parser().parse_args(argv)
     print(f"bcers {bcers.__version__}: the seed examples, beside torch's values\n")
     worst = 0.0
     for ex in _examples():
@@ -78,7 +105,7 @@ def main() -> int:
         grad_err = float(np.max(np.abs(grad - torch_grad) / np.maximum(np.abs(torch_grad), 1e-30)))
         loss_err = abs(loss - ex["torch_loss"]) / abs(ex["torch_loss"])
         worst = max(worst, loss_err, grad_err)
-        print(f"{ex['title']}  ({ex['source'].split(' (')[0]})")
+        print(f"{ex['title']}  (from {_source(ex)})")
         print(
             f"  bcers {loss:.4f}   torch {ex['torch_loss']:.4f}   "
             f"(loss rel. diff {loss_err:.1e}, gradient max rel. diff {grad_err:.1e})"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
-from typing import Any, Literal, Union, cast
+from typing import Any, Callable, Literal, Union, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _bcers
 from . import gpu as _gpu
+from ._arrays import check_real as _check_real
+from ._arrays import convert as _convert
 
 ReductionName = Literal["none", "mean", "sum"]
 ArrayLike = npt.ArrayLike
@@ -31,9 +34,10 @@ _REDUCTIONS = frozenset(("none", "mean", "sum"))
 # (string literals, which Python interns) by identity, the cheapest test there is; any other
 # value takes the general path, which checks it fully.
 _NONE, _MEAN, _SUM = "none", "mean", "sum"
-_REAL_KINDS = frozenset("biuf")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _GpuArray = _gpu.Array
+# The most axes the native module takes: larger inputs have their axes of length 1 dropped.
+_MAX_NDIM: int = _bcers.MAX_NDIM
 
 
 class _OnGpu(Exception):
@@ -77,6 +81,12 @@ def _resolve_reduction(size_average: bool | None, reduce: bool | None, reduction
     return _check_reduction(reduction)
 
 
+def _validate_reduction(reduction: str) -> None:
+    """ValueError for a reduction no call would take (no deprecation warning)."""
+    if not (isinstance(reduction, str) and str(reduction) in _REDUCTIONS | {"elementwise_mean"}):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
 def _check_reduction(reduction: str) -> str:
     if isinstance(reduction, str):
         reduction = str(reduction)  # a str subclass (np.str_, say) means its value, as in torch
@@ -96,10 +106,7 @@ def _asarray(value: ArrayLike, name: str) -> npt.NDArray[Any]:
         return value
     if type(value) is _GpuArray:
         raise _OnGpu
-    try:
-        return np.asarray(value)
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"{name} could not be converted to an array: {e}") from None
+    return _convert(value, name)
 
 
 def _input(input: ArrayLike) -> tuple[npt.NDArray[Any], np.dtype[Any]]:
@@ -117,7 +124,8 @@ def _input(input: ArrayLike) -> tuple[npt.NDArray[Any], np.dtype[Any]]:
                 f"input must be an array of float16, float32 or float64, got dtype {x.dtype}"
             )
     if x.dtype is not compute:
-        x = x.astype(compute, copy=False)
+        with np.errstate(over="ignore"):  # beyond the dtype's range is inf, silently
+            x = x.astype(compute, copy=False)
     return x, dtype
 
 
@@ -125,11 +133,9 @@ def _operand(value: ArrayLike, name: str, compute: np.dtype[Any]) -> npt.NDArray
     """A target, weight, pos_weight or grad_output, cast to the compute dtype."""
     a = _asarray(value, name)
     if a.dtype is not compute:
-        if a.dtype.kind not in _REAL_KINDS:
-            raise TypeError(
-                f"{name} must be an array of real numbers or booleans, got dtype {a.dtype}"
-            )
-        a = a.astype(compute, copy=False)
+        _check_real(a, name)
+        with np.errstate(over="ignore"):  # beyond the dtype's range is inf, silently
+            a = a.astype(compute, copy=False)
     return a
 
 
@@ -143,6 +149,7 @@ def _plain(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: Any
     dtype = input.dtype
     return (
         (dtype is _F32 or dtype is _F64)
+        and input.ndim <= _MAX_NDIM
         and target.dtype is dtype
         and (reduction is _MEAN or reduction is _SUM or reduction is _NONE)
         and (weight is None or (type(weight) is np.ndarray and weight.dtype is dtype))
@@ -193,6 +200,100 @@ def _prepare(
     return x, y, w, pw, dtype
 
 
+def _broadcast_error(name: str, shape: tuple[int, ...], input_shape: tuple[int, ...]) -> ValueError:
+    return ValueError(
+        f"{name} of shape {shape} cannot be broadcast to the input's shape {input_shape} (it may "
+        "have no more dimensions than the input, each of length 1 or equal to the input's)"
+    )
+
+
+class _Squeeze:
+    """An input of more axes than the native module takes: every operand with the input's axes
+    of length 1 dropped (views: nothing is copied), and the way back for results and messages."""
+
+    def __init__(self, x: npt.NDArray[Any], y: npt.NDArray[Any]) -> None:
+        if y.shape != x.shape:
+            raise ValueError(f"Target size {y.shape} must be the same as input size {x.shape}")
+        self.shape = x.shape
+        self.keep = [i for i, n in enumerate(x.shape) if n != 1]
+        if len(self.keep) > _MAX_NDIM:
+            raise ValueError(
+                f"input has {len(self.keep)} dimensions longer than 1; bcers takes at most "
+                f"{_MAX_NDIM}"
+            )
+        self.inner = tuple(x.shape[i] for i in self.keep)
+
+    def operand(self, a: npt.NDArray[Any] | None, name: str) -> npt.NDArray[Any] | None:
+        """``a``, which broadcasts to the input's shape (the input and target have it), on the
+        kept axes."""
+        if a is None:
+            return None
+        if a.ndim > len(self.shape):
+            raise _broadcast_error(name, a.shape, self.shape)
+        padded = (1,) * (len(self.shape) - a.ndim) + a.shape
+        if any(m not in (1, n) for m, n in zip(padded, self.shape)):
+            raise _broadcast_error(name, a.shape, self.shape)
+        return a.reshape(tuple(padded[i] for i in self.keep))
+
+    def result(self, value: Any) -> Any:
+        return value.reshape(self.shape) if isinstance(value, np.ndarray) else value
+
+    def error(self, e: ValueError) -> ValueError:
+        """A range error's index on the kept axes, rewritten as an index of the input."""
+        m = re.fullmatch(r"(.* between 0 and 1; (?:input|target))\[([^\]]*)\]( is .*)", str(e))
+        if m is None:
+            return e
+        inner = [int(i) for i in m.group(2).split(", ")] if m.group(2) != "()" else []
+        index = [0] * len(self.shape)
+        for axis, i in zip(self.keep, inner):
+            index[axis] = i
+        return ValueError(f"{m.group(1)}[{', '.join(map(str, index))}]{m.group(3)}")
+
+
+def _squeezed_call(
+    native: Callable[..., Any],
+    x: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    operands: list[tuple[str, npt.NDArray[Any] | None]],
+    *args: Any,
+) -> Any:
+    """``native(*operands, *args)`` for an input of more than ``_MAX_NDIM`` axes: every array
+    operand (named, in call order) on the input's axes longer than 1, the results given back
+    their shape. An operand named ``"scalar"`` (the grad_output of a reduction) is passed as it
+    is."""
+    squeeze = _Squeeze(x, y)
+    fitted = [a if name == "scalar" else squeeze.operand(a, name) for name, a in operands]
+    try:
+        out = native(*fitted, *args)
+    except ValueError as e:
+        raise squeeze.error(e) from None
+    if isinstance(out, tuple):
+        return tuple(squeeze.result(v) for v in out)
+    return squeeze.result(out)
+
+
+def _native_forward(x: Any, y: Any, w: Any, pw: Any, mode: str, logits: bool) -> Any:
+    if x.ndim > _MAX_NDIM:
+        ops = [("input", x), ("target", y), ("weight", w), ("pos_weight", pw)]
+        return _squeezed_call(_bcers.forward, x, y, ops, mode, logits)
+    return _bcers.forward(x, y, w, pw, mode, logits)
+
+
+def _native_backward(g: Any, x: Any, y: Any, w: Any, pw: Any, mode: str, logits: bool) -> Any:
+    if x.ndim > _MAX_NDIM:
+        g_name = "grad_output" if mode == "none" else "scalar"
+        ops = [(g_name, g), ("input", x), ("target", y), ("weight", w), ("pos_weight", pw)]
+        return _squeezed_call(_bcers.backward, x, y, ops, mode, logits)
+    return _bcers.backward(g, x, y, w, pw, mode, logits)
+
+
+def _native_value_and_grad(x: Any, y: Any, w: Any, pw: Any, mode: str, logits: bool) -> Any:
+    if x.ndim > _MAX_NDIM:
+        ops = [("input", x), ("target", y), ("weight", w), ("pos_weight", pw)]
+        return _squeezed_call(_bcers.value_and_grad, x, y, ops, mode, logits)
+    return _bcers.value_and_grad(x, y, w, pw, mode, logits)
+
+
 def _result(value: Any, dtype: np.dtype[Any]) -> Loss:
     """A native result in the result dtype: a NumPy scalar for a float, else an array."""
     if type(value) is float:
@@ -237,7 +338,7 @@ def _forward(
     except _OnGpu:
         pass  # an argument is a bcers.gpu.Array: below
     else:
-        return _result(_bcers.forward(x, y, w, pw, mode, logits), dtype)
+        return _result(_native_forward(x, y, w, pw, mode, logits), dtype)
     return cast(Loss, _gpu._forward(input, target, weight, pos_weight, mode, logits))
 
 
@@ -258,7 +359,7 @@ def _backward(
     except _OnGpu:
         pass  # an argument is a bcers.gpu.Array: below
     else:
-        return _array(_bcers.backward(g, x, y, w, pw, mode, logits), dtype)
+        return _array(_native_backward(g, x, y, w, pw, mode, logits), dtype)
     grad = _gpu._backward(grad_output, input, target, weight, pos_weight, mode, logits)
     return cast(_Grad, grad)
 
@@ -281,7 +382,7 @@ def _value_and_grad(
     except _OnGpu:
         pass  # an argument is a bcers.gpu.Array: below
     else:
-        loss, grad = _bcers.value_and_grad(x, y, w, pw, mode, logits)
+        loss, grad = _native_value_and_grad(x, y, w, pw, mode, logits)
         return _result(loss, dtype), _array(grad, dtype)
     lg = _gpu._value_and_grad(input, target, weight, pos_weight, mode, logits)
     return cast(_LossGrad, lg)
@@ -349,11 +450,12 @@ def binary_cross_entropy_with_logits(
     return _forward(input, target, weight, pos_weight, size_average, reduce, reduction, True)
 
 
-def _grad_output(grad_output: ArrayLike | None, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-    """grad_output cast to the input's dtype ``dtype``, in the dtype the call computes in."""
+def _grad_output(grad_output: ArrayLike | None, dtype: np.dtype[Any]) -> npt.NDArray[Any] | None:
+    """grad_output cast to the input's dtype ``dtype``, in the dtype the call computes in (None,
+    which means 1, as it is)."""
     compute = _COMPUTE[dtype]
     if grad_output is None:
-        return np.ones((), dtype=compute)
+        return None
     if dtype is _F16:
         with np.errstate(over="ignore"):
             return _operand(grad_output, "grad_output", _F16).astype(_F32)

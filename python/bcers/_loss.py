@@ -7,11 +7,13 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._arrays import check_real, convert
 from ._functional import (
     ArrayLike,
     Loss,
     ReductionName,
     _legacy_reduction,
+    _validate_reduction,
     binary_cross_entropy,
     binary_cross_entropy_backward,
     binary_cross_entropy_value_and_grad,
@@ -22,10 +24,14 @@ from ._functional import (
 from .gpu import Array
 
 
-def _stored(value: ArrayLike | None) -> npt.NDArray[Any] | Array | None:
+def _stored(value: ArrayLike | None, name: str) -> npt.NDArray[Any] | Array | None:
+    """A constructor's array argument, converted and checked once (its shape is checked
+    against each call's input)."""
     if value is None or type(value) is Array:
         return value
-    return np.asarray(value)
+    a = convert(value, name)
+    check_real(a, name)
+    return a
 
 
 class _Loss:
@@ -44,11 +50,23 @@ class _Loss:
         if size_average is not None or reduce is not None:
             # As torch: the legacy pair overrides reduction, with a warning, at construction.
             reduction = cast(ReductionName, _legacy_reduction(size_average, reduce))
-        self.weight = _stored(weight)
+        else:
+            # Checked now, not at the first call (its deprecation warning still comes per call).
+            _validate_reduction(reduction)
+        self.weight = _stored(weight, "weight")
         self.reduction = reduction
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+        """The loss of ``input`` against ``target``."""
+        raise NotImplementedError
+
+    def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
+        """``self.forward(input, target)``: a subclass's ``forward`` is what a call runs, as in
+        torch."""
+        return self.forward(input, target)
 
 
 class BCELoss(_Loss):
@@ -72,8 +90,6 @@ class BCELoss(_Loss):
     def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
         """The loss of ``input`` against ``target``."""
         return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
-
-    __call__ = forward
 
     def backward(
         self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
@@ -110,15 +126,13 @@ class BCEWithLogitsLoss(_Loss):
         pos_weight: ArrayLike | None = None,
     ) -> None:
         super().__init__(weight, size_average, reduce, reduction)
-        self.pos_weight = _stored(pos_weight)
+        self.pos_weight = _stored(pos_weight, "pos_weight")
 
     def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
         """The loss of ``input`` (logits) against ``target``."""
         return binary_cross_entropy_with_logits(
             input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
         )
-
-    __call__ = forward
 
     def backward(
         self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _bcers
+from ._arrays import check_real, convert
 
 __all__ = ["Array", "adapter_info", "asarray", "is_available"]
 
@@ -83,25 +84,32 @@ def _upload(value: Any, name: str, strict: bool) -> Array:
     if type(value) is Array:
         return value
     _require()
-    try:
-        a = np.asarray(value)
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"{name} could not be converted to an array: {e}") from None
+    a = convert(value, name)
     kind = a.dtype.kind
     if name == "input" and kind != "f":
         raise TypeError(
             f"input must be an array of float16, float32 or float64, got dtype {a.dtype}"
         )
-    if kind not in "biuf":
-        raise TypeError(f"{name} must be an array of real numbers or booleans, got dtype {a.dtype}")
+    check_real(a, name)
     if strict and kind == "f" and a.dtype.itemsize > 4:
         raise TypeError(
             f"the GPU computes in float32 only: {name} has dtype {a.dtype}; convert it with "
             ".astype(np.float32) first (or pass NumPy arrays to compute in float64 on the CPU)"
         )
-    a = a.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, silently
+        a = a.astype(np.float32, copy=False)
     if not a.flags.aligned:
         a = a.copy()
+    if a.ndim > _bcers.MAX_NDIM:
+        # Uploaded without its axes of length 1 (the native module takes 32), given back its
+        # shape on the device.
+        inner = a.reshape([n for n in a.shape if n != 1])
+        if inner.ndim > _bcers.MAX_NDIM:
+            raise ValueError(
+                f"{name} has {inner.ndim} dimensions longer than 1; bcers takes at most "
+                f"{_bcers.MAX_NDIM}"
+            )
+        return _bcers._gpu_asarray(inner, a.shape)
     return _bcers._gpu_asarray(a)
 
 

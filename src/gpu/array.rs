@@ -6,6 +6,7 @@ use ndarray::{ArrayD, ArrayView, Dimension, IxDyn};
 
 use super::device::{ErrorScope, Gpu, Inner};
 use crate::error::Error;
+use crate::parallel::Interrupt;
 
 /// A float32 array on a GPU device, C-contiguous, stored as one or more storage buffers of at
 /// most the device's binding size (so arrays larger than one binding work everywhere).
@@ -37,7 +38,13 @@ impl core::ops::Deref for Buffers {
 
 impl Drop for Buffers {
     fn drop(&mut self) {
-        self.gpu.inner.recycle(core::mem::take(&mut self.list));
+        let list = core::mem::take(&mut self.list);
+        if self.gpu.inner.check_process().is_err() {
+            // A forked child: the device must not be touched, not even to free a buffer.
+            std::mem::forget(list);
+        } else {
+            self.gpu.inner.recycle(list);
+        }
     }
 }
 
@@ -69,50 +76,73 @@ pub(crate) fn buffer_with(
     usage: wgpu::BufferUsages,
 ) -> Result<wgpu::Buffer, Error> {
     let size = (data.len() as u64).div_ceil(4).max(1) * 4;
-    let buffer = inner.device.create_buffer(&wgpu::BufferDescriptor {
+    let buffer = inner.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
         usage,
         mapped_at_creation: true,
-    });
+    })?;
     {
         let mut view = buffer
             .get_mapped_range_mut(..)
             .map_err(|e| Error::Gpu(format!("could not write a buffer of {size} bytes: {e}")))?;
-        let mut padded;
-        let bytes = if data.len() as u64 == size {
-            data
-        } else {
-            padded = data.to_vec();
-            padded.resize(size as usize, 0);
-            &padded
-        };
-        view.copy_from_slice(bytes);
+        // `size` is `data.len()` rounded up to 4: at most 3 bytes of padding.
+        let (body, padding) = (
+            data.len().min(view.len()),
+            view.len() - data.len().min(view.len()),
+        );
+        view.slice(..body)
+            .copy_from_slice(data.get(..body).unwrap_or_default());
+        view.slice(body..)
+            .copy_from_slice(&[0u8; 4][..padding.min(4)]);
     }
     buffer.unmap();
     Ok(buffer)
 }
 
-/// Copies `sources` (buffer, bytes) to the host: one submission, one wait.
+/// Waits for the work submitted so far, calling `interrupt` every 50 ms meanwhile.
+pub(crate) fn wait(inner: &Inner, interrupt: Interrupt<'_>) -> Result<(), Error> {
+    let step = std::time::Duration::from_millis(50);
+    loop {
+        let poll = inner.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: interrupt.map(|_| step),
+        });
+        match poll {
+            Ok(_) => return Ok(()),
+            Err(wgpu::PollError::Timeout) => {
+                if let Some(check) = interrupt {
+                    check()?;
+                }
+            }
+            Err(e) => return Err(Error::Gpu(format!("waiting for the GPU failed: {e}"))),
+        }
+    }
+}
+
+/// Copies `sources` (buffer, byte offset, bytes) to the host: one submission, one wait, during
+/// which `interrupt` is called every 50 ms.
 pub(crate) fn read_back(
     inner: &Inner,
     encoder: wgpu::CommandEncoder,
-    sources: &[(&wgpu::Buffer, u64)],
+    sources: &[(&wgpu::Buffer, u64, u64)],
+    interrupt: Interrupt<'_>,
 ) -> Result<Vec<Vec<u8>>, Error> {
     let mut encoder = encoder;
     let mut staging = Vec::with_capacity(sources.len());
-    for &(buffer, size) in sources {
+    for &(buffer, offset, size) in sources {
         let size = size.div_ceil(4).max(1) * 4;
-        let s = inner.device.create_buffer(&wgpu::BufferDescriptor {
+        let s = inner.create_buffer(&wgpu::BufferDescriptor {
             label: Some("bcers read-back"),
             size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
-        encoder.copy_buffer_to_buffer(buffer, 0, &s, 0, size);
+        })?;
+        encoder.copy_buffer_to_buffer(buffer, offset, &s, 0, size);
         staging.push(s);
     }
     inner.queue.submit([encoder.finish()]);
+    wait(inner, interrupt)?;
     let (tx, rx) = mpsc::channel();
     for (i, s) in staging.iter().enumerate() {
         let tx = tx.clone();
@@ -150,11 +180,19 @@ pub(crate) fn read_back(
         })));
     }
     let mut out = Vec::with_capacity(staging.len());
-    for (s, &(_, size)) in staging.iter().zip(sources) {
+    for (s, &(_, _, size)) in staging.iter().zip(sources) {
         let view = s
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu(format!("reading a result back from the GPU failed: {e}")))?;
-        out.push(view.get(..size as usize).unwrap_or(&view).to_vec());
+        let bytes = view.get(..size as usize).unwrap_or(&view);
+        let mut copy = Vec::new();
+        copy.try_reserve_exact(bytes.len())
+            .map_err(|_| Error::OutOfMemory {
+                what: "a result read back from the GPU",
+                bytes: bytes.len() as u64,
+            })?;
+        copy.extend_from_slice(bytes);
+        out.push(copy);
         drop(view);
         s.unmap();
     }
@@ -168,6 +206,7 @@ impl GpuArray {
     /// [`Error::Gpu`] when the device cannot hold it.
     pub fn from_view<D: Dimension>(gpu: &Gpu, view: ArrayView<'_, f32, D>) -> Result<Self, Error> {
         let inner = &gpu.inner;
+        inner.check_process()?;
         let shape = view.shape().to_vec();
         let n = view.len();
         let scope = ErrorScope::push(&inner.device);
@@ -184,8 +223,15 @@ impl GpuArray {
                 }
             } else {
                 let mut it = view.iter();
+                let mut part: Vec<f32> = Vec::new();
                 for len in chunk_lens(n, inner.chunk) {
-                    let part: Vec<f32> = it.by_ref().take(len).copied().collect();
+                    part.clear();
+                    part.try_reserve_exact(len)
+                        .map_err(|_| Error::OutOfMemory {
+                            what: "an upload to the GPU",
+                            bytes: len as u64 * 4,
+                        })?;
+                    part.extend(it.by_ref().take(len).copied());
                     chunks.push(buffer_with(
                         inner,
                         "bcers array",
@@ -214,23 +260,60 @@ impl GpuArray {
 
     /// An array of `shape` for the kernels to write every element of: its buffers come from
     /// the device's pool where it has some of the right size (their contents are stale).
-    pub(crate) fn output(gpu: &Gpu, shape: &[usize]) -> Self {
+    pub(crate) fn output(gpu: &Gpu, shape: &[usize]) -> Result<Self, Error> {
         let inner = &gpu.inner;
         let n: usize = shape.iter().product();
         let list = chunk_lens(n, inner.chunk)
             .map(|len| {
                 let size = (len as u64 * 4).max(4);
-                inner.reuse(size).unwrap_or_else(|| {
-                    inner.device.create_buffer(&wgpu::BufferDescriptor {
+                match inner.reuse(size) {
+                    Some(buffer) => Ok(buffer),
+                    None => inner.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("bcers result"),
                         size,
                         usage: USAGE,
                         mapped_at_creation: false,
-                    })
-                })
+                    }),
+                }
             })
-            .collect();
-        GpuArray::new(gpu, shape.to_vec(), list)
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(GpuArray::new(gpu, shape.to_vec(), list))
+    }
+
+    /// The same elements in the shape `shape` (C order; the element count must not change).
+    #[cfg(feature = "python")]
+    pub(crate) fn reshaped(mut self, shape: Vec<usize>) -> Result<Self, Error> {
+        if shape.iter().product::<usize>() != self.len() {
+            return Err(Error::Gpu(format!(
+                "cannot give an array of {} elements the shape {}",
+                self.len(),
+                crate::error::Shape(&shape)
+            )));
+        }
+        self.shape = shape;
+        Ok(self)
+    }
+
+    /// Element `index` (C order) of the array, downloaded.
+    pub(crate) fn element(&self, index: u64) -> Result<f32, Error> {
+        let inner = &self.gpu.inner;
+        let chunk = inner.chunk.max(1) as u64;
+        let buffer = usize::try_from(index / chunk)
+            .ok()
+            .and_then(|c| self.chunks.get(c))
+            .ok_or_else(|| Error::Gpu("an element index past the array's end".to_owned()))?;
+        let encoder = inner
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("bcers element"),
+            });
+        let bytes = read_back(inner, encoder, &[(buffer, (index % chunk) * 4, 4)], None)?;
+        let word = bytes
+            .first()
+            .and_then(|b| b.get(..4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .ok_or_else(|| Error::Gpu("reading an element back from the GPU failed".to_owned()))?;
+        Ok(f32::from_le_bytes(word))
     }
 
     /// Downloads the array.
@@ -239,8 +322,13 @@ impl GpuArray {
     /// [`Error::Gpu`] when the transfer fails.
     pub fn to_array(&self) -> Result<ArrayD<f32>, Error> {
         let inner = &self.gpu.inner;
+        inner.check_process()?;
         let n = self.len();
-        let mut data = Vec::with_capacity(n);
+        let mut data = Vec::new();
+        data.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+            what: "a download from the GPU",
+            bytes: n as u64 * 4,
+        })?;
         if n > 0 {
             let scope = ErrorScope::push(&inner.device);
             let encoder = inner
@@ -248,13 +336,13 @@ impl GpuArray {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("bcers download"),
                 });
-            let sources: Vec<(&wgpu::Buffer, u64)> = self
+            let sources: Vec<(&wgpu::Buffer, u64, u64)> = self
                 .chunks
                 .iter()
                 .zip(chunk_lens(n, inner.chunk))
-                .map(|(b, len)| (b, len as u64 * 4))
+                .map(|(b, len)| (b, 0, len as u64 * 4))
                 .collect();
-            let bytes = read_back(inner, encoder, &sources);
+            let bytes = read_back(inner, encoder, &sources, None);
             scope.pop(inner)?;
             for part in bytes? {
                 data.extend(bytemuck::pod_collect_to_vec::<u8, f32>(&part));

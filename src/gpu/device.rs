@@ -1,5 +1,6 @@
 //! The device: adapter, queue, the kernels' pipelines, error capture.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::Error;
@@ -15,10 +16,31 @@ const MAX_CHUNK_BYTES: u64 = 1 << 32;
 const POOL_BUFFERS: usize = 16;
 const POOL_BYTES: u64 = 4 << 30;
 
-/// The message when no adapter is found.
-const NO_ADAPTER: &str = "no GPU adapter found (wgpu tried Vulkan, Metal, DX12 and GL); \
-    install a Vulkan driver, such as Mesa's lavapipe (Debian/Ubuntu: apt-get install \
-    mesa-vulkan-drivers libvulkan1), or run on a machine with a GPU";
+/// The message when no adapter is found, naming the backends wgpu tried.
+fn no_adapter() -> String {
+    let tried = match std::env::var("WGPU_BACKEND") {
+        Ok(v) if !v.trim().is_empty() => format!("the backends WGPU_BACKEND={v:?} selects"),
+        _ => "Vulkan, Metal, DX12 and GL".to_owned(),
+    };
+    format!(
+        "no GPU adapter found (wgpu tried {tried}); install a Vulkan driver, such as Mesa's \
+         lavapipe (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1), or run on \
+         a machine with a GPU"
+    )
+}
+
+/// The process that opened a GPU device first (0: none yet). A child forked from it cannot
+/// use the GPU: the device and the driver's state do not cross a fork.
+static OPENED_IN: AtomicU32 = AtomicU32::new(0);
+
+/// [`Error::GpuAfterFork`] in a process forked after a device was opened in its parent.
+fn check_not_forked() -> Result<(), Error> {
+    match OPENED_IN.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        pid if pid == std::process::id() => Ok(()),
+        _ => Err(Error::GpuAfterFork),
+    }
+}
 
 /// Limits below the adapter's, to exercise the chunking on small arrays (tests, benchmarks).
 ///
@@ -86,6 +108,8 @@ impl core::fmt::Debug for Gpu {
 }
 
 pub(crate) struct Inner {
+    /// The process that opened the device.
+    pub pid: u32,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
@@ -127,6 +151,7 @@ impl Gpu {
     /// # Errors
     /// [`Error::GpuUnavailable`] when no adapter could be opened.
     pub fn get() -> Result<Gpu, Error> {
+        check_not_forked()?;
         PROCESS_GPU
             .get_or_init(|| Gpu::with_options(GpuOptions::from_env()))
             .clone()
@@ -146,8 +171,12 @@ impl Gpu {
     /// # Errors
     /// [`Error::GpuUnavailable`] when no adapter could be opened.
     pub fn with_options(options: GpuOptions) -> Result<Gpu, Error> {
+        check_not_forked()?;
+        let inner = open(options)?;
+        // The first device marks this process as the GPU's; later ones change nothing.
+        let _ = OPENED_IN.compare_exchange(0, inner.pid, Ordering::Relaxed, Ordering::Relaxed);
         Ok(Gpu {
-            inner: Arc::new(open(options)?),
+            inner: Arc::new(inner),
         })
     }
 
@@ -177,6 +206,16 @@ impl Gpu {
     }
 }
 
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        // In a forked child the device must not be touched, closing included (the driver's
+        // threads and locks are the parent's): keep the last handle alive instead.
+        if self.inner.pid != std::process::id() && Arc::strong_count(&self.inner) == 1 {
+            std::mem::forget(Arc::clone(&self.inner));
+        }
+    }
+}
+
 fn open(options: GpuOptions) -> Result<Inner, Error> {
     let desc = wgpu::InstanceDescriptor {
         backends: wgpu::Backends::all(),
@@ -195,7 +234,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
     };
     let adapter = request(false)
         .or_else(|_| request(true))
-        .map_err(|e| Error::GpuUnavailable(format!("{NO_ADAPTER} ({e})")))?;
+        .map_err(|e| Error::GpuUnavailable(format!("{} ({e})", no_adapter())))?;
     let info = adapter.get_info();
     let limits = adapter.limits();
     if !adapter
@@ -205,8 +244,9 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
         || limits.max_storage_buffers_per_shader_stage < 8
     {
         return Err(Error::GpuUnavailable(format!(
-            "{NO_ADAPTER} (the adapter found, {} on {}, cannot run the compute shaders: it \
-             lacks compute shaders or 8 storage buffers per stage)",
+            "{} (the adapter found, {} on {}, cannot run the compute shaders: it lacks \
+             compute shaders or 8 storage buffers per stage)",
+            no_adapter(),
             info.name,
             info.backend.to_str()
         )));
@@ -302,6 +342,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
         immediate_size: 0,
     });
     let small = |label: &'static str, usage: wgpu::BufferUsages| {
+        // 16 bytes: nothing to check beforehand.
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: 16,
@@ -311,6 +352,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
     };
     let rw = wgpu::BufferUsages::STORAGE;
     let inner = Inner {
+        pid: std::process::id(),
         dummy_read: small("bcers absent operand", wgpu::BufferUsages::STORAGE),
         dummy_write: [
             small("bcers absent output 0", rw),
@@ -422,6 +464,40 @@ impl Inner {
         Some(pool.remove(i))
     }
 
+    /// [`Error::GpuAfterFork`] in a process forked after this device was opened.
+    pub(crate) fn check_process(&self) -> Result<(), Error> {
+        if self.pid == std::process::id() {
+            Ok(())
+        } else {
+            Err(Error::GpuAfterFork)
+        }
+    }
+
+    /// A buffer of `desc.size` bytes, or [`Error::OutOfMemory`]. Where the buffer's bytes are
+    /// host memory (a buffer mapped at creation is staged there, a read-back buffer lives
+    /// there, and a software device such as lavapipe keeps all its memory there), the host
+    /// allocation is tried first: a driver that fails to allocate it may crash rather than
+    /// report the error.
+    pub(crate) fn create_buffer(
+        &self,
+        desc: &wgpu::BufferDescriptor<'_>,
+    ) -> Result<wgpu::Buffer, Error> {
+        let host = desc.mapped_at_creation
+            || desc.usage.contains(wgpu::BufferUsages::MAP_READ)
+            || self.info.device_type == wgpu::DeviceType::Cpu;
+        if host {
+            let mut probe: Vec<u8> = Vec::new();
+            let bytes = usize::try_from(desc.size).unwrap_or(usize::MAX);
+            probe
+                .try_reserve_exact(bytes)
+                .map_err(|_| Error::OutOfMemory {
+                    what: "a GPU buffer",
+                    bytes: desc.size,
+                })?;
+        }
+        Ok(self.device.create_buffer(desc))
+    }
+
     /// An error recorded outside any scope: why the device was lost (every time), or another
     /// error (once).
     pub(crate) fn uncaptured(&self) -> Option<String> {
@@ -447,17 +523,27 @@ impl ErrorScope {
         }
     }
 
-    /// Ends the capture: the first error seen, if any.
+    /// Ends the capture: the first error seen, if any ([`Error::OutOfMemory`] for the
+    /// device's out-of-memory error).
     pub(crate) fn pop(mut self, inner: &Inner) -> Result<(), Error> {
         let mut first = None;
         while let Some(scope) = self.scopes.pop() {
             if let Some(e) = pollster::block_on(scope.pop()) {
-                first.get_or_insert(e.to_string());
+                first.get_or_insert(match e {
+                    wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory {
+                        what: "GPU memory",
+                        bytes: 0,
+                    },
+                    other => Error::Gpu(other.to_string()),
+                });
             }
         }
-        match first.or_else(|| inner.uncaptured()) {
-            Some(why) => Err(Error::Gpu(why)),
-            None => Ok(()),
+        match first {
+            Some(e) => Err(e),
+            None => match inner.uncaptured() {
+                Some(why) => Err(Error::Gpu(why)),
+                None => Ok(()),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@ use super::array::{buffer_with, read_back, GpuArray};
 use super::device::{ErrorScope, Job};
 use super::plan::{broadcast_strides, passes, Geometry, Mode, Pass, MAX_DIMS};
 use crate::error::Error;
+use crate::parallel::{format_value, Interrupt};
 
 /// The operands of one call; `target` has the input's shape, the others broadcast to it.
 pub(crate) struct Operands<'a> {
@@ -79,15 +80,28 @@ fn params(
     p
 }
 
+/// The index (one entry per axis) of element `flat` (C order) of an array of `shape`.
+fn unravel(mut flat: u64, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (slot, &len) in index.iter_mut().zip(shape).rev() {
+        let len = len.max(1) as u64;
+        *slot = (flat % len) as usize;
+        flat /= len;
+    }
+    index
+}
+
 /// Runs `job` of the logits loss (`logits`) or BCE over `ops`, every gradient times `scale`.
 pub(crate) fn execute<'a>(
     logits: bool,
     job: Job,
     ops: &Operands<'a>,
     scale: f32,
+    interrupt: Interrupt<'_>,
 ) -> Result<Outcome, Error> {
     let gpu = &ops.x.gpu;
     let inner = &gpu.inner;
+    inner.check_process()?;
     let shape = ops.x.shape.clone();
     let n = ops.x.len();
     let strides = |arg: &'static str, a: Option<&GpuArray>| {
@@ -110,8 +124,8 @@ pub(crate) fn execute<'a>(
         let empty = || GpuArray::output(gpu, &shape);
         return Ok(Outcome {
             sum: 0.0,
-            first: (elementwise >= 1).then(empty),
-            second: (elementwise >= 2).then(empty),
+            first: (elementwise >= 1).then(empty).transpose()?,
+            second: (elementwise >= 2).then(empty).transpose()?,
         });
     }
     let geometry = Geometry::new(&shape, [w, pw, g])?;
@@ -124,8 +138,12 @@ pub(crate) fn execute<'a>(
     let scope = ErrorScope::push(&inner.device);
     let result = (|| {
         let pipeline = inner.pipeline(logits, job)?;
-        let first = (elementwise >= 1).then(|| GpuArray::output(gpu, &shape));
-        let second = (elementwise >= 2).then(|| GpuArray::output(gpu, &shape));
+        let first = (elementwise >= 1)
+            .then(|| GpuArray::output(gpu, &shape))
+            .transpose()?;
+        let second = (elementwise >= 2)
+            .then(|| GpuArray::output(gpu, &shape))
+            .transpose()?;
 
         // Partial sums: one per workgroup, pass after pass.
         let tiles: Vec<u64> = plan.iter().map(|p| p.len.div_ceil(tile)).collect();
@@ -137,12 +155,12 @@ pub(crate) fn execute<'a>(
                     "the array is too large for one call's partial sums".to_owned(),
                 ));
             }
-            Some(inner.device.create_buffer(&wgpu::BufferDescriptor {
+            Some(inner.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("bcers partial sums"),
                 size: bytes.max(4),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
-            }))
+            })?)
         } else {
             None
         };
@@ -258,18 +276,18 @@ pub(crate) fn execute<'a>(
             }
         }
 
-        let mut sources: Vec<(&wgpu::Buffer, u64)> = Vec::new();
+        let mut sources: Vec<(&wgpu::Buffer, u64, u64)> = Vec::new();
         if let Some(p) = &partials {
-            sources.push((p, total_tiles * 4));
+            sources.push((p, 0, total_tiles * 4));
         }
         if let Some(f) = &flags {
-            sources.push((f, plan.len() as u64 * 8));
+            sources.push((f, 0, plan.len() as u64 * 8));
         }
         let mut sum = 0.0;
         if sources.is_empty() {
             inner.queue.submit([encoder.finish()]);
         } else {
-            let mut bytes = read_back(inner, encoder, &sources)?.into_iter();
+            let mut bytes = read_back(inner, encoder, &sources, interrupt)?.into_iter();
             if partials.is_some() {
                 let part = bytes.next().unwrap_or_default();
                 // In order, in float64: the same bits on every run.
@@ -289,12 +307,19 @@ pub(crate) fn execute<'a>(
                         })
                         .min()
                 };
-                match (first_bad(0), first_bad(1)) {
-                    (None, None) => {}
-                    // torch checks element by element, the input before the target.
-                    (Some(a), Some(b)) if b < a => return Err(Error::OutOfRange { arg: "target" }),
-                    (Some(_), _) => return Err(Error::OutOfRange { arg: "input" }),
-                    (None, Some(_)) => return Err(Error::OutOfRange { arg: "target" }),
+                // torch checks element by element, the input before the target.
+                let culprit = match (first_bad(0), first_bad(1)) {
+                    (None, None) => None,
+                    (Some(a), Some(b)) if b < a => Some(("target", ops.y, b)),
+                    (Some(a), _) => Some(("input", ops.x, a)),
+                    (None, Some(b)) => Some(("target", ops.y, b)),
+                };
+                if let Some((arg, array, flat)) = culprit {
+                    return Err(Error::OutOfRange {
+                        arg,
+                        index: unravel(flat, &shape),
+                        value: format_value(array.element(flat)?),
+                    });
                 }
             }
         }

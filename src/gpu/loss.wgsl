@@ -123,9 +123,16 @@ fn fmax(a: f32, b: f32) -> f32 {
     return select(b, a, a > b);
 }
 
-// `coef * v`, but exactly 0 where `coef` is 0 (the limit when v is infinite).
+// `coef * v`, but 0 where one factor is 0 and the other infinite: the limit of a loss term or a
+// weighted loss. A NaN factor still gives NaN; the zero has the sign a product of finite factors
+// would have. Tested on the bits: a GPU may assume no NaN or infinity in float comparisons.
 fn weighted(coef: f32, v: f32) -> f32 {
-    return select(coef * v, 0.0, coef == 0.0);
+    let cb = bitcast<u32>(coef);
+    let vb = bitcast<u32>(v);
+    let c_abs = cb & 0x7fffffffu;
+    let v_abs = vb & 0x7fffffffu;
+    let inf_times_zero = (c_abs == 0x7f800000u && v_abs == 0u) || (v_abs == 0x7f800000u && c_abs == 0u);
+    return select(coef * v, bitcast<f32>((cb ^ vb) & 0x80000000u), inf_times_zero);
 }
 
 // Whether v lies in [0, 1], from its bits (false for NaN; -0 and subnormals as the CPU has
@@ -154,8 +161,9 @@ fn exp_neg_abs(x: f32) -> f32 {
 fn logits_loss(x: f32, y: f32, pw: f32, sp: f32) -> f32 {
     let relu_pos = fmax(x, 0.0);
     let relu_neg = fmax(-x, 0.0);
-    let log_weight = (pw - 1.0) * y + 1.0;
-    return weighted(1.0 - y, relu_pos) + weighted(pw * y, relu_neg) + log_weight * sp;
+    let log_weight = weighted(pw - 1.0, y) + 1.0;
+    return weighted(1.0 - y, relu_pos) + weighted(weighted(pw, y), relu_neg)
+        + weighted(log_weight, sp);
 }
 
 // (1 - y) sigmoid(x) - pw y sigmoid(-x), both sigmoids from e = exp(-|x|): no cancellation.
@@ -165,7 +173,7 @@ fn logits_grad(x: f32, y: f32, pw: f32, e: f32) -> f32 {
     let nonneg = x >= 0.0;
     let sig_pos = select(de, d, nonneg);
     let sig_neg = select(d, de, nonneg);
-    return (1.0 - y) * sig_pos - pw * y * sig_neg;
+    return weighted(1.0 - y, sig_pos) - weighted(weighted(pw, y), sig_neg);
 }
 
 fn loss_of(x: f32, y: f32, pw: f32) -> f32 {
@@ -221,19 +229,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 pw = pos_weight_at(i);
             }
             if JOB == JOB_SUM {
-                acc += loss_of(x, y, pw) * w;
+                acc += weighted(w, loss_of(x, y, pw));
             } else if JOB == JOB_LOSS {
-                OUT0[j] = loss_of(x, y, pw) * w;
+                OUT0[j] = weighted(w, loss_of(x, y, pw));
             } else if JOB == JOB_GRAD {
-                OUT0[j] = grad_of(x, y, pw) * w * (grad_output_at(i) * P.scale);
+                OUT0[j] = weighted(w, grad_of(x, y, pw)) * (grad_output_at(i) * P.scale);
             } else if JOB == JOB_SUM_GRAD {
                 let lg = loss_and_grad(x, y, pw);
-                acc += lg.x * w;
-                OUT0[j] = lg.y * w * P.scale;
+                acc += weighted(w, lg.x);
+                OUT0[j] = weighted(w, lg.y) * P.scale;
             } else {
                 let lg = loss_and_grad(x, y, pw);
-                OUT0[j] = lg.x * w;
-                OUT1[j] = lg.y * w * P.scale;
+                OUT0[j] = weighted(w, lg.x);
+                OUT1[j] = weighted(w, lg.y) * P.scale;
             }
         }
     }

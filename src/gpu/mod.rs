@@ -51,6 +51,7 @@ pub use array::GpuArray;
 pub use device::{is_available, AdapterDescription, Gpu, GpuOptions};
 
 use crate::error::{Error, LossKind};
+use crate::parallel::Interrupt;
 use crate::Reduction;
 use device::Job;
 use exec::{execute, Operands};
@@ -86,10 +87,9 @@ fn logits(kind: LossKind) -> bool {
     kind == LossKind::BceWithLogits
 }
 
-fn check_target(kind: LossKind, x: &GpuArray, y: &GpuArray) -> Result<(), Error> {
+fn check_target(x: &GpuArray, y: &GpuArray) -> Result<(), Error> {
     if x.shape() != y.shape() {
         return Err(Error::TargetShape {
-            loss: kind,
             input: x.shape().to_vec(),
             target: y.shape().to_vec(),
         });
@@ -101,15 +101,16 @@ fn missing_output() -> Error {
     Error::Gpu("the kernel produced no output".to_owned())
 }
 
-fn forward(
+pub(crate) fn forward(
     kind: LossKind,
     x: &GpuArray,
     y: &GpuArray,
     w: Option<&GpuArray>,
     pw: Option<&GpuArray>,
     reduction: Reduction,
+    interrupt: Interrupt<'_>,
 ) -> Result<GpuLoss, Error> {
-    check_target(kind, x, y)?;
+    check_target(x, y)?;
     let ops = Operands {
         x,
         y,
@@ -120,21 +121,22 @@ fn forward(
     let n = x.len();
     Ok(match reduction {
         Reduction::None => {
-            let out = execute(logits(kind), Job::Loss, &ops, 1.0)?;
+            let out = execute(logits(kind), Job::Loss, &ops, 1.0, interrupt)?;
             GpuLoss::Elementwise(out.first.ok_or_else(missing_output)?)
         }
         Reduction::Mean => {
-            let out = execute(logits(kind), Job::Sum, &ops, 1.0)?;
+            let out = execute(logits(kind), Job::Sum, &ops, 1.0, interrupt)?;
             GpuLoss::Reduced((out.sum / n as f64) as f32)
         }
         Reduction::Sum => {
-            let out = execute(logits(kind), Job::Sum, &ops, 1.0)?;
+            let out = execute(logits(kind), Job::Sum, &ops, 1.0, interrupt)?;
             GpuLoss::Reduced(out.sum as f32)
         }
     })
 }
 
-fn backward(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
     kind: LossKind,
     g: Option<&GpuArray>,
     x: &GpuArray,
@@ -142,8 +144,9 @@ fn backward(
     w: Option<&GpuArray>,
     pw: Option<&GpuArray>,
     reduction: Reduction,
+    interrupt: Interrupt<'_>,
 ) -> Result<GpuArray, Error> {
-    check_target(kind, x, y)?;
+    check_target(x, y)?;
     let scale = match reduction {
         Reduction::None => 1.0,
         Reduction::Mean | Reduction::Sum => {
@@ -163,20 +166,21 @@ fn backward(
         }
     };
     let ops = Operands { x, y, w, pw, g };
-    execute(logits(kind), Job::Grad, &ops, scale)?
+    execute(logits(kind), Job::Grad, &ops, scale, interrupt)?
         .first
         .ok_or_else(missing_output)
 }
 
-fn value_and_grad(
+pub(crate) fn value_and_grad(
     kind: LossKind,
     x: &GpuArray,
     y: &GpuArray,
     w: Option<&GpuArray>,
     pw: Option<&GpuArray>,
     reduction: Reduction,
+    interrupt: Interrupt<'_>,
 ) -> Result<(GpuLoss, GpuArray), Error> {
-    check_target(kind, x, y)?;
+    check_target(x, y)?;
     let ops = Operands {
         x,
         y,
@@ -187,7 +191,7 @@ fn value_and_grad(
     let n = x.len();
     match reduction {
         Reduction::None => {
-            let out = execute(logits(kind), Job::LossGrad, &ops, 1.0)?;
+            let out = execute(logits(kind), Job::LossGrad, &ops, 1.0, interrupt)?;
             Ok((
                 GpuLoss::Elementwise(out.first.ok_or_else(missing_output)?),
                 out.second.ok_or_else(missing_output)?,
@@ -196,7 +200,7 @@ fn value_and_grad(
         Reduction::Mean | Reduction::Sum => {
             let mean = reduction == Reduction::Mean;
             let scale = if mean { (1.0 / n as f64) as f32 } else { 1.0 };
-            let out = execute(logits(kind), Job::SumGrad, &ops, scale)?;
+            let out = execute(logits(kind), Job::SumGrad, &ops, scale, interrupt)?;
             let value = if mean { out.sum / n as f64 } else { out.sum };
             Ok((
                 GpuLoss::Reduced(value as f32),
@@ -218,7 +222,7 @@ pub fn binary_cross_entropy(
     weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<GpuLoss, Error> {
-    forward(LossKind::Bce, input, target, weight, None, reduction)
+    forward(LossKind::Bce, input, target, weight, None, reduction, None)
 }
 
 /// [`crate::binary_cross_entropy_with_logits`] on the GPU.
@@ -240,6 +244,7 @@ pub fn binary_cross_entropy_with_logits(
         weight,
         pos_weight,
         reduction,
+        None,
     )
 }
 
@@ -264,6 +269,7 @@ pub fn binary_cross_entropy_backward(
         weight,
         None,
         reduction,
+        None,
     )
 }
 
@@ -289,6 +295,7 @@ pub fn binary_cross_entropy_with_logits_backward(
         weight,
         pos_weight,
         reduction,
+        None,
     )
 }
 
@@ -303,7 +310,7 @@ pub fn binary_cross_entropy_value_and_grad(
     weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<(GpuLoss, GpuArray), Error> {
-    value_and_grad(LossKind::Bce, input, target, weight, None, reduction)
+    value_and_grad(LossKind::Bce, input, target, weight, None, reduction, None)
 }
 
 /// [`crate::binary_cross_entropy_with_logits_value_and_grad`] on the GPU.
@@ -324,5 +331,6 @@ pub fn binary_cross_entropy_with_logits_value_and_grad(
         weight,
         pos_weight,
         reduction,
+        None,
     )
 }

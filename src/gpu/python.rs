@@ -1,13 +1,14 @@
 //! The GPU part of `bcers._bcers` (features `python` and `gpu`): the class `bcers.gpu.Array`
 //! and the `_gpu_*` functions `python/bcers/gpu.py` calls. Argument conversion only.
 
-use numpy::{PyArray, PyArrayDescr, PyArrayDyn, PyArrayMethods};
+use numpy::{PyArray, PyArrayDescr, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::{Gpu, GpuArray, GpuLoss};
-use crate::error::Shape;
+use crate::error::{LossKind, Shape};
+use crate::python::{run, too_many_axes, MAX_NDIM};
 use crate::Reduction;
 
 /// A float32 array on the GPU (`bcers.gpu.Array`): made by `bcers.gpu.asarray`, returned by
@@ -114,21 +115,46 @@ fn _gpu_adapter_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
-/// Uploads a float32 ndarray.
+/// Uploads a float32 ndarray; `shape`, when given, is the shape the array gets on the device
+/// (the same elements: the Python package drops an array's axes of length 1 when it has more
+/// than 32, and gives them back here).
 #[pyfunction]
-fn _gpu_asarray(py: Python<'_>, array: &Bound<'_, PyAny>) -> PyResult<PyGpuArray> {
+#[pyo3(signature = (array, shape=None))]
+fn _gpu_asarray(
+    py: Python<'_>,
+    array: &Bound<'_, PyAny>,
+    shape: Option<Vec<usize>>,
+) -> PyResult<PyGpuArray> {
     let array = array
         .cast::<PyArrayDyn<f32>>()
         .map_err(|_| PyTypeError::new_err("expected a float32 ndarray"))?;
+    if array.ndim() > MAX_NDIM {
+        return Err(too_many_axes("array", array.ndim()));
+    }
     let readonly = array
         .try_readonly()
         .map_err(|e| PyValueError::new_err(format!("the array cannot be read: {e}")))?;
     let view = readonly.as_array();
-    let inner = py.detach(|| Gpu::get().and_then(|gpu| GpuArray::from_view(&gpu, view)))?;
+    let inner = py.detach(|| {
+        let uploaded = Gpu::get().and_then(|gpu| GpuArray::from_view(&gpu, view))?;
+        match shape {
+            Some(shape) => uploaded.reshaped(shape),
+            None => Ok(uploaded),
+        }
+    })?;
     Ok(PyGpuArray { inner })
 }
 
 type Arg<'a, 'py> = Option<&'a Bound<'py, PyGpuArray>>;
+
+/// The loss a `logits` flag names, and the pos_weight it takes (BCE takes none).
+fn kind_of(logits: bool, pw: Option<&GpuArray>) -> (LossKind, Option<&GpuArray>) {
+    if logits {
+        (LossKind::BceWithLogits, pw)
+    } else {
+        (LossKind::Bce, None)
+    }
+}
 
 fn get<'a>(a: Arg<'a, '_>) -> Option<&'a GpuArray> {
     a.map(|a| &a.get().inner)
@@ -160,12 +186,9 @@ fn _gpu_forward(
         get(weight),
         get(pos_weight),
     );
-    let loss = py.detach(|| {
-        if logits {
-            super::binary_cross_entropy_with_logits(x, y, w, pw, reduction)
-        } else {
-            super::binary_cross_entropy(x, y, w, reduction)
-        }
+    let (kind, pw) = kind_of(logits, pw);
+    let loss = run(py, usize::MAX, |interrupt| {
+        super::forward(kind, x, y, w, pw, reduction, interrupt)
     })?;
     loss_to_py(py, loss)
 }
@@ -192,12 +215,9 @@ fn _gpu_backward(
         get(weight),
         get(pos_weight),
     );
-    let inner = py.detach(|| {
-        if logits {
-            super::binary_cross_entropy_with_logits_backward(g, x, y, w, pw, reduction)
-        } else {
-            super::binary_cross_entropy_backward(g, x, y, w, reduction)
-        }
+    let (kind, pw) = kind_of(logits, pw);
+    let inner = run(py, usize::MAX, |interrupt| {
+        super::backward(kind, g, x, y, w, pw, reduction, interrupt)
     })?;
     Ok(PyGpuArray { inner })
 }
@@ -221,12 +241,9 @@ fn _gpu_value_and_grad<'py>(
         get(weight),
         get(pos_weight),
     );
-    let (loss, grad) = py.detach(|| {
-        if logits {
-            super::binary_cross_entropy_with_logits_value_and_grad(x, y, w, pw, reduction)
-        } else {
-            super::binary_cross_entropy_value_and_grad(x, y, w, reduction)
-        }
+    let (kind, pw) = kind_of(logits, pw);
+    let (loss, grad) = run(py, usize::MAX, |interrupt| {
+        super::value_and_grad(kind, x, y, w, pw, reduction, interrupt)
     })?;
     let loss = loss_to_py(py, loss)?;
     let grad = Py::new(py, PyGpuArray { inner: grad })?.into_any();

@@ -1,6 +1,6 @@
 //! The kernel over one block of contiguous elements: the unit the executor hands to a SIMD level.
 
-use super::elementwise::{unit_key, LossFn};
+use super::elementwise::{unit_key, weighted, LossFn};
 use super::simd::{dispatch, Isa, Kernel, SimdLevel};
 use crate::float::Float;
 
@@ -92,6 +92,11 @@ impl<F: Float, L: LossFn> Block<'_, F, L> {
 trait Src<F: Float>: Copy {
     fn at(self, i: usize) -> F;
     fn sub(self, start: usize, len: usize) -> Self;
+    /// `v` weighted by element `i`: 0 where either is 0, even when the other is infinite.
+    #[inline(always)]
+    fn weigh(self, i: usize, v: F) -> F {
+        weighted(self.at(i), v)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -101,6 +106,10 @@ impl<F: Float> Src<F> for One {
     #[inline(always)]
     fn at(self, _i: usize) -> F {
         F::ONE
+    }
+    #[inline(always)]
+    fn weigh(self, _i: usize, v: F) -> F {
+        v
     }
     #[inline(always)]
     fn sub(self, _start: usize, _len: usize) -> Self {
@@ -215,7 +224,7 @@ where
                 for i in 0..m {
                     let i = I::index(i);
                     flags.check::<L>(xs[i], ys[i]);
-                    t[i] = L::loss::<F, I>(xs[i], ys[i], ps.at(i)) * ws.at(i);
+                    t[i] = ws.weigh(i, L::loss::<F, I>(xs[i], ys[i], ps.at(i)));
                 }
                 add_lanes(t, &mut acc);
                 start += m;
@@ -227,7 +236,7 @@ where
             for i in 0..n {
                 let i = I::index(i);
                 flags.check::<L>(x[i], y[i]);
-                out[i] = L::loss::<F, I>(x[i], y[i], pw.at(i)) * w.at(i);
+                out[i] = w.weigh(i, L::loss::<F, I>(x[i], y[i], pw.at(i)));
             }
             0.0
         }
@@ -236,7 +245,7 @@ where
             for i in 0..n {
                 let i = I::index(i);
                 flags.check::<L>(x[i], y[i]);
-                grad[i] = L::grad::<F, I>(x[i], y[i], pw.at(i)) * w.at(i) * (g.at(i) * scale);
+                grad[i] = w.weigh(i, L::grad::<F, I>(x[i], y[i], pw.at(i))) * (g.at(i) * scale);
             }
             0.0
         }
@@ -253,10 +262,9 @@ where
                 for i in 0..m {
                     let i = I::index(i);
                     flags.check::<L>(xs[i], ys[i]);
-                    let wi = ws.at(i);
                     let (l, d) = L::loss_and_grad::<F, I>(xs[i], ys[i], ps.at(i));
-                    t[i] = l * wi;
-                    gr[i] = d * wi * scale;
+                    t[i] = ws.weigh(i, l);
+                    gr[i] = ws.weigh(i, d) * scale;
                 }
                 add_lanes(t, &mut acc);
                 start += m;
@@ -269,10 +277,9 @@ where
             for i in 0..n {
                 let i = I::index(i);
                 flags.check::<L>(x[i], y[i]);
-                let wi = w.at(i);
                 let (l, d) = L::loss_and_grad::<F, I>(x[i], y[i], pw.at(i));
-                loss[i] = l * wi;
-                grad[i] = d * wi * scale;
+                loss[i] = w.weigh(i, l);
+                grad[i] = w.weigh(i, d) * scale;
             }
             0.0
         }

@@ -14,13 +14,17 @@ pub(crate) fn max<F: Float>(a: F, b: F) -> F {
     }
 }
 
-/// `coef * v`, but exactly 0 where `coef` is 0: the limit of the loss terms when `v` is infinite.
+/// `coef * v`, but 0 where one factor is 0 and the other infinite: the limit of a loss term,
+/// or of a weighted loss, as the infinite factor grows without bound (IEEE arithmetic says NaN).
+/// A NaN factor still gives NaN. The zero has the sign a product of finite factors would have.
 #[inline(always)]
-fn weighted<F: Float>(coef: F, v: F) -> F {
-    if coef == F::ZERO {
-        F::ZERO
+pub(crate) fn weighted<F: Float>(coef: F, v: F) -> F {
+    let product = coef * v;
+    // NaN only from 0 * inf here, since neither factor is NaN.
+    if product.is_nan() && !coef.is_nan() && !v.is_nan() {
+        F::from_bits((coef.to_bits() ^ v.to_bits()) & F::SIGN_MASK)
     } else {
-        coef * v
+        product
     }
 }
 
@@ -92,14 +96,16 @@ impl Logits {
     /// torch's `(1 - y) x - (1 + (pw - 1) y) logsigmoid(x)` rewritten with
     /// `logsigmoid(x) = min(x, 0) - log1p(exp(-|x|))` as
     /// `(1 - y) max(x, 0) + pw y max(-x, 0) + (1 + (pw - 1) y) log1p(exp(-|x|))`:
-    /// the same value for finite `x`, and the mathematical limit for infinite `x`, where a term
-    /// whose coefficient is 0 is 0 (torch computes `0 * inf = NaN` there).
+    /// the same value for finite arguments, and the mathematical limit where one is infinite:
+    /// every product with a factor 0 is 0 ([`weighted`]; torch computes `0 * inf = NaN`).
     #[inline(always)]
     fn loss_from<F: Float>(x: F, y: F, pw: F, sp: F) -> F {
         let relu_pos = max(x, F::ZERO);
         let relu_neg = max(-x, F::ZERO);
-        let log_weight = (pw - F::ONE) * y + F::ONE;
-        weighted(F::ONE - y, relu_pos) + weighted(pw * y, relu_neg) + log_weight * sp
+        let log_weight = weighted(pw - F::ONE, y) + F::ONE;
+        weighted(F::ONE - y, relu_pos)
+            + weighted(weighted(pw, y), relu_neg)
+            + weighted(log_weight, sp)
     }
 
     /// The gradient from `e = exp(-|x|)`: `(1 - y) sigmoid(x) - pw y sigmoid(-x)`.
@@ -107,6 +113,7 @@ impl Logits {
     /// Equal to torch's `(pw y + 1 - y) sigmoid(x) - pw y`, without its cancellation: both
     /// sigmoids come straight from `e`, so tiny exact values survive (x = 20, y = 1 gives
     /// `-sigmoid(-20)`, not 0).
+    /// Products with a factor 0 are 0, as in [`Logits::loss_from`].
     #[inline(always)]
     fn grad_from<F: Float>(x: F, y: F, pw: F, e: F) -> F {
         let d = F::ONE / (F::ONE + e);
@@ -114,7 +121,7 @@ impl Logits {
         let nonneg = x >= F::ZERO;
         let sig_pos = if nonneg { d } else { de };
         let sig_neg = if nonneg { de } else { d };
-        (F::ONE - y) * sig_pos - pw * y * sig_neg
+        weighted(F::ONE - y, sig_pos) - weighted(weighted(pw, y), sig_neg)
     }
 
     #[inline(always)]

@@ -178,7 +178,7 @@ fn run<F: Float>(data: &[u8]) {
                 reduction,
             ),
             binary_cross_entropy_with_logits_backward(
-                gv.clone(),
+                Some(gv.clone()),
                 xv.clone(),
                 yv.clone(),
                 wv.clone(),
@@ -197,7 +197,7 @@ fn run<F: Float>(data: &[u8]) {
         (
             binary_cross_entropy(xv.clone(), yv.clone(), wv.clone(), reduction),
             binary_cross_entropy_backward(
-                gv.clone(),
+                Some(gv.clone()),
                 xv.clone(),
                 yv.clone(),
                 wv.clone(),
@@ -251,7 +251,7 @@ fn run<F: Float>(data: &[u8]) {
             };
             let sep = if logits {
                 binary_cross_entropy_with_logits_backward(
-                    g1,
+                    Some(g1),
                     xv.clone(),
                     yv.clone(),
                     wv.clone(),
@@ -259,7 +259,13 @@ fn run<F: Float>(data: &[u8]) {
                     reduction,
                 )
             } else {
-                binary_cross_entropy_backward(g1, xv.clone(), yv.clone(), wv.clone(), reduction)
+                binary_cross_entropy_backward(
+                    Some(g1),
+                    xv.clone(),
+                    yv.clone(),
+                    wv.clone(),
+                    reduction,
+                )
             };
             let sep = sep.expect("backward fails where value_and_grad succeeds");
             for (p, q) in sep.iter().zip(grad.iter()) {
