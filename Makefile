@@ -4,7 +4,7 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all test test-rust test-exhaustive test-python lint bench dev valgrind fuzz clean
+.PHONY: all test test-all test-rust test-exhaustive test-python lint bench dev dev-fast valgrind fuzz clean
 
 all: lint test
 
@@ -15,22 +15,31 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VPY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# Builds the extension (release) and installs the package into the venv, editable.
+# Builds the extension (release, as `pip install .` does) and installs the package into the
+# venv, editable: for benchmarks.
 dev: $(VENV)/.installed
 	$(VENV)/bin/maturin develop --release -q
 
-test: test-rust test-exhaustive test-python
+# The same in the `fast` profile (Cargo.toml), which the Rust tests share: for the tests.
+dev-fast: $(VENV)/.installed
+	$(VENV)/bin/maturin develop --profile fast -q
+
+# Every behaviour, Rust and Python: the README's test command.
+test: test-rust test-python
+
+# `make test`, then the long checks (CI runs both).
+test-all: test test-exhaustive
 
 # The GPU tests skip without a GPU adapter, unless BCERS_REQUIRE_GPU=1 (CI) makes them fail.
 test-rust:
-	cargo test --features gpu
+	cargo test --profile fast --features gpu
 
 # The f32 elementary functions over every input the losses use, f64 over 1e7 samples.
 test-exhaustive:
-	cargo test --features gpu --lib -- --ignored exhaustive --nocapture
+	cargo test --profile fast --features gpu --lib -- --ignored exhaustive --nocapture
 
 # pytest's exit status 5 means it collected nothing: that is a failure here, said plainly.
-test-python: dev
+test-python: dev-fast
 	@$(VPY) -m pytest tests README.md --doctest-glob='*.md' ; status=$$? ; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi ; \
 	exit $$status
@@ -42,7 +51,7 @@ lint: $(VENV)/.installed
 	RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --all-features -q
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(MAKE) dev
+	$(MAKE) dev-fast
 	$(VENV)/bin/mypy
 	$(VPY) -m mypy.stubtest bcers --ignore-missing-stub --allowlist stubtest-allowlist.txt
 
