@@ -2,14 +2,7 @@
 
 use core::fmt;
 
-/// Which loss a call computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LossKind {
-    /// Binary cross entropy on probabilities.
-    Bce,
-    /// Binary cross entropy on logits.
-    BceWithLogits,
-}
+use crate::float::Float;
 
 /// Why a call was refused. Nothing in the crate panics on input a caller controls: every bad
 /// input is one of these.
@@ -51,6 +44,23 @@ pub enum Error {
     },
     /// A reduction name other than `"none"`, `"mean"` or `"sum"`.
     InvalidReduction(String),
+    /// A loss parameter outside its domain (the focal loss's `alpha` or `gamma`).
+    InvalidParameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// Its value, as Python prints a float.
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// An argument the loss does not take (`pos_weight` of BCE on probabilities or of the
+    /// focal loss).
+    Unsupported {
+        /// The loss's function name.
+        loss: &'static str,
+        /// The argument.
+        arg: &'static str,
+    },
     /// A thread count outside `1..=`[`crate::MAX_THREADS`].
     InvalidThreadCount {
         /// The count asked for.
@@ -85,6 +95,8 @@ pub enum Error {
     /// The GPU device was opened before this process was forked from its parent: a GPU
     /// device cannot cross a fork.
     GpuAfterFork,
+    /// A bug of bcers: an invariant of its plan did not hold. Please report it.
+    Internal(&'static str),
 }
 
 /// Formats a shape the way Python prints a tuple: `()`, `(3,)`, `(2, 3)`.
@@ -153,6 +165,12 @@ impl fmt::Display for Error {
                 )
             }
             Error::InvalidReduction(name) => write!(f, "{name} is not a valid value for reduction"),
+            Error::InvalidParameter {
+                name,
+                value,
+                expected,
+            } => write!(f, "{name} must be {expected}, got {value}"),
+            Error::Unsupported { loss, arg } => write!(f, "{loss} takes no {arg}"),
             Error::InvalidThreadCount { requested } => write!(
                 f,
                 "the number of threads must be from 1 to {}, got {requested}",
@@ -179,6 +197,10 @@ impl fmt::Display for Error {
                 "the arrays of one call live on different GPU devices; upload them with the \
                  same Gpu handle",
             ),
+            Error::Internal(what) => write!(
+                f,
+                "bcers: internal error ({what}); please report it with the call that caused it"
+            ),
             Error::GpuAfterFork => f.write_str(
                 "the GPU device was opened before this process was forked, and a GPU device \
                  cannot cross a fork: use the GPU in the parent only, or start child processes \
@@ -189,3 +211,90 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// A value for a message, as Python prints a float (and NumPy a float32): the shortest digits
+/// that give the value back in its type, positional from 1e-4 to below 1e16 (`2.0`, `0.0001`,
+/// `-0.0`), scientific with at least two exponent digits elsewhere (`1e-05`, `1.5e+300`);
+/// `inf`, `-inf`, and `NaN` for any NaN.
+pub(crate) fn format_value<F: Float>(v: F) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v == F::INFINITY || v == -F::INFINITY {
+        return if v > F::ZERO { "inf" } else { "-inf" }.to_owned();
+    }
+    // `{:e}` gives the shortest round-trip digits: `-1.25e-7`, `2e0`.
+    let sci = format!("{v:e}");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let body = if (-4..16).contains(&exponent) {
+        if exponent >= 0 {
+            let point = exponent as usize + 1;
+            let int: String = digits
+                .chars()
+                .chain(core::iter::repeat('0'))
+                .take(point.max(digits.len()))
+                .collect();
+            let (whole, frac) = int.split_at(point);
+            let frac = if frac.is_empty() { "0" } else { frac };
+            format!("{whole}.{frac}")
+        } else {
+            let zeros = "0".repeat((-exponent - 1) as usize);
+            format!("0.{zeros}{digits}")
+        }
+    } else {
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let point = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exponent < 0 { '-' } else { '+' };
+        format!("{first}{point}e{esign}{:02}", exponent.unsigned_abs())
+    };
+    format!("{sign}{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_print_as_python_prints_floats() {
+        for (v, want) in [
+            (0.0f64, "0.0"),
+            (-0.0, "-0.0"),
+            (1.5, "1.5"),
+            (2.0, "2.0"),
+            (-0.25, "-0.25"),
+            (1e-4, "0.0001"),
+            (1.25e-5, "1.25e-05"),
+            (123456.75, "123456.75"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (-1.5e300, "-1.5e+300"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "NaN"),
+            (-f64::NAN, "NaN"),
+        ] {
+            assert_eq!(format_value(v), want, "{v:e}");
+        }
+        // float32 values: their own shortest digits, not those of the float64 of equal value.
+        for (v, want) in [
+            (1.1f32, "1.1"),
+            (123456789.0, "123456790.0"),
+            (-1e-30, "-1e-30"),
+            (3.4028235e38, "3.4028235e+38"),
+            (1.0000001, "1.0000001"),
+        ] {
+            assert_eq!(format_value(v), want, "{v:e}");
+        }
+    }
+}

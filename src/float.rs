@@ -1,12 +1,34 @@
-//! The floating-point element types bcers computes in.
+//! The floating-point element types bcers computes in, and the one dtype dispatch: the generic
+//! API hands its views to the executor as a [`DynView`] of `f32` or `f64`, so that the executor
+//! is compiled once per type, inside the crate.
 
 use core::fmt::{Debug, Display};
 use core::ops::{Add, Div, Mul, Neg, Sub};
+
+use ndarray::{ArrayD, ArrayViewD};
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
     impl Sealed for f64 {}
+}
+
+/// A view of `f32` or `f64` elements.
+#[doc(hidden)]
+pub enum DynView<'a> {
+    /// float32.
+    F32(ArrayViewD<'a, f32>),
+    /// float64.
+    F64(ArrayViewD<'a, f64>),
+}
+
+/// An array of `f32` or `f64` elements.
+#[doc(hidden)]
+pub enum DynArray {
+    /// float32.
+    F32(ArrayD<f32>),
+    /// float64.
+    F64(ArrayD<f64>),
 }
 
 /// A floating-point type bcers computes in: `f32` or `f64`.
@@ -15,7 +37,6 @@ mod sealed {
 /// branch-free so that loops over them vectorise.
 pub trait Float:
     sealed::Sealed
-    + crate::kernels::math::Math
     + Copy
     + Send
     + Sync
@@ -51,10 +72,6 @@ pub trait Float:
     const ZERO: Self;
     /// `1`.
     const ONE: Self;
-    /// `-100`, torch's floor for the logarithms in BCE.
-    const LOG_FLOOR: Self;
-    /// torch's `EPSILON` for the BCE input gradient: the float32 constant `1e-12`, widened for `f64`.
-    const GRAD_EPS: Self;
     /// The smallest positive normal value.
     const MIN_POSITIVE: Self;
     /// Not a number.
@@ -78,6 +95,12 @@ pub trait Float:
     fn fused_mul_add(a: Self, b: Self, c: Self) -> Self;
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
+    /// The view, as one of the element types.
+    #[doc(hidden)]
+    fn dyn_view(view: ArrayViewD<'_, Self>) -> DynView<'_>;
+    /// The array, if it holds this type.
+    #[doc(hidden)]
+    fn from_dyn(array: DynArray) -> Option<ArrayD<Self>>;
 }
 
 impl Float for f32 {
@@ -85,8 +108,6 @@ impl Float for f32 {
     const SIGN_MASK: u32 = 0x8000_0000;
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
-    const LOG_FLOOR: Self = -100.0;
-    const GRAD_EPS: Self = 1e-12;
     const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
     const NAN: Self = f32::NAN;
     const INFINITY: Self = f32::INFINITY;
@@ -120,6 +141,15 @@ impl Float for f32 {
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
+    fn dyn_view(view: ArrayViewD<'_, Self>) -> DynView<'_> {
+        DynView::F32(view)
+    }
+    fn from_dyn(array: DynArray) -> Option<ArrayD<Self>> {
+        match array {
+            DynArray::F32(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 impl Float for f64 {
@@ -127,9 +157,6 @@ impl Float for f64 {
     const SIGN_MASK: u64 = 0x8000_0000_0000_0000;
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
-    const LOG_FLOOR: Self = -100.0;
-    // torch keeps EPSILON as a float32 constant and widens it: 9.99999996e-13.
-    const GRAD_EPS: Self = 1e-12_f32 as f64;
     const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
     const NAN: Self = f64::NAN;
     const INFINITY: Self = f64::INFINITY;
@@ -162,5 +189,14 @@ impl Float for f64 {
     #[inline(always)]
     fn is_nan(self) -> bool {
         f64::is_nan(self)
+    }
+    fn dyn_view(view: ArrayViewD<'_, Self>) -> DynView<'_> {
+        DynView::F64(view)
+    }
+    fn from_dyn(array: DynArray) -> Option<ArrayD<Self>> {
+        match array {
+            DynArray::F64(a) => Some(a),
+            _ => None,
+        }
     }
 }

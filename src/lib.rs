@@ -1,9 +1,9 @@
 //! # bcers
 //!
-//! Binary cross entropy, forward and backward, with torch's semantics and much faster: SIMD
-//! kernels chosen at run time, rayon threads in a pool of the crate's own, float64 sums that
-//! are bitwise identical for every thread count. Inputs are [`ndarray`] views of any layout
-//! (strided, reversed, broadcast), read in place.
+//! Binary cross entropy, forward and backward, with torch's semantics and much faster, and the
+//! losses of its family (sigmoid focal loss): SIMD kernels chosen at run time, rayon threads in
+//! a pool of the crate's own, float64 sums that are bitwise identical for every thread count.
+//! Inputs are [`ndarray`] views of any layout (strided, reversed, broadcast), read in place.
 //!
 //! ```
 //! use bcers::{binary_cross_entropy, Reduction};
@@ -24,10 +24,33 @@
 //! | `F.binary_cross_entropy_with_logits` | [`binary_cross_entropy_with_logits`] |
 //! | `.backward()` of each | [`binary_cross_entropy_backward`], [`binary_cross_entropy_with_logits_backward`] |
 //! | forward and backward together | [`binary_cross_entropy_value_and_grad`], [`binary_cross_entropy_with_logits_value_and_grad`] |
+//! | `torchvision.ops.sigmoid_focal_loss` | [`sigmoid_focal_loss`], [`sigmoid_focal_loss_backward`], [`sigmoid_focal_loss_value_and_grad`] |
+//!
+//! Each of them is a [`Request`]: a loss ([`LossKind`]), its operands and reduction, and what
+//! to compute. Build one directly for the rest:
+//!
+//! ```
+//! use bcers::{LossKind, Reduction, Request};
+//! use ndarray::array;
+//!
+//! let logits = array![[0.5f64, -2.0], [3.0, 0.0]];
+//! let labels = array![[1.0f64, 0.0], [1.0, 1.0]];
+//! let focal = LossKind::sigmoid_focal(0.25, 2.0)?;
+//! let (loss, grad) = Request::new(focal, logits.view(), labels.view())
+//!     .weight(array![1.0, 2.0].view()) // broadcasts along the last axis
+//!     .reduction(Reduction::Sum)
+//!     .value_and_grad()?;
+//! assert!(loss.reduced().unwrap() > 0.0 && grad.shape() == [2, 2]);
+//! # Ok::<(), bcers::Error>(())
+//! ```
 //!
 //! `weight` and `pos_weight` broadcast to the input's shape (trailing axes aligned) but may not
 //! enlarge it. `mean` divides by the number of elements. Where bcers differs from torch on
 //! purpose (infinite logits, tiny logit gradients) the README says so.
+//!
+//! Inside: a loss is defined once, per element, in `src/loss/` (with its WGSL twin beside it);
+//! [`Request`] describes a call once for every backend; the CPU executor (`src/cpu/`) and the
+//! GPU path (`src/gpu/`) run that description.
 //!
 //! With the `gpu` feature, `bcers::gpu` has the same functions over device-resident float32 arrays
 //! (wgpu compute shaders: Vulkan, Metal, DX12 or GL).
@@ -35,79 +58,35 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod cpu;
+mod engine;
 mod error;
 mod float;
 #[cfg(feature = "gpu")]
 pub mod gpu;
-mod kernels;
-mod layout;
-mod parallel;
+mod loss;
+mod math;
 #[cfg(feature = "python")]
 mod python;
+mod request;
+mod simd;
 
 /// The README's Rust examples, compiled and run as doc tests (`cargo test --doc`).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-use core::fmt;
-use core::str::FromStr;
-
 use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension};
 
-pub use error::{Error, LossKind};
+pub use cpu::pool::{get_num_threads, num_threads_from_env, set_num_threads, MAX_THREADS};
+pub use error::Error;
 pub use float::Float;
-pub use kernels::simd::{available_simd_levels, set_simd_level, simd_level, SimdLevel};
-pub use parallel::{
-    get_num_threads, num_threads_from_env, set_num_threads, stream_read, MAX_THREADS,
-};
+pub use loss::LossKind;
+pub use request::Reduction;
+pub use simd::{available_simd_levels, set_simd_level, simd_level, SimdLevel};
 
-use kernels::elementwise::{Bce, Logits, LossFn};
-pub(crate) use parallel::Dest;
-use parallel::{execute, Interrupt, Job, Operands};
-
-/// How the per-element losses are reduced, as torch's `reduction` argument.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Reduction {
-    /// No reduction: one loss per element, in the input's shape.
-    None,
-    /// The sum of the losses divided by the number of elements (not by the sum of weights).
-    #[default]
-    Mean,
-    /// The sum of the losses.
-    Sum,
-}
-
-impl Reduction {
-    /// The name torch uses: `"none"`, `"mean"` or `"sum"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reduction::None => "none",
-            Reduction::Mean => "mean",
-            Reduction::Sum => "sum",
-        }
-    }
-}
-
-impl fmt::Display for Reduction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Reduction {
-    type Err = Error;
-
-    /// Parses `"none"`, `"mean"` or `"sum"`.
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "none" => Ok(Reduction::None),
-            "mean" => Ok(Reduction::Mean),
-            "sum" => Ok(Reduction::Sum),
-            other => Err(Error::InvalidReduction(other.to_owned())),
-        }
-    }
-}
+use engine::{dyn_view, run_dyn, DynOperands, DynResults};
+use request::Spec;
 
 /// A loss: one value per element (`Reduction::None`) or one reduced value.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,202 +119,154 @@ impl<T: Copy, D: Dimension> Loss<T, D> {
 /// input (for `grad_output = 1`), shaped like the input.
 pub type ValueAndGrad<T, D> = (Loss<T, D>, Array<T, D>);
 
-/// Turns an output of the executor back into the caller's dimension type.
-fn into_dim<T, D: Dimension>(a: ArrayD<T>) -> Array<T, D> {
-    // The executor builds its outputs in the input's shape, which has `D`'s dimensionality.
-    a.into_dimensionality::<D>()
-        .expect("outputs have the input's dimensionality")
-}
-
-/// An output the executor allocated (it always does when given no buffer).
-fn owned<T, D: Dimension>(a: Option<Array<T, D>>) -> Array<T, D> {
-    a.expect("with no buffer of the caller's, the executor allocates the outputs")
-}
-
-/// The arguments every function shares, checked.
-pub(crate) struct Call<'a, T> {
-    ops: Operands<'a, T>,
-    n: usize,
-}
-
-pub(crate) fn prepare<'a, T: Float, D: Dimension>(
+/// One call: a loss with its parameters, its operands and its reduction; then
+/// [`forward`](Request::forward), [`backward`](Request::backward) or
+/// [`value_and_grad`](Request::value_and_grad) compute it (each call of them is one pass over
+/// the data).
+///
+/// `weight` and `pos_weight` take views of any dimension that broadcast to the input's shape
+/// (trailing axes aligned) without enlarging it; `pos_weight` only for
+/// [`LossKind::BceWithLogits`]. Nothing is computed or checked until a computing method is
+/// called, and those return every bad argument as an [`Error`]: no input makes them panic.
+#[derive(Clone, Debug)]
+pub struct Request<'a, T, D: Dimension> {
+    loss: LossKind,
     input: ArrayView<'a, T, D>,
     target: ArrayView<'a, T, D>,
     weight: Option<ArrayViewD<'a, T>>,
     pos_weight: Option<ArrayViewD<'a, T>>,
-) -> Result<Call<'a, T>, Error> {
-    if input.shape() != target.shape() {
-        return Err(Error::TargetShape {
-            input: input.shape().to_vec(),
-            target: target.shape().to_vec(),
-        });
-    }
-    Ok(Call {
-        n: input.len(),
-        ops: Operands {
-            x: input.into_dyn(),
-            y: target.into_dyn(),
-            w: weight,
-            pw: pos_weight,
-            g: None,
-        },
-    })
+    reduction: Reduction,
 }
 
-/// The reduced value, or the elementwise array (`None` when it went into the caller's buffer).
-pub(crate) type Forward<T, D> = (Option<T>, Option<Array<T, D>>);
-
-/// The forward pass into `dest` (used for `Reduction::None`).
-pub(crate) fn forward_to<T: Float, D: Dimension, L: LossFn>(
-    loss: L,
-    call: Call<'_, T>,
-    reduction: Reduction,
-    dest: Dest<'_, T>,
-    interrupt: Interrupt<'_>,
-) -> Result<Forward<T, D>, Error> {
-    let n = call.n;
-    match reduction {
-        Reduction::None => {
-            let out = execute(loss, &call.ops, Job::Loss, dest, interrupt)?;
-            Ok((None, out.first.map(into_dim)))
-        }
-        Reduction::Mean => {
-            let out = execute(loss, &call.ops, Job::Sum, dest, interrupt)?;
-            Ok((Some(T::from_f64(out.sum / n as f64)), None))
-        }
-        Reduction::Sum => {
-            let out = execute(loss, &call.ops, Job::Sum, dest, interrupt)?;
-            Ok((Some(T::from_f64(out.sum)), None))
+impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
+    /// A call of `loss` on `input` against `target` (of the input's shape), reduced by its
+    /// mean, with no weights.
+    pub fn new(loss: LossKind, input: ArrayView<'a, T, D>, target: ArrayView<'a, T, D>) -> Self {
+        Request {
+            loss,
+            input,
+            target,
+            weight: None,
+            pos_weight: None,
+            reduction: Reduction::Mean,
         }
     }
-}
 
-fn forward<T: Float, D: Dimension, L: LossFn>(
-    loss: L,
-    call: Call<'_, T>,
-    reduction: Reduction,
-) -> Result<Loss<T, D>, Error> {
-    let (value, array) = forward_to(loss, call, reduction, Dest::default(), None)?;
-    Ok(match value {
-        Some(v) => Loss::Reduced(v),
-        None => Loss::Elementwise(owned(array)),
-    })
-}
+    /// Each element's loss multiplied by `weight`, which broadcasts to the input's shape.
+    pub fn weight<E: Dimension>(mut self, weight: ArrayView<'a, T, E>) -> Self {
+        self.weight = Some(weight.into_dyn());
+        self
+    }
 
-/// The gradient into `dest` (`None` when it went there).
-pub(crate) fn backward_to<'a, T: Float, D: Dimension, L: LossFn>(
-    loss: L,
-    mut call: Call<'a, T>,
-    grad_output: Option<ArrayViewD<'a, T>>,
-    reduction: Reduction,
-    dest: Dest<'_, T>,
-    interrupt: Interrupt<'_>,
-) -> Result<Option<Array<T, D>>, Error> {
-    // `mean` folds 1/n into the factor. When grad_output/n would be subnormal, that factor
-    // loses precision (or is 0); divide afterwards instead, in torch's order.
-    let mut divide_after = None;
-    let scale = match reduction {
-        Reduction::None => {
-            call.ops.g = grad_output;
-            T::ONE
+    /// The weight of the positive class (BCE with logits), which broadcasts to the input's
+    /// shape: a `(C,)` array applies along the last axis.
+    pub fn pos_weight<E: Dimension>(mut self, pos_weight: ArrayView<'a, T, E>) -> Self {
+        self.pos_weight = Some(pos_weight.into_dyn());
+        self
+    }
+
+    /// How the per-element losses are reduced (default: [`Reduction::Mean`]).
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    fn weight_dyn(mut self, weight: Option<ArrayViewD<'a, T>>) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    fn pos_weight_dyn(mut self, pos_weight: Option<ArrayViewD<'a, T>>) -> Self {
+        self.pos_weight = pos_weight;
+        self
+    }
+
+    fn run(
+        &self,
+        value: bool,
+        grad: bool,
+        grad_output: Option<ArrayViewD<'_, T>>,
+    ) -> Result<DynResults, Error> {
+        let spec = Spec {
+            loss: self.loss,
+            reduction: self.reduction,
+            value,
+            grad,
+        };
+        fn view<'b, T: Float>(v: &'b Option<ArrayViewD<'_, T>>) -> Option<float::DynView<'b>> {
+            v.as_ref().map(|v| dyn_view(v.view()))
         }
-        Reduction::Mean | Reduction::Sum => {
-            let g = match grad_output {
-                None => T::ONE,
-                Some(g) if g.ndim() == 0 => g.iter().next().copied().unwrap_or(T::ONE),
-                Some(g) => {
-                    return Err(Error::GradOutputNotScalar {
-                        reduction: reduction.name(),
-                        shape: g.shape().to_vec(),
-                    })
-                }
-            };
-            if reduction == Reduction::Sum {
-                g
-            } else {
-                let folded = g.to_f64() / call.n as f64;
-                if g != T::ZERO && folded.abs() < T::MIN_POSITIVE.to_f64() {
-                    divide_after = Some(T::from_usize(call.n));
-                    g
-                } else {
-                    T::from_f64(folded)
-                }
-            }
-        }
-    };
-    let mut dest = dest;
-    let reborrowed = Dest {
-        first: dest.first.as_deref_mut(),
-        second: None,
-    };
-    let mut out = execute(loss, &call.ops, Job::Grad { scale }, reborrowed, interrupt)?;
-    if let Some(n) = divide_after {
-        match (out.first.as_mut(), dest.first) {
-            (Some(array), _) => array.mapv_inplace(|v| v / n),
-            (None, Some(buffer)) => buffer.iter_mut().for_each(|v| *v = *v / n),
-            (None, None) => {}
+        run_dyn(
+            &spec,
+            DynOperands {
+                x: dyn_view(self.input.view().into_dyn()),
+                y: dyn_view(self.target.view().into_dyn()),
+                w: view(&self.weight),
+                pw: view(&self.pos_weight),
+                g: grad_output.map(dyn_view),
+            },
+        )
+    }
+
+    /// The loss: one value per element (`Reduction::None`) or the reduced value.
+    ///
+    /// # Errors
+    /// - [`Error::TargetShape`] when `target`'s shape differs from `input`'s;
+    /// - [`Error::Broadcast`] when `weight` or `pos_weight` does not broadcast to the input's
+    ///   shape;
+    /// - [`Error::OutOfRange`] (BCE on probabilities) when an element of `input` or `target` is
+    ///   outside `[0, 1]` or NaN;
+    /// - [`Error::InvalidParameter`] for a focal loss's `alpha` or `gamma` out of their domain;
+    /// - [`Error::Unsupported`] for a `pos_weight` of a loss that takes none;
+    /// - [`Error::OutOfMemory`] when the output cannot be allocated.
+    pub fn forward(&self) -> Result<Loss<T, D>, Error> {
+        let r = self.run(true, false, None)?;
+        match (r.reduced, r.value) {
+            (Some(v), _) => Ok(Loss::Reduced(T::from_f64(v))),
+            (None, Some(a)) => Ok(Loss::Elementwise(typed(a)?)),
+            (None, None) => Err(Error::Internal("a forward with no value")),
         }
     }
-    Ok(out.first.map(into_dim))
-}
 
-fn backward<'a, T: Float, D: Dimension, L: LossFn>(
-    loss: L,
-    call: Call<'a, T>,
-    grad_output: Option<ArrayViewD<'a, T>>,
-    reduction: Reduction,
-) -> Result<Array<T, D>, Error> {
-    backward_to(loss, call, grad_output, reduction, Dest::default(), None).map(owned)
-}
+    /// The gradient of the loss with respect to `input`, shaped like it. `grad_output` is the
+    /// gradient flowing into the loss (`None` means 1): a 0-d array for `Mean` and `Sum`; for
+    /// `None`, an array that broadcasts to the input's shape.
+    ///
+    /// # Errors
+    /// Those of [`Request::forward`], and [`Error::GradOutputNotScalar`] or
+    /// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
+    pub fn backward(&self, grad_output: Option<ArrayViewD<'_, T>>) -> Result<Array<T, D>, Error> {
+        let r = self.run(false, true, grad_output)?;
+        typed(
+            r.grad
+                .ok_or(Error::Internal("a backward with no gradient"))?,
+        )
+    }
 
-/// The reduced value or the elementwise losses, and the gradient; arrays are `None` when
-/// they went into the caller's buffers (`dest.first`: losses, `dest.second`: gradient).
-pub(crate) type Both<T, D> = (Option<T>, Option<Array<T, D>>, Option<Array<T, D>>);
-
-/// The one-pass loss and gradient into `dest`.
-pub(crate) fn value_and_grad_to<T: Float, D: Dimension, L: LossFn>(
-    loss: L,
-    call: Call<'_, T>,
-    reduction: Reduction,
-    dest: Dest<'_, T>,
-    interrupt: Interrupt<'_>,
-) -> Result<Both<T, D>, Error> {
-    let n = call.n;
-    match reduction {
-        Reduction::None => {
-            let job = Job::LossGrad { scale: T::ONE };
-            let out = execute(loss, &call.ops, job, dest, interrupt)?;
-            Ok((None, out.first.map(into_dim), out.second.map(into_dim)))
-        }
-        Reduction::Mean | Reduction::Sum => {
-            let (scale, divisor) = if reduction == Reduction::Mean {
-                (T::from_f64(1.0 / n as f64), n as f64)
-            } else {
-                (T::ONE, 1.0)
-            };
-            // The gradient is the only array: it goes where the second output would.
-            let dest = Dest {
-                first: dest.second,
-                second: None,
-            };
-            let out = execute(loss, &call.ops, Job::SumGrad { scale }, dest, interrupt)?;
-            let value = T::from_f64(out.sum / divisor);
-            Ok((Some(value), None, out.first.map(into_dim)))
-        }
+    /// The loss and its gradient for `grad_output = 1`, in one pass over the data.
+    ///
+    /// # Errors
+    /// Those of [`Request::forward`].
+    pub fn value_and_grad(&self) -> Result<ValueAndGrad<T, D>, Error> {
+        let r = self.run(true, true, None)?;
+        let loss = match (r.reduced, r.value) {
+            (Some(v), _) => Loss::Reduced(T::from_f64(v)),
+            (None, Some(a)) => Loss::Elementwise(typed(a)?),
+            (None, None) => return Err(Error::Internal("a value_and_grad with no value")),
+        };
+        let grad = typed(
+            r.grad
+                .ok_or(Error::Internal("a value_and_grad with no gradient"))?,
+        )?;
+        Ok((loss, grad))
     }
 }
 
-fn value_and_grad<T: Float, D: Dimension, L: LossFn>(
-    loss: L,
-    call: Call<'_, T>,
-    reduction: Reduction,
-) -> Result<ValueAndGrad<T, D>, Error> {
-    let (value, losses, grad) = value_and_grad_to(loss, call, reduction, Dest::default(), None)?;
-    let loss = match value {
-        Some(v) => Loss::Reduced(v),
-        None => Loss::Elementwise(owned(losses)),
-    };
-    Ok((loss, owned(grad)))
+/// An executor's array as the caller's type and dimension.
+fn typed<T: Float, D: Dimension>(a: float::DynArray) -> Result<Array<T, D>, Error> {
+    let a: ArrayD<T> = T::from_dyn(a).ok_or(Error::Internal("an output of another float type"))?;
+    a.into_dimensionality::<D>()
+        .map_err(|_| Error::Internal("an output of another dimensionality"))
 }
 
 /// Binary cross entropy between probabilities `input` and `target`, as
@@ -353,8 +284,10 @@ pub fn binary_cross_entropy<T: Float, D: Dimension>(
     weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Loss<T, D>, Error> {
-    let call = prepare(input, target, weight, None)?;
-    forward(Bce, call, reduction)
+    Request::new(LossKind::Bce, input, target)
+        .weight_dyn(weight)
+        .reduction(reduction)
+        .forward()
 }
 
 /// Binary cross entropy on logits, as `torch.nn.functional.binary_cross_entropy_with_logits`.
@@ -373,8 +306,11 @@ pub fn binary_cross_entropy_with_logits<T: Float, D: Dimension>(
     pos_weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Loss<T, D>, Error> {
-    let call = prepare(input, target, weight, pos_weight)?;
-    forward(Logits, call, reduction)
+    Request::new(LossKind::BceWithLogits, input, target)
+        .weight_dyn(weight)
+        .pos_weight_dyn(pos_weight)
+        .reduction(reduction)
+        .forward()
 }
 
 /// The gradient of [`binary_cross_entropy`] with respect to `input`, shaped like `input`.
@@ -394,8 +330,10 @@ pub fn binary_cross_entropy_backward<T: Float, D: Dimension>(
     weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Array<T, D>, Error> {
-    let call = prepare(input, target, weight, None)?;
-    backward(Bce, call, grad_output, reduction)
+    Request::new(LossKind::Bce, input, target)
+        .weight_dyn(weight)
+        .reduction(reduction)
+        .backward(grad_output)
 }
 
 /// The gradient of [`binary_cross_entropy_with_logits`] with respect to `input`.
@@ -416,8 +354,11 @@ pub fn binary_cross_entropy_with_logits_backward<T: Float, D: Dimension>(
     pos_weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<Array<T, D>, Error> {
-    let call = prepare(input, target, weight, pos_weight)?;
-    backward(Logits, call, grad_output, reduction)
+    Request::new(LossKind::BceWithLogits, input, target)
+        .weight_dyn(weight)
+        .pos_weight_dyn(pos_weight)
+        .reduction(reduction)
+        .backward(grad_output)
 }
 
 /// [`binary_cross_entropy`] and its gradient for `grad_output = 1`, in one pass over the data.
@@ -430,8 +371,10 @@ pub fn binary_cross_entropy_value_and_grad<T: Float, D: Dimension>(
     weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<ValueAndGrad<T, D>, Error> {
-    let call = prepare(input, target, weight, None)?;
-    value_and_grad(Bce, call, reduction)
+    Request::new(LossKind::Bce, input, target)
+        .weight_dyn(weight)
+        .reduction(reduction)
+        .value_and_grad()
 }
 
 /// [`binary_cross_entropy_with_logits`] and its gradient for `grad_output = 1`, in one pass.
@@ -445,77 +388,74 @@ pub fn binary_cross_entropy_with_logits_value_and_grad<T: Float, D: Dimension>(
     pos_weight: Option<ArrayViewD<'_, T>>,
     reduction: Reduction,
 ) -> Result<ValueAndGrad<T, D>, Error> {
-    let call = prepare(input, target, weight, pos_weight)?;
-    value_and_grad(Logits, call, reduction)
+    Request::new(LossKind::BceWithLogits, input, target)
+        .weight_dyn(weight)
+        .pos_weight_dyn(pos_weight)
+        .reduction(reduction)
+        .value_and_grad()
 }
 
-/// Entry points for the bindings: either loss by a flag, outputs into the caller's buffers
-/// where it can (see [`parallel::Dest`]), an interrupt check between batches of a long call.
-/// The public functions above are these with no buffers and no check.
-#[cfg(feature = "python")]
-pub(crate) mod entry {
-    use super::*;
-    use ndarray::IxDyn;
+/// Sigmoid focal loss on logits, as `torchvision.ops.sigmoid_focal_loss` (whose default
+/// reduction is `none`), with an elementwise `weight` that broadcasts like BCE's.
+///
+/// Per element, with `p = sigmoid(input)`, `ce` = [`binary_cross_entropy_with_logits`],
+/// `p_t = p target + (1 - p)(1 - target)`: `weight * alpha_t * ce * (1 - p_t)^gamma`,
+/// `alpha_t = alpha target + (1 - alpha)(1 - target)` when `alpha >= 0` (else 1). Computed
+/// without cancellation or overflow: finite results for every finite input, the mathematical
+/// limits at infinite logits, exactly `alpha_t` times BCE with logits at `gamma = 0`.
+///
+/// # Errors
+/// Those of [`binary_cross_entropy_with_logits`], and [`Error::InvalidParameter`] when `gamma`
+/// is not a finite number `>= 0` or `alpha` is NaN or above 1.
+pub fn sigmoid_focal_loss<T: Float, D: Dimension>(
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    alpha: f64,
+    gamma: f64,
+    weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<Loss<T, D>, Error> {
+    Request::new(LossKind::SigmoidFocal { alpha, gamma }, input, target)
+        .weight_dyn(weight)
+        .reduction(reduction)
+        .forward()
+}
 
-    /// The operands of one binding call.
-    pub(crate) struct Args<'a, T> {
-        pub x: ArrayViewD<'a, T>,
-        pub y: ArrayViewD<'a, T>,
-        pub w: Option<ArrayViewD<'a, T>>,
-        pub pw: Option<ArrayViewD<'a, T>>,
-    }
+/// The gradient of [`sigmoid_focal_loss`] with respect to `input`; `grad_output` as in
+/// [`binary_cross_entropy_backward`].
+///
+/// # Errors
+/// Those of [`sigmoid_focal_loss`], and [`Error::GradOutputNotScalar`] or [`Error::Broadcast`]
+/// for a `grad_output` of the wrong shape.
+pub fn sigmoid_focal_loss_backward<T: Float, D: Dimension>(
+    grad_output: Option<ArrayViewD<'_, T>>,
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    alpha: f64,
+    gamma: f64,
+    weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<Array<T, D>, Error> {
+    Request::new(LossKind::SigmoidFocal { alpha, gamma }, input, target)
+        .weight_dyn(weight)
+        .reduction(reduction)
+        .backward(grad_output)
+}
 
-    fn call<T: Float>(logits: bool, args: Args<'_, T>) -> Result<Call<'_, T>, Error> {
-        let pw = if logits { args.pw } else { None };
-        prepare(args.x, args.y, args.w, pw)
-    }
-
-    /// The loss: the reduced value, or the elementwise array if it was not written to `dest`.
-    pub(crate) fn forward<'a, T: Float>(
-        logits: bool,
-        args: Args<'a, T>,
-        reduction: Reduction,
-        dest: Dest<'_, T>,
-        interrupt: Interrupt<'_>,
-    ) -> Result<Forward<T, IxDyn>, Error> {
-        let call = call(logits, args)?;
-        if logits {
-            forward_to(Logits, call, reduction, dest, interrupt)
-        } else {
-            forward_to(Bce, call, reduction, dest, interrupt)
-        }
-    }
-
-    /// The gradient, if it was not written to `dest`.
-    pub(crate) fn backward<'a, T: Float>(
-        logits: bool,
-        grad_output: Option<ArrayViewD<'a, T>>,
-        args: Args<'a, T>,
-        reduction: Reduction,
-        dest: Dest<'_, T>,
-        interrupt: Interrupt<'_>,
-    ) -> Result<Option<ArrayD<T>>, Error> {
-        let call = call(logits, args)?;
-        if logits {
-            backward_to(Logits, call, grad_output, reduction, dest, interrupt)
-        } else {
-            backward_to(Bce, call, grad_output, reduction, dest, interrupt)
-        }
-    }
-
-    /// The one-pass loss and gradient.
-    pub(crate) fn value_and_grad<'a, T: Float>(
-        logits: bool,
-        args: Args<'a, T>,
-        reduction: Reduction,
-        dest: Dest<'_, T>,
-        interrupt: Interrupt<'_>,
-    ) -> Result<Both<T, IxDyn>, Error> {
-        let call = call(logits, args)?;
-        if logits {
-            value_and_grad_to(Logits, call, reduction, dest, interrupt)
-        } else {
-            value_and_grad_to(Bce, call, reduction, dest, interrupt)
-        }
-    }
+/// [`sigmoid_focal_loss`] and its gradient for `grad_output = 1`, in one pass.
+///
+/// # Errors
+/// Those of [`sigmoid_focal_loss`].
+pub fn sigmoid_focal_loss_value_and_grad<T: Float, D: Dimension>(
+    input: ArrayView<'_, T, D>,
+    target: ArrayView<'_, T, D>,
+    alpha: f64,
+    gamma: f64,
+    weight: Option<ArrayViewD<'_, T>>,
+    reduction: Reduction,
+) -> Result<ValueAndGrad<T, D>, Error> {
+    Request::new(LossKind::SigmoidFocal { alpha, gamma }, input, target)
+        .weight_dyn(weight)
+        .reduction(reduction)
+        .value_and_grad()
 }

@@ -1,9 +1,10 @@
 //! The Python extension module `bcers._bcers`: argument conversion only, no math.
 //!
 //! The thin torch-named API in `python/bcers` resolves `reduction` and the dtype policy and
-//! hands this module native-endian arrays of one float dtype (float32 or float64). Each
-//! function here borrows them as views, releases the GIL for large inputs, calls the crate,
-//! and wraps the result: a Python float for a reduction, a new ndarray otherwise.
+//! hands this module native-endian arrays of one float dtype (float32 or float64). The one
+//! entry, [`compute`], borrows them as views, releases the GIL for large inputs, runs the call
+//! (the loss named by a string, what is asked by two flags) and wraps the results: a Python
+//! float for a reduction, ndarrays otherwise.
 
 use std::sync::Mutex;
 
@@ -19,8 +20,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
-use crate::parallel::Interrupt;
-use crate::{entry, Dest, Error, Float, Reduction, SimdLevel};
+use crate::cpu::{Dest, Interrupt, Operands};
+use crate::engine;
+use crate::error::Error;
+use crate::float::Float;
+use crate::loss::LossKind;
+use crate::math::Real;
+use crate::request::{Reduction, Spec};
+use crate::SimdLevel;
 
 /// The most axes an array handed to this module may have (rust-numpy's views take 32; the
 /// Python package drops the axes of length 1 of larger ones first).
@@ -167,42 +174,6 @@ macro_rules! by_dtype {
     };
 }
 
-/// The borrowed operands of one call.
-struct Borrowed<'py, T: Element> {
-    x: PyReadonlyArrayDyn<'py, T>,
-    y: PyReadonlyArrayDyn<'py, T>,
-    w: Option<PyReadonlyArrayDyn<'py, T>>,
-    pw: Option<PyReadonlyArrayDyn<'py, T>>,
-}
-
-impl<'py, T: Element + Float> Borrowed<'py, T> {
-    fn new(
-        input: &Bound<'py, PyAny>,
-        target: &Bound<'py, PyAny>,
-        weight: Option<&Bound<'py, PyAny>>,
-        pos_weight: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Self> {
-        let x = borrow::<T>(input, "input")?;
-        let shape = x.shape().to_vec();
-        Ok(Borrowed {
-            x,
-            y: borrow::<T>(target, "target")?,
-            w: borrow_broadcast::<T>(weight, "weight", &shape)?,
-            pw: borrow_broadcast::<T>(pos_weight, "pos_weight", &shape)?,
-        })
-    }
-
-    /// The views.
-    fn views(&self) -> entry::Args<'_, T> {
-        entry::Args {
-            x: self.x.as_array(),
-            y: self.y.as_array(),
-            w: self.w.as_ref().map(|w| w.as_array()),
-            pw: self.pw.as_ref().map(|w| w.as_array()),
-        }
-    }
-}
-
 /// An output array: NumPy's, for large C-ordered inputs (NumPy asks the kernel for huge pages
 /// on large allocations, which saves most of the page faults of a fresh array), else none
 /// (the crate allocates one, handed over to NumPy without a copy). Made by `numpy.zeros`,
@@ -257,206 +228,141 @@ fn output_to_py<T: Element + Float>(
     }
 }
 
-fn forward_t<'py, T: Element + Float>(
-    py: Python<'py>,
-    input: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-    weight: Option<&Bound<'py, PyAny>>,
-    pos_weight: Option<&Bound<'py, PyAny>>,
-    reduction: Reduction,
-    logits: bool,
-) -> PyResult<Py<PyAny>> {
-    let borrowed = Borrowed::<T>::new(input, target, weight, pos_weight)?;
-    let args = borrowed.views();
-    let n = args.x.len();
-    let out = if reduction == Reduction::None {
-        numpy_output(py, &args.x)?
-    } else {
-        None
-    };
-    let mut guard = writable(&out)?;
-    let dest = Dest {
-        first: slice_of(&mut guard),
-        second: None,
-    };
-    let (value, array) = run(py, n, move |interrupt| {
-        entry::forward(logits, args, reduction, dest, interrupt)
-    })?;
-    drop(guard);
-    match value {
-        Some(v) => Ok(v.to_f64().into_pyobject(py)?.into_any().unbind()),
-        None => output_to_py(py, array, out),
+/// The loss a binding call names: `"bce"`, `"logits"` or `"focal"` (with `alpha` and `gamma`).
+pub(crate) fn loss_of(name: &str, alpha: f64, gamma: f64) -> PyResult<LossKind> {
+    match name {
+        "bce" => Ok(LossKind::Bce),
+        "logits" => Ok(LossKind::BceWithLogits),
+        "focal" => Ok(LossKind::SigmoidFocal { alpha, gamma }),
+        other => Err(PyValueError::new_err(format!("unknown loss '{other}'"))),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn backward_t<'py, T: Element + Float>(
-    py: Python<'py>,
+/// The grad_output of a call: for `none`, an array that broadcasts to the input's shape; for a
+/// reduction, a scalar (any other shape is that error, whatever its number of axes).
+fn borrow_grad_output<'py, T: Element + Real>(
     grad_output: Option<&Bound<'py, PyAny>>,
-    input: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-    weight: Option<&Bound<'py, PyAny>>,
-    pos_weight: Option<&Bound<'py, PyAny>>,
     reduction: Reduction,
-    logits: bool,
-) -> PyResult<Py<PyAny>> {
-    let borrowed = Borrowed::<T>::new(input, target, weight, pos_weight)?;
-    let g = match grad_output {
-        // A reduced loss's grad_output is a scalar: any other shape is that error, whatever
-        // its number of axes.
+    input: &[usize],
+) -> PyResult<Option<PyReadonlyArrayDyn<'py, T>>> {
+    match grad_output {
         Some(g) if reduction != Reduction::None => {
             let array = g.cast::<numpy::PyUntypedArray>().ok();
             match array.filter(|a| a.ndim() != 0) {
-                Some(a) => {
-                    return Err(Error::GradOutputNotScalar {
-                        reduction: reduction.name(),
-                        shape: a.shape().to_vec(),
-                    }
-                    .into())
+                Some(a) => Err(Error::GradOutputNotScalar {
+                    reduction: reduction.name(),
+                    shape: a.shape().to_vec(),
                 }
-                None => Some(borrow::<T>(g, "grad_output")?),
+                .into()),
+                None => Ok(Some(borrow::<T>(g, "grad_output")?)),
             }
         }
-        g => borrow_broadcast::<T>(g, "grad_output", borrowed.x.shape())?,
-    };
-    let args = borrowed.views();
-    let g = g.as_ref().map(|g| g.as_array());
-    let n = args.x.len();
-    let out = numpy_output(py, &args.x)?;
-    let mut guard = writable(&out)?;
-    let dest = Dest {
-        first: slice_of(&mut guard),
-        second: None,
-    };
-    let grad = run(py, n, move |interrupt| {
-        entry::backward(logits, g, args, reduction, dest, interrupt)
-    })?;
-    drop(guard);
-    output_to_py(py, grad, out)
+        g => borrow_broadcast::<T>(g, "grad_output", input),
+    }
 }
 
-fn value_and_grad_t<'py, T: Element + Float>(
+/// One call in the input's float type `T`.
+#[allow(clippy::too_many_arguments)]
+fn compute_t<'py, T: Element + Real>(
     py: Python<'py>,
+    spec: &Spec,
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
-    reduction: Reduction,
-    logits: bool,
+    grad_output: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let borrowed = Borrowed::<T>::new(input, target, weight, pos_weight)?;
-    let args = borrowed.views();
-    let n = args.x.len();
-    let loss_out = if reduction == Reduction::None {
-        numpy_output(py, &args.x)?
+    let x = borrow::<T>(input, "input")?;
+    let shape = x.shape().to_vec();
+    let y = borrow::<T>(target, "target")?;
+    let w = borrow_broadcast::<T>(weight, "weight", &shape)?;
+    let pw = borrow_broadcast::<T>(pos_weight, "pos_weight", &shape)?;
+    let g = borrow_grad_output::<T>(grad_output, spec.reduction, &shape)?;
+    let ops = Operands {
+        x: x.as_array(),
+        y: y.as_array(),
+        w: w.as_ref().map(|a| a.as_array()),
+        pw: pw.as_ref().map(|a| a.as_array()),
+        g: g.as_ref().map(|a| a.as_array()),
+    };
+    let n = ops.x.len();
+    let elementwise = spec.value && spec.reduction == Reduction::None;
+    let value_out = if elementwise {
+        numpy_output(py, &ops.x)?
     } else {
         None
     };
-    let grad_out = numpy_output(py, &args.x)?;
-    let (mut loss_guard, mut grad_guard) = (writable(&loss_out)?, writable(&grad_out)?);
+    let grad_out = if spec.grad {
+        numpy_output(py, &ops.x)?
+    } else {
+        None
+    };
+    let (mut value_guard, mut grad_guard) = (writable(&value_out)?, writable(&grad_out)?);
     let dest = Dest {
-        first: slice_of(&mut loss_guard),
-        second: slice_of(&mut grad_guard),
+        value: slice_of(&mut value_guard),
+        grad: slice_of(&mut grad_guard),
     };
-    let (value, losses, grad) = run(py, n, move |interrupt| {
-        entry::value_and_grad(logits, args, reduction, dest, interrupt)
+    let results = run(py, n, move |interrupt| {
+        engine::run(spec, ops, dest, interrupt)
     })?;
-    drop((loss_guard, grad_guard));
-    let loss = match value {
-        Some(v) => v.to_f64().into_pyobject(py)?.into_any().unbind(),
-        None => output_to_py(py, losses, loss_out)?,
+    drop((value_guard, grad_guard));
+    let value = match results.reduced {
+        Some(v) => Some(v.into_pyobject(py)?.into_any().unbind()),
+        None if elementwise => Some(output_to_py(py, results.value, value_out)?),
+        None => None,
     };
-    let grad = output_to_py(py, grad, grad_out)?;
-    Ok(PyTuple::new(py, [loss, grad])?.into_any().unbind())
+    let grad = if spec.grad {
+        Some(output_to_py(py, results.grad, grad_out)?)
+    } else {
+        None
+    };
+    match (value, grad) {
+        (Some(v), Some(g)) => Ok(PyTuple::new(py, [v, g])?.into_any().unbind()),
+        (Some(v), None) => Ok(v),
+        (None, Some(g)) => Ok(g),
+        (None, None) => Err(PyRuntimeError::new_err(
+            "bcers: a call that asks for nothing",
+        )),
+    }
 }
 
-/// The loss of `input` against `target`: a float for `mean`/`sum`, an ndarray for `none`.
+/// One call of a loss: `loss` (`"bce"`, `"logits"`, `"focal"` with `alpha` and `gamma`) of
+/// `input` against `target`; returns the loss (`value`; a float for `mean`/`sum`, an ndarray
+/// for `none`), its input gradient (`grad`), or both as a tuple. The arrays are native-endian
+/// float32 or float64 ndarrays of one dtype (the Python package sees to it).
 #[pyfunction]
-#[pyo3(signature = (input, target, weight, pos_weight, reduction, logits))]
-fn forward<'py>(
-    py: Python<'py>,
-    input: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-    weight: Option<&Bound<'py, PyAny>>,
-    pos_weight: Option<&Bound<'py, PyAny>>,
-    reduction: &str,
-    logits: bool,
-) -> PyResult<Py<PyAny>> {
-    let reduction = parse_reduction(reduction)?;
-    by_dtype!(
-        input,
-        forward_t(py, input, target, weight, pos_weight, reduction, logits)
-    )
-}
-
-/// The gradient of the loss with respect to `input`.
-#[pyfunction]
-#[pyo3(signature = (grad_output, input, target, weight, pos_weight, reduction, logits))]
+#[pyo3(signature = (loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad))]
 #[allow(clippy::too_many_arguments)]
-fn backward<'py>(
+fn compute<'py>(
     py: Python<'py>,
+    loss: &str,
+    alpha: f64,
+    gamma: f64,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
     grad_output: Option<&Bound<'py, PyAny>>,
-    input: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-    weight: Option<&Bound<'py, PyAny>>,
-    pos_weight: Option<&Bound<'py, PyAny>>,
     reduction: &str,
-    logits: bool,
+    value: bool,
+    grad: bool,
 ) -> PyResult<Py<PyAny>> {
-    let reduction = parse_reduction(reduction)?;
+    let spec = Spec {
+        loss: loss_of(loss, alpha, gamma)?,
+        reduction: parse_reduction(reduction)?,
+        value,
+        grad,
+    };
     by_dtype!(
         input,
-        backward_t(
-            py,
-            grad_output,
-            input,
-            target,
-            weight,
-            pos_weight,
-            reduction,
-            logits
-        )
+        compute_t(py, &spec, input, target, weight, pos_weight, grad_output)
     )
 }
 
-/// `(loss, gradient)` in one pass.
+/// Checks a loss's parameters (ValueError naming the bad one).
 #[pyfunction]
-#[pyo3(signature = (input, target, weight, pos_weight, reduction, logits))]
-fn value_and_grad<'py>(
-    py: Python<'py>,
-    input: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-    weight: Option<&Bound<'py, PyAny>>,
-    pos_weight: Option<&Bound<'py, PyAny>>,
-    reduction: &str,
-    logits: bool,
-) -> PyResult<Py<PyAny>> {
-    let reduction = parse_reduction(reduction)?;
-    by_dtype!(
-        input,
-        value_and_grad_t(py, input, target, weight, pos_weight, reduction, logits)
-    )
-}
-
-fn stream_read_t<T: Element + Float>(
-    py: Python<'_>,
-    x: &Bound<'_, PyAny>,
-    y: &Bound<'_, PyAny>,
-) -> PyResult<f64> {
-    let (x, y) = (borrow::<T>(x, "x")?, borrow::<T>(y, "y")?);
-    let not_contiguous = |_| PyValueError::new_err("x and y must be C-contiguous");
-    let (xs, ys) = (
-        x.as_slice().map_err(not_contiguous)?,
-        y.as_slice().map_err(not_contiguous)?,
-    );
-    run(py, xs.len(), move |_| crate::stream_read(xs, ys))
-}
-
-/// The sum of two contiguous arrays' elements, read once in the crate's chunks and threads:
-/// the streaming-read limit benchmarks compare the losses with.
-#[pyfunction]
-fn _stream_read(py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
-    by_dtype!(x, stream_read_t(py, x, y))
+fn check_loss(loss: &str, alpha: f64, gamma: f64) -> PyResult<()> {
+    Ok(loss_of(loss, alpha, gamma)?.validate()?)
 }
 
 /// Sets the number of threads large calls use (the Python package checks the argument).
@@ -511,19 +417,17 @@ fn set_simd_level(level: Option<&str>) -> PyResult<()> {
 #[pymodule]
 fn _bcers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("PARALLEL_MIN", crate::parallel::PARALLEL_MIN)?;
+    m.add("PARALLEL_MIN", crate::cpu::PARALLEL_MIN)?;
     m.add("MAX_THREADS", crate::MAX_THREADS)?;
     m.add("MAX_NDIM", MAX_NDIM)?;
-    m.add_function(wrap_pyfunction!(forward, m)?)?;
-    m.add_function(wrap_pyfunction!(backward, m)?)?;
-    m.add_function(wrap_pyfunction!(value_and_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(compute, m)?)?;
+    m.add_function(wrap_pyfunction!(check_loss, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_num_threads_env_problem, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(available_simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
-    m.add_function(wrap_pyfunction!(_stream_read, m)?)?;
     #[cfg(feature = "gpu")]
     crate::gpu::python::register(m)?;
     Ok(())

@@ -147,10 +147,10 @@ def test_the_native_module_refuses_more_than_32_axes_with_a_value_error() -> Non
     # Below the Python package, too: never rust-numpy's panic.
     x = np.full((1,) * 33, 0.5)
     with pytest.raises(ValueError, match=r"^input has 33 dimensions; bcers takes at most 32"):
-        _bcers.forward(x, x, None, None, "mean", False)
+        _bcers.compute("bce", 0.0, 0.0, x, x, None, None, None, "mean", True, False)
     small = np.full((1,), 0.5)
     with pytest.raises(ValueError, match=r"^weight of shape \(1, 1, .*\) cannot be broadcast"):
-        _bcers.forward(small, small, x, None, "mean", False)
+        _bcers.compute("bce", 0.0, 0.0, small, small, x, None, None, "mean", True, False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""bcers: fast, exact, torch-compatible binary cross entropy for NumPy arrays.
+"""bcers: fast, exact, torch-compatible binary cross entropy for NumPy arrays, and its family
+(sigmoid focal loss, with torchvision's names).
 
 The functions and classes carry torch's names and arguments::
 
@@ -18,14 +19,18 @@ from ._functional import (
     binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_backward,
     binary_cross_entropy_with_logits_value_and_grad,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_backward,
+    sigmoid_focal_loss_value_and_grad,
 )
-from ._loss import BCELoss, BCEWithLogitsLoss
+from ._loss import BCELoss, BCEWithLogitsLoss, SigmoidFocalLoss
 from ._threads import MAX_THREADS, _check_environment, set_num_threads
 
 __all__ = [
     "MAX_THREADS",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "SigmoidFocalLoss",
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_backward",
@@ -36,6 +41,9 @@ __all__ = [
     "get_num_threads",
     "gpu",
     "set_num_threads",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_backward",
+    "sigmoid_focal_loss_value_and_grad",
 ]
 
 _check_environment()

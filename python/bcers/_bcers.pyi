@@ -11,39 +11,28 @@ MAX_THREADS: int
 MAX_NDIM: int
 
 # The array arguments are checked at run time (float32 or float64 ndarrays of one dtype, else
-# TypeError), so any object type-checks here.
-def forward(
+# TypeError), so any object type-checks here. The result: the loss (a float for "mean"/"sum",
+# an ndarray for "none"), the gradient, or both as a tuple, as `value` and `grad` ask.
+def compute(
+    loss: str,
+    alpha: float,
+    gamma: float,
     input: Any,
     target: Any,
     weight: Any,
     pos_weight: Any,
-    reduction: str,
-    logits: bool,
-) -> Any: ...
-def backward(
     grad_output: Any,
-    input: Any,
-    target: Any,
-    weight: Any,
-    pos_weight: Any,
     reduction: str,
-    logits: bool,
-) -> npt.NDArray[np.floating[Any]]: ...
-def value_and_grad(
-    input: Any,
-    target: Any,
-    weight: Any,
-    pos_weight: Any,
-    reduction: str,
-    logits: bool,
-) -> tuple[Any, npt.NDArray[np.floating[Any]]]: ...
+    value: bool,
+    grad: bool,
+) -> Any: ...
+def check_loss(loss: str, alpha: float, gamma: float) -> None: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def _num_threads_env_problem() -> str | None: ...
 def simd_level() -> str: ...
 def available_simd_levels() -> list[str]: ...
 def set_simd_level(level: str | None = None) -> None: ...
-def _stream_read(x: npt.NDArray[np.floating[Any]], y: npt.NDArray[np.floating[Any]]) -> float: ...
 
 # The GPU part (Cargo feature "gpu"; bcers.gpu wraps it).
 @final
@@ -65,28 +54,16 @@ def _gpu_adapter_info() -> dict[str, Any]: ...
 def _gpu_asarray(
     array: npt.NDArray[np.float32], shape: tuple[int, ...] | list[int] | None = None
 ) -> Array: ...
-def _gpu_forward(
+def _gpu_compute(
+    loss: str,
+    alpha: float,
+    gamma: float,
     input: Array,
     target: Array,
     weight: Array | None,
     pos_weight: Array | None,
-    reduction: str,
-    logits: bool,
-) -> Any: ...
-def _gpu_backward(
     grad_output: Array | None,
-    input: Array,
-    target: Array,
-    weight: Array | None,
-    pos_weight: Array | None,
     reduction: str,
-    logits: bool,
-) -> Array: ...
-def _gpu_value_and_grad(
-    input: Array,
-    target: Array,
-    weight: Array | None,
-    pos_weight: Array | None,
-    reduction: str,
-    logits: bool,
-) -> tuple[Any, Array]: ...
+    value: bool,
+    grad: bool,
+) -> Any: ...

@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Any, Callable, Literal, Union, cast
+from typing import Any, Literal, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -72,13 +72,6 @@ def _legacy_reduction(size_average: bool | None, reduce: bool | None) -> str:
         f"size_average and reduce args will be deprecated, please use reduction='{name}' instead."
     )
     return name
-
-
-def _resolve_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
-    """The reduction a call means: the legacy pair if given, else ``reduction``, checked."""
-    if size_average is not None or reduce is not None:
-        return _legacy_reduction(size_average, reduce)
-    return _check_reduction(reduction)
 
 
 def _validate_reduction(reduction: str) -> None:
@@ -250,48 +243,35 @@ class _Squeeze:
         return ValueError(f"{m.group(1)}[{', '.join(map(str, index))}]{m.group(3)}")
 
 
-def _squeezed_call(
-    native: Callable[..., Any],
-    x: npt.NDArray[Any],
-    y: npt.NDArray[Any],
-    operands: list[tuple[str, npt.NDArray[Any] | None]],
-    *args: Any,
+def _native(
+    loss: str,
+    alpha: float,
+    gamma: float,
+    x: Any,
+    y: Any,
+    w: Any,
+    pw: Any,
+    g: Any,
+    mode: str,
+    value: bool,
+    grad: bool,
 ) -> Any:
-    """``native(*operands, *args)`` for an input of more than ``_MAX_NDIM`` axes: every array
-    operand (named, in call order) on the input's axes longer than 1, the results given back
-    their shape. An operand named ``"scalar"`` (the grad_output of a reduction) is passed as it
-    is."""
+    """The native call. An input of more than ``_MAX_NDIM`` axes has every array operand taken
+    on its axes longer than 1 (views), and the results given back their shape; a reduction's
+    grad_output (a scalar) is passed as it is."""
+    if x.ndim <= _MAX_NDIM:
+        return _bcers.compute(loss, alpha, gamma, x, y, w, pw, g, mode, value, grad)
     squeeze = _Squeeze(x, y)
-    fitted = [a if name == "scalar" else squeeze.operand(a, name) for name, a in operands]
+    fit = squeeze.operand
+    g = fit(g, "grad_output") if mode == "none" else g
+    args = (fit(x, "input"), fit(y, "target"), fit(w, "weight"), fit(pw, "pos_weight"), g)
     try:
-        out = native(*fitted, *args)
+        out = _bcers.compute(loss, alpha, gamma, *args, mode, value, grad)
     except ValueError as e:
         raise squeeze.error(e) from None
     if isinstance(out, tuple):
         return tuple(squeeze.result(v) for v in out)
     return squeeze.result(out)
-
-
-def _native_forward(x: Any, y: Any, w: Any, pw: Any, mode: str, logits: bool) -> Any:
-    if x.ndim > _MAX_NDIM:
-        ops = [("input", x), ("target", y), ("weight", w), ("pos_weight", pw)]
-        return _squeezed_call(_bcers.forward, x, y, ops, mode, logits)
-    return _bcers.forward(x, y, w, pw, mode, logits)
-
-
-def _native_backward(g: Any, x: Any, y: Any, w: Any, pw: Any, mode: str, logits: bool) -> Any:
-    if x.ndim > _MAX_NDIM:
-        g_name = "grad_output" if mode == "none" else "scalar"
-        ops = [(g_name, g), ("input", x), ("target", y), ("weight", w), ("pos_weight", pw)]
-        return _squeezed_call(_bcers.backward, x, y, ops, mode, logits)
-    return _bcers.backward(g, x, y, w, pw, mode, logits)
-
-
-def _native_value_and_grad(x: Any, y: Any, w: Any, pw: Any, mode: str, logits: bool) -> Any:
-    if x.ndim > _MAX_NDIM:
-        ops = [("input", x), ("target", y), ("weight", w), ("pos_weight", pw)]
-        return _squeezed_call(_bcers.value_and_grad, x, y, ops, mode, logits)
-    return _bcers.value_and_grad(x, y, w, pw, mode, logits)
 
 
 def _result(value: Any, dtype: np.dtype[Any]) -> Loss:
@@ -314,78 +294,109 @@ def _array(value: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[np.floa
     return value
 
 
-def _forward(
+def _run(
+    loss: str,
+    alpha: float,
+    gamma: float,
     input: ArrayLike,
     target: ArrayLike,
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
-    size_average: bool | None,
-    reduce: bool | None,
-    reduction: str,
-    logits: bool,
-) -> Loss:
-    """Either loss (``logits``): the fast path for plain arrays, else prepared, else the GPU."""
-    if (
-        size_average is None
-        and reduce is None
-        and _plain(input, target, weight, pos_weight, reduction)
-    ):
-        value = _bcers.forward(input, target, weight, pos_weight, reduction, logits)
-        return value if reduction is _NONE else input.dtype.type(value)  # type: ignore[union-attr,no-any-return]
-    mode = _resolve_reduction(size_average, reduce, reduction)
+    grad_output: ArrayLike | None,
+    mode: str,
+    value: bool,
+    grad: bool,
+) -> Any:
+    """The general path of every call: the operands prepared (converted, cast, float16 computed
+    in float32), the native call, the results in the input's dtype; or, when an argument is a
+    ``bcers.gpu.Array``, the GPU. ``mode`` is a checked reduction name."""
     try:
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
+        g = _grad_output(grad_output, dtype) if grad else None
     except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        return _result(_native_forward(x, y, w, pw, mode, logits), dtype)
-    return cast(Loss, _gpu._forward(input, target, weight, pos_weight, mode, logits))
+        return _gpu._compute(
+            loss, alpha, gamma, input, target, weight, pos_weight, grad_output, mode, value, grad
+        )
+    out = _native(loss, alpha, gamma, x, y, w, pw, g, mode, value, grad)
+    if value and grad:
+        return _result(out[0], dtype), _array(out[1], dtype)
+    return _result(out, dtype) if value else _array(out, dtype)
+
+
+def _scalar(value: Any, input: Any, reduction: str) -> Any:
+    """A fast-path native result: a reduction's float as the input's dtype."""
+    return value if reduction is _NONE else input.dtype.type(value)
+
+
+def _forward(
+    loss: str,
+    alpha: float,
+    gamma: float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+) -> Loss:
+    """The loss: the fast path for plain arrays, else the general one."""
+    if _plain(input, target, weight, pos_weight, reduction):
+        value = _bcers.compute(
+            loss, alpha, gamma, input, target, weight, pos_weight, None, reduction, True, False
+        )
+        return _scalar(value, input, reduction)  # type: ignore[no-any-return]
+    mode = _check_reduction(reduction)
+    return cast(
+        Loss, _run(loss, alpha, gamma, input, target, weight, pos_weight, None, mode, True, False)
+    )
 
 
 def _backward(
+    loss: str,
+    alpha: float,
+    gamma: float,
     grad_output: ArrayLike | None,
     input: ArrayLike,
     target: ArrayLike,
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
     reduction: str,
-    logits: bool,
 ) -> npt.NDArray[np.floating[Any]]:
-    """The input gradient of either loss (``logits``), on the CPU or the GPU."""
+    """The input gradient."""
     mode = _check_reduction(reduction)
-    try:
-        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-        g = _grad_output(grad_output, dtype)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        return _array(_native_backward(g, x, y, w, pw, mode, logits), dtype)
-    grad = _gpu._backward(grad_output, input, target, weight, pos_weight, mode, logits)
+    grad = _run(
+        loss, alpha, gamma, input, target, weight, pos_weight, grad_output, mode, False, True
+    )
     return cast(_Grad, grad)
 
 
 def _value_and_grad(
+    loss: str,
+    alpha: float,
+    gamma: float,
     input: ArrayLike,
     target: ArrayLike,
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
     reduction: str,
-    logits: bool,
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
-    """Either loss (``logits``) and its input gradient in one pass, on the CPU or the GPU."""
+    """The loss and its input gradient in one pass: the fast path for plain arrays, else the
+    general one."""
     if _plain(input, target, weight, pos_weight, reduction):
-        loss, grad = _bcers.value_and_grad(input, target, weight, pos_weight, reduction, logits)
-        return (loss if reduction is _NONE else input.dtype.type(loss)), grad  # type: ignore[union-attr]
+        value, grad = _bcers.compute(
+            loss, alpha, gamma, input, target, weight, pos_weight, None, reduction, True, True
+        )
+        return _scalar(value, input, reduction), grad
     mode = _check_reduction(reduction)
-    try:
-        x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-    except _OnGpu:
-        pass  # an argument is a bcers.gpu.Array: below
-    else:
-        loss, grad = _native_value_and_grad(x, y, w, pw, mode, logits)
-        return _result(loss, dtype), _array(grad, dtype)
-    lg = _gpu._value_and_grad(input, target, weight, pos_weight, mode, logits)
-    return cast(_LossGrad, lg)
+    out = _run(loss, alpha, gamma, input, target, weight, pos_weight, None, mode, True, True)
+    return cast(_LossGrad, out)
+
+
+def _legacy(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """torch's legacy pair, if given, in place of ``reduction`` (which is returned as it is
+    otherwise: the calls check it)."""
+    if size_average is not None or reduce is not None:
+        return _legacy_reduction(size_average, reduce)
+    return reduction
 
 
 def binary_cross_entropy(
@@ -416,7 +427,8 @@ def binary_cross_entropy(
         ValueError: shapes that do not match, values outside [0, 1], an unknown reduction.
         TypeError: a non-float input or a non-real argument.
     """
-    return _forward(input, target, weight, None, size_average, reduce, reduction, False)
+    mode = _legacy(size_average, reduce, reduction)
+    return _forward("bce", 0.0, 0.0, input, target, weight, None, mode)
 
 
 def binary_cross_entropy_with_logits(
@@ -447,7 +459,8 @@ def binary_cross_entropy_with_logits(
     Returns:
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
     """
-    return _forward(input, target, weight, pos_weight, size_average, reduce, reduction, True)
+    mode = _legacy(size_average, reduce, reduction)
+    return _forward("logits", 0.0, 0.0, input, target, weight, pos_weight, mode)
 
 
 def _grad_output(grad_output: ArrayLike | None, dtype: np.dtype[Any]) -> npt.NDArray[Any] | None:
@@ -479,7 +492,7 @@ def binary_cross_entropy_backward(
     Returns:
         An array of the input's shape and dtype.
     """
-    return _backward(grad_output, input, target, weight, None, reduction, False)
+    return _backward("bce", 0.0, 0.0, grad_output, input, target, weight, None, reduction)
 
 
 def binary_cross_entropy_with_logits_backward(
@@ -499,7 +512,7 @@ def binary_cross_entropy_with_logits_backward(
     Returns:
         An array of the input's shape and dtype.
     """
-    return _backward(grad_output, input, target, weight, pos_weight, reduction, True)
+    return _backward("logits", 0.0, 0.0, grad_output, input, target, weight, pos_weight, reduction)
 
 
 def binary_cross_entropy_value_and_grad(
@@ -514,7 +527,7 @@ def binary_cross_entropy_value_and_grad(
         ``(loss, grad_input)``: the loss as :func:`binary_cross_entropy` returns it, and an
         array of the input's shape and dtype.
     """
-    return _value_and_grad(input, target, weight, None, reduction, False)
+    return _value_and_grad("bce", 0.0, 0.0, input, target, weight, None, reduction)
 
 
 def binary_cross_entropy_with_logits_value_and_grad(
@@ -529,4 +542,75 @@ def binary_cross_entropy_with_logits_value_and_grad(
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
-    return _value_and_grad(input, target, weight, pos_weight, reduction, True)
+    return _value_and_grad("logits", 0.0, 0.0, input, target, weight, pos_weight, reduction)
+
+
+def sigmoid_focal_loss(
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: ReductionName = "none",
+    weight: ArrayLike | None = None,
+) -> Loss:
+    """Sigmoid focal loss (Lin et al. 2017), as ``torchvision.ops.sigmoid_focal_loss``.
+
+    Per element, with ``p = sigmoid(inputs)``, ``ce`` = BCE with logits, ``p_t = p * targets +
+    (1 - p) * (1 - targets)``: ``weight * alpha_t * ce * (1 - p_t) ** gamma``, where
+    ``alpha_t = alpha * targets + (1 - alpha) * (1 - targets)`` when ``alpha >= 0`` (a negative
+    alpha turns it off). Computed without torchvision's cancellations: finite results and
+    gradients for every finite logit, the mathematical limits at infinite ones, and exactly
+    ``alpha_t`` times BCE with logits at ``gamma = 0``. ``mean`` divides by the number of
+    elements.
+
+    Args:
+        inputs: logits, float16, float32 or float64 (the result has this dtype).
+        targets: same shape as ``inputs``, in [0, 1] (not checked, as in torchvision); any real
+            or bool dtype.
+        alpha: at most 1, not NaN; negative turns the class weighting off.
+        gamma: a finite number >= 0.
+        reduction: ``"none"`` (torchvision's default), ``"mean"`` or ``"sum"``.
+        weight: broadcasts to the input's shape (it may not enlarge it).
+
+    Returns:
+        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
+
+    Raises:
+        ValueError: bad ``alpha`` or ``gamma``, shapes that do not match, an unknown reduction.
+        TypeError: a non-float input or a non-real argument.
+    """
+    return _forward("focal", alpha, gamma, inputs, targets, weight, None, reduction)
+
+
+def sigmoid_focal_loss_backward(
+    grad_output: ArrayLike | None,
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: ReductionName = "none",
+    weight: ArrayLike | None = None,
+) -> npt.NDArray[np.floating[Any]]:
+    """The gradient of :func:`sigmoid_focal_loss` with respect to ``inputs``; ``grad_output``
+    as in :func:`binary_cross_entropy_backward` (``None`` means 1).
+
+    Returns:
+        An array of the input's shape and dtype.
+    """
+    return _backward("focal", alpha, gamma, grad_output, inputs, targets, weight, None, reduction)
+
+
+def sigmoid_focal_loss_value_and_grad(
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: ReductionName = "none",
+    weight: ArrayLike | None = None,
+) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+    """:func:`sigmoid_focal_loss` and its input gradient (for grad_output 1), in one pass.
+
+    Returns:
+        ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
+    """
+    return _value_and_grad("focal", alpha, gamma, inputs, targets, weight, None, reduction)

@@ -1,4 +1,4 @@
-"""The torch-named loss classes: ``BCELoss`` and ``BCEWithLogitsLoss``."""
+"""The loss classes: torch's ``BCELoss`` and ``BCEWithLogitsLoss``, and ``SigmoidFocalLoss``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from . import _bcers
 from ._arrays import check_real, convert
 from ._functional import (
     ArrayLike,
@@ -20,6 +21,9 @@ from ._functional import (
     binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_backward,
     binary_cross_entropy_with_logits_value_and_grad,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_backward,
+    sigmoid_focal_loss_value_and_grad,
 )
 from .gpu import Array
 
@@ -148,4 +152,64 @@ class BCEWithLogitsLoss(_Loss):
         """``(loss, grad_input)`` in one pass over the data."""
         return binary_cross_entropy_with_logits_value_and_grad(
             input, target, self.weight, self.pos_weight, reduction=self.reduction
+        )
+
+
+class SigmoidFocalLoss(_Loss):
+    """Sigmoid focal loss (Lin et al. 2017), callable like :class:`BCEWithLogitsLoss`.
+
+    ``loss_fn(inputs, targets)`` (or ``.forward``), ``.backward(inputs, targets,
+    grad_output=None)`` and ``.value_and_grad(inputs, targets)``, as the other classes; see
+    :func:`bcers.sigmoid_focal_loss` for the arguments. The parameters are checked at
+    construction (ValueError naming the bad one). The default reduction is ``"mean"``, as for
+    torch's loss classes (the function's, like torchvision's, is ``"none"``).
+    """
+
+    alpha: float
+    gamma: float
+
+    def __init__(
+        self,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        reduction: ReductionName = "mean",
+        weight: ArrayLike | None = None,
+    ) -> None:
+        _bcers.check_loss("focal", alpha, gamma)
+        super().__init__(weight, None, None, reduction)
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(alpha={self.alpha!r}, gamma={self.gamma!r}, "
+            f"reduction={self.reduction!r})"
+        )
+
+    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+        """The loss of ``input`` (logits) against ``target``."""
+        return sigmoid_focal_loss(
+            input, target, self.alpha, self.gamma, reduction=self.reduction, weight=self.weight
+        )
+
+    def backward(
+        self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
+    ) -> npt.NDArray[np.floating[Any]]:
+        """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
+        return sigmoid_focal_loss_backward(
+            grad_output,
+            input,
+            target,
+            self.alpha,
+            self.gamma,
+            reduction=self.reduction,
+            weight=self.weight,
+        )
+
+    def value_and_grad(
+        self, input: ArrayLike, target: ArrayLike
+    ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+        """``(loss, grad_input)`` in one pass over the data."""
+        return sigmoid_focal_loss_value_and_grad(
+            input, target, self.alpha, self.gamma, reduction=self.reduction, weight=self.weight
         )

@@ -37,7 +37,7 @@ from ._arrays import check_real, convert
 
 __all__ = ["Array", "adapter_info", "asarray", "is_available"]
 
-_BUILT = hasattr(_bcers, "_gpu_forward")
+_BUILT = hasattr(_bcers, "_gpu_compute")
 _NOT_BUILT = (
     "this build of bcers lacks GPU support: it was built without the Cargo feature 'gpu' "
     "(the wheel that `pip install .` builds has it)"
@@ -130,43 +130,32 @@ def _optional(value: Any, name: str) -> Array | None:
     return None if value is None else _upload(value, name, False)
 
 
-def _forward(
-    input: Any, target: Any, weight: Any, pos_weight: Any, reduction: str, logits: bool
-) -> Any:
-    """The loss on the GPU (called by bcers' functions when an argument is an Array)."""
-    x = _upload(input, "input", True)
-    y = _upload(target, "target", False)
-    w = _optional(weight, "weight")
-    pw = _optional(pos_weight, "pos_weight")
-    value = _bcers._gpu_forward(x, y, w, pw, reduction, logits)
-    return np.float32(value) if type(value) is float else value
-
-
-def _backward(
-    grad_output: Any,
+def _compute(
+    loss: str,
+    alpha: float,
+    gamma: float,
     input: Any,
     target: Any,
     weight: Any,
     pos_weight: Any,
+    grad_output: Any,
     reduction: str,
-    logits: bool,
-) -> Array:
-    """The input gradient on the GPU (``grad_output`` None means 1)."""
+    value: bool,
+    grad: bool,
+) -> Any:
+    """One call on the GPU (bcers' functions make it when an argument is an :class:`Array`):
+    the loss (a ``np.float32`` for ``mean``/``sum``, an :class:`Array` for ``none``), the
+    gradient (an :class:`Array`), or both as a tuple. ``grad_output`` None means 1."""
     x = _upload(input, "input", True)
     y = _upload(target, "target", False)
     w = _optional(weight, "weight")
     pw = _optional(pos_weight, "pos_weight")
-    g = _optional(grad_output, "grad_output")
-    return _bcers._gpu_backward(g, x, y, w, pw, reduction, logits)
+    g = _optional(grad_output, "grad_output") if grad else None
+    out = _bcers._gpu_compute(loss, alpha, gamma, x, y, w, pw, g, reduction, value, grad)
 
+    def scalar(v: Any) -> Any:
+        return np.float32(v) if type(v) is float else v
 
-def _value_and_grad(
-    input: Any, target: Any, weight: Any, pos_weight: Any, reduction: str, logits: bool
-) -> tuple[Any, Array]:
-    """``(loss, gradient)`` on the GPU."""
-    x = _upload(input, "input", True)
-    y = _upload(target, "target", False)
-    w = _optional(weight, "weight")
-    pw = _optional(pos_weight, "pos_weight")
-    loss, grad = _bcers._gpu_value_and_grad(x, y, w, pw, reduction, logits)
-    return (np.float32(loss) if type(loss) is float else loss), grad
+    if value and grad:
+        return scalar(out[0]), out[1]
+    return scalar(out) if value else out

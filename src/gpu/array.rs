@@ -5,8 +5,8 @@ use std::sync::{mpsc, Arc};
 use ndarray::{ArrayD, ArrayView, Dimension, IxDyn};
 
 use super::device::{ErrorScope, Gpu, Inner};
+use crate::cpu::Interrupt;
 use crate::error::Error;
-use crate::parallel::Interrupt;
 
 /// A float32 array on a GPU device, C-contiguous, stored as one or more storage buffers of at
 /// most the device's binding size (so arrays larger than one binding work everywhere).

@@ -1,5 +1,6 @@
 //! The device: adapter, queue, the kernels' pipelines, error capture.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -122,12 +123,14 @@ pub(crate) struct Inner {
     pub layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
-    /// One per (loss, job), made on first use.
-    pipelines: Mutex<[Option<wgpu::ComputePipeline>; 10]>,
+    /// The output slots of the kernel (storage bindings for array outputs).
+    pub slots: usize,
+    /// One per specialisation of the kernel, made on first use.
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bound where an operand is absent.
     pub dummy_read: wgpu::Buffer,
-    /// Bound where an output is absent (one each, so no buffer is bound writable twice).
-    pub dummy_write: [wgpu::Buffer; 3],
+    /// Bound where an output slot is empty (one each, so no buffer is bound writable twice).
+    pub dummy_write: Vec<wgpu::Buffer>,
     /// Buffers of arrays no longer used, for later results (most recently freed last).
     pool: Mutex<Vec<wgpu::Buffer>>,
     /// Errors no scope captured: (why the device was lost, kept; another error, reported once).
@@ -241,7 +244,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
         .get_downlevel_capabilities()
         .flags
         .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-        || limits.max_storage_buffers_per_shader_stage < 8
+        || limits.max_storage_buffers_per_shader_stage < (FIXED_BINDINGS + 2) as u32
     {
         return Err(Error::GpuUnavailable(format!(
             "{} (the adapter found, {} on {}, cannot run the compute shaders: it lacks \
@@ -297,11 +300,12 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
         .map_or(max_groups, |g| g.clamp(1, max_groups));
 
     let scope = ErrorScope::push(&device);
+    let slots = (limits.max_storage_buffers_per_shader_stage as usize)
+        .saturating_sub(FIXED_BINDINGS)
+        .clamp(2, MAX_SLOTS);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("bcers loss kernels"),
-        source: wgpu::ShaderSource::Wgsl(
-            concat!(include_str!("math.wgsl"), "\n", include_str!("loss.wgsl")).into(),
-        ),
+        source: wgpu::ShaderSource::Wgsl(shader_source(slots).into()),
     });
     let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
         binding,
@@ -332,9 +336,10 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
             storage(4, true),
             storage(5, true),
             storage(6, false),
-            storage(7, false),
-            storage(8, false),
-        ],
+        ]
+        .into_iter()
+        .chain((0..slots).map(|k| storage((FIXED_BINDINGS + 1 + k) as u32, false)))
+        .collect::<Vec<_>>(),
     });
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some("bcers loss layout"),
@@ -354,11 +359,9 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
     let inner = Inner {
         pid: std::process::id(),
         dummy_read: small("bcers absent operand", wgpu::BufferUsages::STORAGE),
-        dummy_write: [
-            small("bcers absent output 0", rw),
-            small("bcers absent output 1", rw),
-            small("bcers absent flags", rw),
-        ],
+        dummy_write: (0..slots)
+            .map(|_| small("bcers empty output slot", rw))
+            .collect(),
         device,
         queue,
         info,
@@ -368,7 +371,8 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
         layout,
         pipeline_layout,
         module,
-        pipelines: Mutex::new(Default::default()),
+        slots,
+        pipelines: Mutex::new(HashMap::new()),
         pool: Mutex::new(Vec::new()),
         uncaptured,
     };
@@ -376,49 +380,88 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
     Ok(inner)
 }
 
-/// What a dispatch computes (`JOB` in `loss.wgsl`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Job {
-    Sum = 0,
-    Loss = 1,
-    Grad = 2,
-    SumGrad = 3,
-    LossGrad = 4,
+/// The storage bindings every pipeline has: input, target, weight, pos_weight, grad_output,
+/// the scratch buffer (range flags and partial sums). The output slots come after them.
+pub(crate) const FIXED_BINDINGS: usize = 6;
+/// The most output slots a kernel is compiled with.
+pub(crate) const MAX_SLOTS: usize = 4;
+
+/// The kernel's source for a device with `slots` output slots: the elementary functions, the
+/// losses' WGSL twins, and the kernel with the slots' bindings and their writes.
+fn shader_source(slots: usize) -> String {
+    let mut decls = String::new();
+    let mut writes = String::from("fn write_slots(j: u32, d: Derivs, w: f32, i: u32) {\n");
+    for k in 0..slots {
+        decls.push_str(&format!(
+            "@group(0) @binding({}) var<storage, read_write> OUT{k}: array<f32>;\n",
+            FIXED_BINDINGS + 1 + k
+        ));
+        writes.push_str(&format!(
+            "    if ROLE_{k} != 0u {{\n        OUT{k}[j] = output(ROLE_{k}, d, w, i);\n    }}\n"
+        ));
+    }
+    writes.push_str("}\n");
+    let kernel = include_str!("kernel.wgsl").replace("{OUTPUT_SLOTS}", &(decls + "\n" + &writes));
+    [
+        include_str!("math.wgsl"),
+        crate::loss::WGSL_COMMON,
+        &crate::loss::WGSL.join("\n"),
+        &kernel,
+    ]
+    .join("\n")
 }
 
-impl Job {
-    /// Elements per thread of its kernel.
-    pub(crate) fn per_thread(self) -> u64 {
-        match self {
-            Job::Sum | Job::SumGrad => PER_THREAD_SUM,
-            Job::Loss | Job::Grad | Job::LossGrad => 1,
+/// What one kernel pipeline is specialised for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    /// The loss (`LOSS`).
+    pub loss: u32,
+    /// The values are summed (`SUM`).
+    pub sum: bool,
+    /// What each output slot holds (`ROLE_k`).
+    pub roles: [u32; MAX_SLOTS],
+    /// The values are needed (`WANT_VALUE`).
+    pub value: bool,
+    /// The input gradient is needed (`WANT_GRAD`).
+    pub grad: bool,
+}
+
+impl PipelineKey {
+    /// Elements per thread of its kernel: 8 for sums, 1 otherwise.
+    pub(crate) fn per_thread(&self) -> u64 {
+        if self.sum {
+            PER_THREAD_SUM
+        } else {
+            1
         }
     }
 
     /// Elements per workgroup.
-    pub(crate) fn tile(self) -> u64 {
+    pub(crate) fn tile(&self) -> u64 {
         WORKGROUP * self.per_thread()
-    }
-
-    pub(crate) fn sums(self) -> bool {
-        matches!(self, Job::Sum | Job::SumGrad)
     }
 }
 
 impl Inner {
-    /// The pipeline of `job` for the logits loss (`logits`) or BCE, made on first use.
-    pub(crate) fn pipeline(&self, logits: bool, job: Job) -> Result<wgpu::ComputePipeline, Error> {
-        let index = usize::from(logits) * 5 + job as usize;
+    /// The pipeline of `key`, made on first use.
+    pub(crate) fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline, Error> {
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(Some(p)) = cache.get(index) {
+        if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
         let scope = ErrorScope::push(&self.device);
-        let constants = [
-            ("LOSS", f64::from(u8::from(logits))),
-            ("JOB", job as u32 as f64),
-            ("PER_THREAD", job.per_thread() as f64),
+        let flag = |b: bool| f64::from(u8::from(b));
+        let mut constants: Vec<(&str, f64)> = vec![
+            ("LOSS", f64::from(key.loss)),
+            ("SUM", flag(key.sum)),
+            ("PER_THREAD", key.per_thread() as f64),
+            ("WANT_VALUE", flag(key.value)),
+            ("WANT_GRAD", flag(key.grad)),
         ];
+        const ROLES: [&str; MAX_SLOTS] = ["ROLE_0", "ROLE_1", "ROLE_2", "ROLE_3"];
+        for (name, role) in ROLES.iter().zip(key.roles) {
+            constants.push((name, f64::from(role)));
+        }
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -433,9 +476,7 @@ impl Inner {
                 cache: None,
             });
         scope.pop(self)?;
-        if let Some(slot) = cache.get_mut(index) {
-            *slot = Some(pipeline.clone());
-        }
+        cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 

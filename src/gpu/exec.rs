@@ -1,10 +1,11 @@
-//! Running one call: plan the passes, encode the dispatches, read back what must come back.
+//! Running one call's plan: cut it into passes, encode the dispatches, read back what must
+//! come back (the partial sums, BCE's range flags).
 
 use super::array::{buffer_with, read_back, GpuArray};
-use super::device::{ErrorScope, Job};
+use super::device::{ErrorScope, PipelineKey, MAX_SLOTS};
 use super::plan::{broadcast_strides, passes, Geometry, Mode, Pass, MAX_DIMS};
-use crate::error::Error;
-use crate::parallel::{format_value, Interrupt};
+use crate::cpu::Interrupt;
+use crate::error::{format_value, Error};
 
 /// The operands of one call; `target` has the input's shape, the others broadcast to it.
 pub(crate) struct Operands<'a> {
@@ -15,16 +16,6 @@ pub(crate) struct Operands<'a> {
     pub g: Option<&'a GpuArray>,
 }
 
-/// What a call produced.
-pub(crate) struct Outcome {
-    /// The float64 sum of the partial sums (for jobs that sum).
-    pub sum: f64,
-    /// The losses, or the gradient.
-    pub first: Option<GpuArray>,
-    /// The gradient of `LossGrad`.
-    pub second: Option<GpuArray>,
-}
-
 /// Buffer `c` of `a`.
 fn chunk_of(a: &GpuArray, c: usize) -> Result<&wgpu::Buffer, Error> {
     a.chunks
@@ -32,36 +23,64 @@ fn chunk_of(a: &GpuArray, c: usize) -> Result<&wgpu::Buffer, Error> {
         .ok_or_else(|| Error::Gpu("an array has fewer buffers than its shape needs".to_owned()))
 }
 
-/// Bytes of the uniform block of one pass (`Params` in `loss.wgsl`).
-const PARAMS_BYTES: u64 = 60 * 4;
+/// Words of the uniform block of one pass (`Params` in `kernel.wgsl`).
+const PARAMS_WORDS: usize = 64;
+/// Its bytes.
+const PARAMS_BYTES: u64 = PARAMS_WORDS as u64 * 4;
+
+/// What the kernel computes for one call.
+#[derive(Clone, Debug)]
+pub(crate) struct GpuPlan {
+    /// The loss (`LOSS`) and its parameters.
+    pub loss: u32,
+    pub alpha: f32,
+    pub gamma: f32,
+    /// Whether BCE's range check runs.
+    pub checks_range: bool,
+    /// The values are summed.
+    pub sum: bool,
+    /// The array outputs, in order: `ROLE_VALUE` (1) or `ROLE_GRAD` (2).
+    pub outputs: Vec<u32>,
+    /// Every derivative is multiplied by `factor`, then divided by `divisor`.
+    pub factor: f32,
+    pub divisor: f32,
+}
+
+/// The role of the elementwise values in [`GpuPlan::outputs`].
+pub(crate) const ROLE_VALUE: u32 = 1;
+/// The role of the input gradient.
+pub(crate) const ROLE_GRAD: u32 = 2;
 
 /// The uniform block of one pass, as the shader lays it out.
 fn params(
+    plan: &GpuPlan,
     geometry: &Geometry,
     pass: &Pass,
     chunk: u64,
     groups_x: u32,
-    scale: f32,
     partial_base: u32,
     flag_base: u32,
-) -> [u32; 60] {
-    let mut p = [0u32; 60];
+) -> [u32; PARAMS_WORDS] {
+    let mut p = [0u32; PARAMS_WORDS];
     p[0] = pass.len as u32;
     p[1] = (pass.start - pass.chunk as u64 * chunk) as u32;
     p[2] = groups_x;
-    p[3] = scale.to_bits();
-    p[4] = partial_base;
-    p[5] = flag_base;
+    p[3] = plan.factor.to_bits();
+    p[4] = plan.divisor.to_bits();
+    p[5] = partial_base;
+    p[6] = flag_base;
+    p[7] = plan.alpha.to_bits();
+    p[8] = plan.gamma.to_bits();
     // Shape and start coordinates, innermost axis first.
     let start = geometry.coords(pass.start);
     for (d, (&len, &c)) in geometry.shape.iter().zip(&start).rev().enumerate() {
         if d < MAX_DIMS {
-            p[8 + d] = len as u32;
-            p[16 + d] = c as u32;
+            p[12 + d] = len as u32;
+            p[20 + d] = c as u32;
         }
     }
     for (k, op) in geometry.ops.iter().enumerate() {
-        let o = 24 + 12 * k;
+        let o = 28 + 12 * k;
         p[o] = op.mode as u32;
         if op.mode == Mode::Strided {
             let inner_first: Vec<u64> = op.strides.iter().rev().copied().collect();
@@ -91,12 +110,18 @@ fn unravel(mut flat: u64, shape: &[usize]) -> Vec<usize> {
     index
 }
 
-/// Runs `job` of the logits loss (`logits`) or BCE over `ops`, every gradient times `scale`.
+/// What a call produced.
+pub(crate) struct Outcome {
+    /// The float64 sum of the partial sums (when the plan sums).
+    pub sum: f64,
+    /// The array outputs, in the plan's order.
+    pub arrays: Vec<GpuArray>,
+}
+
+/// Runs `plan` over `ops`; `interrupt` is called while waiting for the device.
 pub(crate) fn execute<'a>(
-    logits: bool,
-    job: Job,
+    plan: &GpuPlan,
     ops: &Operands<'a>,
-    scale: f32,
     interrupt: Interrupt<'_>,
 ) -> Result<Outcome, Error> {
     let gpu = &ops.x.gpu;
@@ -115,83 +140,84 @@ pub(crate) fn execute<'a>(
     if others.iter().flatten().any(|a| !a.gpu.same_device(gpu)) {
         return Err(Error::GpuDeviceMismatch);
     }
-    let elementwise = match job {
-        Job::Sum => 0,
-        Job::Loss | Job::Grad | Job::SumGrad => 1,
-        Job::LossGrad => 2,
-    };
+    if plan.outputs.len() > inner.slots {
+        return Err(Error::Internal("more outputs than the kernel's slots"));
+    }
     if n == 0 {
-        let empty = || GpuArray::output(gpu, &shape);
-        return Ok(Outcome {
-            sum: 0.0,
-            first: (elementwise >= 1).then(empty).transpose()?,
-            second: (elementwise >= 2).then(empty).transpose()?,
-        });
+        let arrays = plan
+            .outputs
+            .iter()
+            .map(|_| GpuArray::output(gpu, &shape))
+            .collect::<Result<Vec<_>, Error>>()?;
+        return Ok(Outcome { sum: 0.0, arrays });
     }
     let geometry = Geometry::new(&shape, [w, pw, g])?;
     let chunk = inner.chunk as u64;
     let max_groups = u64::from(inner.max_groups);
-    let tile = job.tile();
+    let mut roles = [0u32; MAX_SLOTS];
+    for (slot, &role) in roles.iter_mut().zip(&plan.outputs) {
+        *slot = role;
+    }
+    let key = PipelineKey {
+        loss: plan.loss,
+        sum: plan.sum,
+        roles,
+        value: plan.sum || plan.outputs.contains(&ROLE_VALUE),
+        grad: plan.outputs.contains(&ROLE_GRAD),
+    };
+    let tile = key.tile();
     let max_len = tile.saturating_mul(max_groups).saturating_mul(max_groups);
-    let plan = passes(&geometry, n as u64, chunk, max_len);
+    let plan_passes = passes(&geometry, n as u64, chunk, max_len);
 
     let scope = ErrorScope::push(&inner.device);
     let result = (|| {
-        let pipeline = inner.pipeline(logits, job)?;
-        let first = (elementwise >= 1)
-            .then(|| GpuArray::output(gpu, &shape))
-            .transpose()?;
-        let second = (elementwise >= 2)
-            .then(|| GpuArray::output(gpu, &shape))
-            .transpose()?;
+        let pipeline = inner.pipeline(key)?;
+        let arrays = plan
+            .outputs
+            .iter()
+            .map(|_| GpuArray::output(gpu, &shape))
+            .collect::<Result<Vec<_>, Error>>()?;
 
-        // Partial sums: one per workgroup, pass after pass.
-        let tiles: Vec<u64> = plan.iter().map(|p| p.len.div_ceil(tile)).collect();
-        let total_tiles: u64 = tiles.iter().sum();
-        let partials = if job.sums() {
-            let bytes = total_tiles * 4;
-            if bytes > inner.max_binding {
-                return Err(Error::Gpu(
-                    "the array is too large for one call's partial sums".to_owned(),
-                ));
-            }
-            Some(inner.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("bcers partial sums"),
-                size: bytes.max(4),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            })?)
-        } else {
-            None
-        };
-        // BCE's range check: the first bad input and target index of each pass.
-        let flags = if logits {
-            None
-        } else {
-            let init = vec![u32::MAX; 2 * plan.len()];
-            Some(buffer_with(
-                inner,
-                "bcers range flags",
-                bytemuck::cast_slice(&init),
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            )?)
-        };
+        // The scratch buffer: two range flags per pass, then one partial sum per workgroup.
+        let tiles: Vec<u64> = plan_passes.iter().map(|p| p.len.div_ceil(tile)).collect();
+        let total_tiles: u64 = if plan.sum { tiles.iter().sum() } else { 0 };
+        let flag_words = 2 * plan_passes.len() as u64;
+        let scratch_words = flag_words + total_tiles;
+        if scratch_words * 4 > inner.max_binding {
+            return Err(Error::Gpu(
+                "the array is too large for one call's partial sums".to_owned(),
+            ));
+        }
+        let mut init = Vec::new();
+        init.try_reserve_exact(scratch_words as usize)
+            .map_err(|_| Error::OutOfMemory {
+                what: "the partial sums",
+                bytes: scratch_words * 4,
+            })?;
+        init.resize(flag_words as usize, u32::MAX);
+        init.resize(scratch_words as usize, 0);
+        let scratch = buffer_with(
+            inner,
+            "bcers scratch",
+            bytemuck::cast_slice(&init),
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        )?;
 
         // Every pass's uniforms in one buffer, at the device's offset alignment.
         let align = u64::from(inner.device.limits().min_uniform_buffer_offset_alignment).max(4);
         let stride = PARAMS_BYTES.div_ceil(align) * align;
-        let mut uniform_bytes = vec![0u8; (stride * plan.len() as u64) as usize];
-        let mut dispatches = Vec::with_capacity(plan.len());
-        let mut partial_base = 0u64;
-        for (i, (pass, &groups)) in plan.iter().zip(&tiles).enumerate() {
+        let mut uniform_bytes = vec![0u8; (stride * plan_passes.len() as u64) as usize];
+        let mut dispatches = Vec::with_capacity(plan_passes.len());
+        let mut partial_base = flag_words;
+        for (i, (pass, &groups)) in plan_passes.iter().zip(&tiles).enumerate() {
             let groups_x = groups.min(max_groups).max(1);
             let groups_y = groups.div_ceil(groups_x);
             let p = params(
+                plan,
                 &geometry,
                 pass,
                 chunk,
                 groups_x as u32,
-                scale,
                 partial_base as u32,
                 (2 * i) as u32,
             );
@@ -200,7 +226,9 @@ pub(crate) fn execute<'a>(
                 dst.copy_from_slice(bytemuck::cast_slice(&p));
             }
             dispatches.push((groups_x as u32, groups_y as u32));
-            partial_base += groups;
+            if plan.sum {
+                partial_base += groups;
+            }
         }
         let uniforms = buffer_with(
             inner,
@@ -217,27 +245,25 @@ pub(crate) fn execute<'a>(
                     (Some(a), _) => chunk_of(a, pass.op_chunk[k]),
                 }
             };
-        let mut bind_groups = Vec::with_capacity(plan.len());
-        for (i, pass) in plan.iter().enumerate() {
-            let out0 = match &first {
-                Some(a) => chunk_of(a, pass.chunk)?,
-                None => &inner.dummy_write[0],
-            };
-            let out1 = match (&partials, &second) {
-                (Some(p), _) => p,
-                (None, Some(a)) => chunk_of(a, pass.chunk)?,
-                (None, None) => &inner.dummy_write[1],
-            };
-            let buffers = [
+        let mut bind_groups = Vec::with_capacity(plan_passes.len());
+        for (i, pass) in plan_passes.iter().enumerate() {
+            let mut buffers = vec![
                 chunk_of(ops.x, pass.chunk)?,
                 chunk_of(ops.y, pass.chunk)?,
                 operand(0, ops.w, pass)?,
                 operand(1, ops.pw, pass)?,
                 operand(2, ops.g, pass)?,
-                out0,
-                out1,
-                flags.as_ref().unwrap_or(&inner.dummy_write[2]),
+                &scratch,
             ];
+            for k in 0..inner.slots {
+                buffers.push(match arrays.get(k) {
+                    Some(a) => chunk_of(a, pass.chunk)?,
+                    None => inner
+                        .dummy_write
+                        .get(k)
+                        .ok_or(Error::Internal("a slot without its dummy buffer"))?,
+                });
+            }
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -276,54 +302,44 @@ pub(crate) fn execute<'a>(
             }
         }
 
-        let mut sources: Vec<(&wgpu::Buffer, u64, u64)> = Vec::new();
-        if let Some(p) = &partials {
-            sources.push((p, 0, total_tiles * 4));
-        }
-        if let Some(f) = &flags {
-            sources.push((f, 0, plan.len() as u64 * 8));
-        }
-        let mut sum = 0.0;
-        if sources.is_empty() {
+        if !(plan.sum || plan.checks_range) {
             inner.queue.submit([encoder.finish()]);
-        } else {
-            let mut bytes = read_back(inner, encoder, &sources, interrupt)?.into_iter();
-            if partials.is_some() {
-                let part = bytes.next().unwrap_or_default();
-                // In order, in float64: the same bits on every run.
-                sum = bytemuck::pod_collect_to_vec::<u8, f32>(&part)
-                    .into_iter()
-                    .map(f64::from)
-                    .sum();
-            }
-            if flags.is_some() {
-                let f = bytemuck::pod_collect_to_vec::<u8, u32>(&bytes.next().unwrap_or_default());
-                let first_bad = |which: usize| {
-                    plan.iter()
-                        .zip(f.chunks_exact(2))
-                        .filter_map(|(pass, pair)| {
-                            let local = pair.get(which).copied().unwrap_or(u32::MAX);
-                            (local != u32::MAX).then(|| pass.start + u64::from(local))
-                        })
-                        .min()
-                };
-                // torch checks element by element, the input before the target.
-                let culprit = match (first_bad(0), first_bad(1)) {
-                    (None, None) => None,
-                    (Some(a), Some(b)) if b < a => Some(("target", ops.y, b)),
-                    (Some(a), _) => Some(("input", ops.x, a)),
-                    (None, Some(b)) => Some(("target", ops.y, b)),
-                };
-                if let Some((arg, array, flat)) = culprit {
-                    return Err(Error::OutOfRange {
-                        arg,
-                        index: unravel(flat, &shape),
-                        value: format_value(array.element(flat)?),
-                    });
-                }
+            return Ok(Outcome { sum: 0.0, arrays });
+        }
+        let words = if plan.sum { scratch_words } else { flag_words };
+        let bytes = read_back(inner, encoder, &[(&scratch, 0, words * 4)], interrupt)?;
+        let words: Vec<u32> =
+            bytemuck::pod_collect_to_vec::<u8, u32>(bytes.first().map_or(&[][..], |b| b));
+        let (flags, partials) = words.split_at((flag_words as usize).min(words.len()));
+        // In order, in float64: the same bits on every run.
+        let sum = partials.iter().map(|&b| f64::from(f32::from_bits(b))).sum();
+        if plan.checks_range {
+            let first_bad = |which: usize| {
+                plan_passes
+                    .iter()
+                    .zip(flags.chunks_exact(2))
+                    .filter_map(|(pass, pair)| {
+                        let local = pair.get(which).copied().unwrap_or(u32::MAX);
+                        (local != u32::MAX).then(|| pass.start + u64::from(local))
+                    })
+                    .min()
+            };
+            // torch checks element by element, the input before the target.
+            let culprit = match (first_bad(0), first_bad(1)) {
+                (None, None) => None,
+                (Some(a), Some(b)) if b < a => Some(("target", ops.y, b)),
+                (Some(a), _) => Some(("input", ops.x, a)),
+                (None, Some(b)) => Some(("target", ops.y, b)),
+            };
+            if let Some((arg, array, flat)) = culprit {
+                return Err(Error::OutOfRange {
+                    arg,
+                    index: unravel(flat, &shape),
+                    value: format_value(array.element(flat)?),
+                });
             }
         }
-        Ok(Outcome { sum, first, second })
+        Ok(Outcome { sum, arrays })
     })();
     scope.pop(inner)?;
     result

@@ -14,12 +14,16 @@
 //! # Ok::<(), bcers::Error>(())
 //! ```
 //!
-//! What is the same as on the CPU: the per-element formulas (the `-100` floor of the
-//! logarithms, torch's float32 `1e-12` in the BCE gradient, the limits at infinite logits,
-//! the cancellation-free logits gradient), the broadcasting of `weight`, `pos_weight` and a
-//! per-element `grad_output` (NumPy's rules, trailing axes aligned, never enlarging the input;
-//! done by index arithmetic in the shader, nothing is materialised), BCE's range check with the
-//! same [`Error::OutOfRange`], `mean` over an empty input being NaN, and every error.
+//! What is the same as on the CPU: every loss of the family, each defined by its WGSL twin
+//! beside its Rust definition in `src/loss/` (the `-100` floor of BCE's logarithms, torch's
+//! float32 `1e-12` in its gradient, the limits at infinite logits, the cancellation-free
+//! gradients, the focal loss's `1 - p_t` without cancellation); the call's description and its
+//! checks ([`crate::Request`]'s, in the same order, with the same errors); the finishing of the
+//! reduction (the derivatives' factor, divided by `n` afterwards where `grad_output / n` would
+//! be subnormal); the broadcasting of `weight`, `pos_weight` and a per-element `grad_output`
+//! (NumPy's rules, trailing axes aligned, never enlarging the input; done by index arithmetic
+//! in the shader, nothing is materialised); BCE's range check with the same
+//! [`Error::OutOfRange`]; `mean` over an empty input being NaN.
 //!
 //! What differs:
 //! - **float32 only.** Arrays are float32 on the device; results agree with the CPU's float32
@@ -50,11 +54,11 @@ pub(crate) mod python;
 pub use array::GpuArray;
 pub use device::{is_available, AdapterDescription, Gpu, GpuOptions};
 
-use crate::error::{Error, LossKind};
-use crate::parallel::Interrupt;
-use crate::Reduction;
-use device::Job;
-use exec::{execute, Operands};
+use crate::cpu::Interrupt;
+use crate::error::Error;
+use crate::loss::LossKind;
+use crate::request::{check, derivative_scale, reduced_value, Reduction, Shapes, Spec};
+use exec::{execute, GpuPlan, Operands, ROLE_GRAD, ROLE_VALUE};
 
 /// A loss computed on the GPU: one value per element, on the device, or the reduced value.
 #[derive(Clone, Debug)]
@@ -83,129 +87,195 @@ impl GpuLoss {
     }
 }
 
-fn logits(kind: LossKind) -> bool {
-    kind == LossKind::BceWithLogits
+/// What a GPU call returns (what it asked for).
+pub(crate) struct Results {
+    /// The loss, if asked for.
+    pub value: Option<GpuLoss>,
+    /// The input gradient, if asked for.
+    pub grad: Option<GpuArray>,
 }
 
-fn check_target(x: &GpuArray, y: &GpuArray) -> Result<(), Error> {
-    if x.shape() != y.shape() {
-        return Err(Error::TargetShape {
-            input: x.shape().to_vec(),
-            target: y.shape().to_vec(),
-        });
-    }
-    Ok(())
-}
-
-fn missing_output() -> Error {
-    Error::Gpu("the kernel produced no output".to_owned())
-}
-
-pub(crate) fn forward(
-    kind: LossKind,
+/// Runs `spec` on the GPU; `g` is the grad_output (for a reduction, a 0-d array whose value is
+/// read back to fold it into the derivatives' factor).
+pub(crate) fn run(
+    spec: &Spec,
     x: &GpuArray,
     y: &GpuArray,
     w: Option<&GpuArray>,
     pw: Option<&GpuArray>,
-    reduction: Reduction,
-    interrupt: Interrupt<'_>,
-) -> Result<GpuLoss, Error> {
-    check_target(x, y)?;
-    let ops = Operands {
-        x,
-        y,
-        w,
-        pw,
-        g: None,
-    };
-    let n = x.len();
-    Ok(match reduction {
-        Reduction::None => {
-            let out = execute(logits(kind), Job::Loss, &ops, 1.0, interrupt)?;
-            GpuLoss::Elementwise(out.first.ok_or_else(missing_output)?)
-        }
-        Reduction::Mean => {
-            let out = execute(logits(kind), Job::Sum, &ops, 1.0, interrupt)?;
-            GpuLoss::Reduced((out.sum / n as f64) as f32)
-        }
-        Reduction::Sum => {
-            let out = execute(logits(kind), Job::Sum, &ops, 1.0, interrupt)?;
-            GpuLoss::Reduced(out.sum as f32)
-        }
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backward(
-    kind: LossKind,
     g: Option<&GpuArray>,
-    x: &GpuArray,
-    y: &GpuArray,
-    w: Option<&GpuArray>,
-    pw: Option<&GpuArray>,
-    reduction: Reduction,
     interrupt: Interrupt<'_>,
-) -> Result<GpuArray, Error> {
-    check_target(x, y)?;
-    let scale = match reduction {
-        Reduction::None => 1.0,
-        Reduction::Mean | Reduction::Sum => {
-            if let Some(g) = g {
-                if g.ndim() != 0 {
-                    return Err(Error::GradOutputNotScalar {
-                        reduction: reduction.name(),
-                        shape: g.shape().to_vec(),
-                    });
-                }
-            }
-            if reduction == Reduction::Mean {
-                (1.0 / x.len() as f64) as f32
-            } else {
-                1.0
-            }
-        }
+) -> Result<Results, Error> {
+    let shapes = Shapes {
+        input: x.shape(),
+        target: y.shape(),
+        weight: w.map(GpuArray::shape),
+        pos_weight: pw.map(GpuArray::shape),
+        grad_output: g.map(GpuArray::shape),
+    };
+    check(spec, &shapes)?;
+    if !(spec.value || spec.grad) {
+        return Err(Error::Internal("a call that asks for nothing"));
+    }
+    let n = x.len();
+    let (g, grad_output) = match (spec.reduction, g) {
+        (Reduction::None, g) => (g.filter(|_| spec.grad), 1.0),
+        (_, Some(g)) if spec.grad => (None, g.element(0)?),
+        _ => (None, 1.0),
+    };
+    let scale = derivative_scale(spec.reduction, n, grad_output);
+    let elementwise = spec.value && spec.reduction == Reduction::None;
+    let mut outputs = Vec::new();
+    if elementwise {
+        outputs.push(ROLE_VALUE);
+    }
+    if spec.grad {
+        outputs.push(ROLE_GRAD);
+    }
+    let (alpha, gamma) = match spec.loss {
+        LossKind::SigmoidFocal { alpha, gamma } => (alpha as f32, gamma as f32),
+        _ => (0.0, 0.0),
+    };
+    let plan = GpuPlan {
+        loss: spec.loss.gpu_id(),
+        alpha,
+        gamma,
+        checks_range: spec.loss.checks_range(),
+        sum: spec.value && !elementwise,
+        outputs,
+        factor: scale.factor,
+        divisor: scale.divide_after.unwrap_or(1.0),
     };
     let ops = Operands { x, y, w, pw, g };
-    execute(logits(kind), Job::Grad, &ops, scale, interrupt)?
-        .first
-        .ok_or_else(missing_output)
+    let out = execute(&plan, &ops, interrupt)?;
+    let mut arrays = out.arrays.into_iter();
+    let value = if elementwise {
+        let a = arrays
+            .next()
+            .ok_or(Error::Internal("the kernel lost an output"))?;
+        Some(GpuLoss::Elementwise(a))
+    } else if spec.value {
+        Some(GpuLoss::Reduced(
+            reduced_value(spec.reduction, out.sum, n) as f32
+        ))
+    } else {
+        None
+    };
+    let grad = if spec.grad {
+        Some(
+            arrays
+                .next()
+                .ok_or(Error::Internal("the kernel lost an output"))?,
+        )
+    } else {
+        None
+    };
+    Ok(Results { value, grad })
 }
 
-pub(crate) fn value_and_grad(
-    kind: LossKind,
-    x: &GpuArray,
-    y: &GpuArray,
-    w: Option<&GpuArray>,
-    pw: Option<&GpuArray>,
+/// One call on the GPU, as [`crate::Request`] on the CPU: a loss with its parameters, its
+/// operands (device arrays) and its reduction, then [`forward`](Request::forward),
+/// [`backward`](Request::backward) or [`value_and_grad`](Request::value_and_grad).
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    loss: LossKind,
+    input: &'a GpuArray,
+    target: &'a GpuArray,
+    weight: Option<&'a GpuArray>,
+    pos_weight: Option<&'a GpuArray>,
     reduction: Reduction,
-    interrupt: Interrupt<'_>,
-) -> Result<(GpuLoss, GpuArray), Error> {
-    check_target(x, y)?;
-    let ops = Operands {
-        x,
-        y,
-        w,
-        pw,
-        g: None,
-    };
-    let n = x.len();
-    match reduction {
-        Reduction::None => {
-            let out = execute(logits(kind), Job::LossGrad, &ops, 1.0, interrupt)?;
-            Ok((
-                GpuLoss::Elementwise(out.first.ok_or_else(missing_output)?),
-                out.second.ok_or_else(missing_output)?,
-            ))
+}
+
+impl<'a> Request<'a> {
+    /// A call of `loss` on `input` against `target`, reduced by its mean, with no weights.
+    pub fn new(loss: LossKind, input: &'a GpuArray, target: &'a GpuArray) -> Self {
+        Request {
+            loss,
+            input,
+            target,
+            weight: None,
+            pos_weight: None,
+            reduction: Reduction::Mean,
         }
-        Reduction::Mean | Reduction::Sum => {
-            let mean = reduction == Reduction::Mean;
-            let scale = if mean { (1.0 / n as f64) as f32 } else { 1.0 };
-            let out = execute(logits(kind), Job::SumGrad, &ops, scale, interrupt)?;
-            let value = if mean { out.sum / n as f64 } else { out.sum };
-            Ok((
-                GpuLoss::Reduced(value as f32),
-                out.first.ok_or_else(missing_output)?,
-            ))
+    }
+
+    /// Each element's loss multiplied by `weight`, which broadcasts to the input's shape.
+    pub fn weight(mut self, weight: &'a GpuArray) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// The weight of the positive class (BCE with logits), which broadcasts to the input's
+    /// shape.
+    pub fn pos_weight(mut self, pos_weight: &'a GpuArray) -> Self {
+        self.pos_weight = Some(pos_weight);
+        self
+    }
+
+    /// How the per-element losses are reduced (default: [`Reduction::Mean`]).
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    fn with(mut self, weight: Option<&'a GpuArray>, pos_weight: Option<&'a GpuArray>) -> Self {
+        self.weight = weight;
+        self.pos_weight = pos_weight;
+        self
+    }
+
+    fn run(&self, value: bool, grad: bool, g: Option<&GpuArray>) -> Result<Results, Error> {
+        let spec = Spec {
+            loss: self.loss,
+            reduction: self.reduction,
+            value,
+            grad,
+        };
+        run(
+            &spec,
+            self.input,
+            self.target,
+            self.weight,
+            self.pos_weight,
+            g,
+            None,
+        )
+    }
+
+    /// The loss: the per-element losses on the device (`Reduction::None`) or the reduced value.
+    ///
+    /// # Errors
+    /// Those of [`crate::Request::forward`] ([`Error::OutOfRange`] is found by the shader and
+    /// read back after the dispatch), and [`Error::Gpu`], [`Error::GpuLayout`],
+    /// [`Error::GpuDeviceMismatch`], [`Error::GpuAfterFork`].
+    pub fn forward(&self) -> Result<GpuLoss, Error> {
+        self.run(true, false, None)?
+            .value
+            .ok_or(Error::Internal("a forward with no value"))
+    }
+
+    /// The gradient with respect to the input, on the device. `grad_output` `None` means 1;
+    /// for `Mean` and `Sum` it must be 0-d (its value is read back), for `None` it broadcasts
+    /// to the input's shape.
+    ///
+    /// # Errors
+    /// Those of [`Request::forward`], and [`Error::GradOutputNotScalar`] or
+    /// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
+    pub fn backward(&self, grad_output: Option<&GpuArray>) -> Result<GpuArray, Error> {
+        self.run(false, true, grad_output)?
+            .grad
+            .ok_or(Error::Internal("a backward with no gradient"))
+    }
+
+    /// The loss and its gradient, in one pass over the data.
+    ///
+    /// # Errors
+    /// Those of [`Request::forward`].
+    pub fn value_and_grad(&self) -> Result<(GpuLoss, GpuArray), Error> {
+        let r = self.run(true, true, None)?;
+        match (r.value, r.grad) {
+            (Some(v), Some(g)) => Ok((v, g)),
+            _ => Err(Error::Internal("a value_and_grad without its outputs")),
         }
     }
 }
@@ -213,23 +283,23 @@ pub(crate) fn value_and_grad(
 /// [`crate::binary_cross_entropy`] on the GPU.
 ///
 /// # Errors
-/// Those of [`crate::binary_cross_entropy`] ([`Error::OutOfRange`] is found by the shader and
-/// read back after the dispatch), and [`Error::Gpu`], [`Error::GpuLayout`],
-/// [`Error::GpuDeviceMismatch`].
+/// Those of [`Request::forward`].
 pub fn binary_cross_entropy(
     input: &GpuArray,
     target: &GpuArray,
     weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<GpuLoss, Error> {
-    forward(LossKind::Bce, input, target, weight, None, reduction, None)
+    Request::new(LossKind::Bce, input, target)
+        .with(weight, None)
+        .reduction(reduction)
+        .forward()
 }
 
 /// [`crate::binary_cross_entropy_with_logits`] on the GPU.
 ///
 /// # Errors
-/// Those of [`crate::binary_cross_entropy_with_logits`], and [`Error::Gpu`],
-/// [`Error::GpuLayout`], [`Error::GpuDeviceMismatch`].
+/// Those of [`Request::forward`].
 pub fn binary_cross_entropy_with_logits(
     input: &GpuArray,
     target: &GpuArray,
@@ -237,23 +307,17 @@ pub fn binary_cross_entropy_with_logits(
     pos_weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<GpuLoss, Error> {
-    forward(
-        LossKind::BceWithLogits,
-        input,
-        target,
-        weight,
-        pos_weight,
-        reduction,
-        None,
-    )
+    Request::new(LossKind::BceWithLogits, input, target)
+        .with(weight, pos_weight)
+        .reduction(reduction)
+        .forward()
 }
 
-/// [`crate::binary_cross_entropy_backward`] on the GPU. `grad_output` `None` means 1; for
-/// `Mean` and `Sum` it must be 0-d, for `None` it broadcasts to the input's shape.
+/// [`crate::binary_cross_entropy_backward`] on the GPU; `grad_output` as in
+/// [`Request::backward`].
 ///
 /// # Errors
-/// Those of [`crate::binary_cross_entropy_backward`], and [`Error::Gpu`],
-/// [`Error::GpuLayout`], [`Error::GpuDeviceMismatch`].
+/// Those of [`Request::backward`].
 pub fn binary_cross_entropy_backward(
     grad_output: Option<&GpuArray>,
     input: &GpuArray,
@@ -261,24 +325,17 @@ pub fn binary_cross_entropy_backward(
     weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<GpuArray, Error> {
-    backward(
-        LossKind::Bce,
-        grad_output,
-        input,
-        target,
-        weight,
-        None,
-        reduction,
-        None,
-    )
+    Request::new(LossKind::Bce, input, target)
+        .with(weight, None)
+        .reduction(reduction)
+        .backward(grad_output)
 }
 
 /// [`crate::binary_cross_entropy_with_logits_backward`] on the GPU; `grad_output` as in
-/// [`binary_cross_entropy_backward`].
+/// [`Request::backward`].
 ///
 /// # Errors
-/// Those of [`crate::binary_cross_entropy_with_logits_backward`], and [`Error::Gpu`],
-/// [`Error::GpuLayout`], [`Error::GpuDeviceMismatch`].
+/// Those of [`Request::backward`].
 pub fn binary_cross_entropy_with_logits_backward(
     grad_output: Option<&GpuArray>,
     input: &GpuArray,
@@ -287,36 +344,33 @@ pub fn binary_cross_entropy_with_logits_backward(
     pos_weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<GpuArray, Error> {
-    backward(
-        LossKind::BceWithLogits,
-        grad_output,
-        input,
-        target,
-        weight,
-        pos_weight,
-        reduction,
-        None,
-    )
+    Request::new(LossKind::BceWithLogits, input, target)
+        .with(weight, pos_weight)
+        .reduction(reduction)
+        .backward(grad_output)
 }
 
 /// [`crate::binary_cross_entropy_value_and_grad`] on the GPU: the loss and its gradient in one
 /// pass over the data.
 ///
 /// # Errors
-/// Those of [`binary_cross_entropy`].
+/// Those of [`Request::forward`].
 pub fn binary_cross_entropy_value_and_grad(
     input: &GpuArray,
     target: &GpuArray,
     weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<(GpuLoss, GpuArray), Error> {
-    value_and_grad(LossKind::Bce, input, target, weight, None, reduction, None)
+    Request::new(LossKind::Bce, input, target)
+        .with(weight, None)
+        .reduction(reduction)
+        .value_and_grad()
 }
 
 /// [`crate::binary_cross_entropy_with_logits_value_and_grad`] on the GPU.
 ///
 /// # Errors
-/// Those of [`binary_cross_entropy_with_logits`].
+/// Those of [`Request::forward`].
 pub fn binary_cross_entropy_with_logits_value_and_grad(
     input: &GpuArray,
     target: &GpuArray,
@@ -324,13 +378,64 @@ pub fn binary_cross_entropy_with_logits_value_and_grad(
     pos_weight: Option<&GpuArray>,
     reduction: Reduction,
 ) -> Result<(GpuLoss, GpuArray), Error> {
-    value_and_grad(
-        LossKind::BceWithLogits,
-        input,
-        target,
-        weight,
-        pos_weight,
-        reduction,
-        None,
-    )
+    Request::new(LossKind::BceWithLogits, input, target)
+        .with(weight, pos_weight)
+        .reduction(reduction)
+        .value_and_grad()
+}
+
+/// [`crate::sigmoid_focal_loss`] on the GPU.
+///
+/// # Errors
+/// Those of [`Request::forward`].
+pub fn sigmoid_focal_loss(
+    input: &GpuArray,
+    target: &GpuArray,
+    alpha: f64,
+    gamma: f64,
+    weight: Option<&GpuArray>,
+    reduction: Reduction,
+) -> Result<GpuLoss, Error> {
+    Request::new(LossKind::SigmoidFocal { alpha, gamma }, input, target)
+        .with(weight, None)
+        .reduction(reduction)
+        .forward()
+}
+
+/// [`crate::sigmoid_focal_loss_backward`] on the GPU; `grad_output` as in
+/// [`Request::backward`].
+///
+/// # Errors
+/// Those of [`Request::backward`].
+pub fn sigmoid_focal_loss_backward(
+    grad_output: Option<&GpuArray>,
+    input: &GpuArray,
+    target: &GpuArray,
+    alpha: f64,
+    gamma: f64,
+    weight: Option<&GpuArray>,
+    reduction: Reduction,
+) -> Result<GpuArray, Error> {
+    Request::new(LossKind::SigmoidFocal { alpha, gamma }, input, target)
+        .with(weight, None)
+        .reduction(reduction)
+        .backward(grad_output)
+}
+
+/// [`crate::sigmoid_focal_loss_value_and_grad`] on the GPU.
+///
+/// # Errors
+/// Those of [`Request::forward`].
+pub fn sigmoid_focal_loss_value_and_grad(
+    input: &GpuArray,
+    target: &GpuArray,
+    alpha: f64,
+    gamma: f64,
+    weight: Option<&GpuArray>,
+    reduction: Reduction,
+) -> Result<(GpuLoss, GpuArray), Error> {
+    Request::new(LossKind::SigmoidFocal { alpha, gamma }, input, target)
+        .with(weight, None)
+        .reduction(reduction)
+        .value_and_grad()
 }

@@ -7,9 +7,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::{Gpu, GpuArray, GpuLoss};
-use crate::error::{LossKind, Shape};
-use crate::python::{run, too_many_axes, MAX_NDIM};
-use crate::Reduction;
+use crate::error::Shape;
+use crate::python::{loss_of, run, too_many_axes, MAX_NDIM};
+use crate::request::Spec;
 
 /// A float32 array on the GPU (`bcers.gpu.Array`): made by `bcers.gpu.asarray`, returned by
 /// the losses and gradients computed there.
@@ -147,15 +147,6 @@ fn _gpu_asarray(
 
 type Arg<'a, 'py> = Option<&'a Bound<'py, PyGpuArray>>;
 
-/// The loss a `logits` flag names, and the pos_weight it takes (BCE takes none).
-fn kind_of(logits: bool, pw: Option<&GpuArray>) -> (LossKind, Option<&GpuArray>) {
-    if logits {
-        (LossKind::BceWithLogits, pw)
-    } else {
-        (LossKind::Bce, None)
-    }
-}
-
 fn get<'a>(a: Arg<'a, '_>) -> Option<&'a GpuArray> {
     a.map(|a| &a.get().inner)
 }
@@ -167,87 +158,54 @@ fn loss_to_py(py: Python<'_>, loss: GpuLoss) -> PyResult<Py<PyAny>> {
     })
 }
 
-/// The loss on the GPU: a float for `mean`/`sum`, an Array for `none`.
+/// One call on the GPU, as `bcers._bcers.compute`: the loss (a float for `mean`/`sum`, an
+/// Array for `none`), the gradient (an Array), or both as a tuple.
 #[pyfunction]
-#[pyo3(signature = (input, target, weight, pos_weight, reduction, logits))]
-fn _gpu_forward(
-    py: Python<'_>,
-    input: &Bound<'_, PyGpuArray>,
-    target: &Bound<'_, PyGpuArray>,
-    weight: Arg<'_, '_>,
-    pos_weight: Arg<'_, '_>,
-    reduction: &str,
-    logits: bool,
-) -> PyResult<Py<PyAny>> {
-    let reduction: Reduction = reduction.parse()?;
-    let (x, y, w, pw) = (
-        &input.get().inner,
-        &target.get().inner,
-        get(weight),
-        get(pos_weight),
-    );
-    let (kind, pw) = kind_of(logits, pw);
-    let loss = run(py, usize::MAX, |interrupt| {
-        super::forward(kind, x, y, w, pw, reduction, interrupt)
-    })?;
-    loss_to_py(py, loss)
-}
-
-/// The gradient on the GPU, as an Array.
-#[pyfunction]
-#[pyo3(signature = (grad_output, input, target, weight, pos_weight, reduction, logits))]
+#[pyo3(signature = (loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad))]
 #[allow(clippy::too_many_arguments)]
-fn _gpu_backward(
-    py: Python<'_>,
-    grad_output: Arg<'_, '_>,
-    input: &Bound<'_, PyGpuArray>,
-    target: &Bound<'_, PyGpuArray>,
-    weight: Arg<'_, '_>,
-    pos_weight: Arg<'_, '_>,
-    reduction: &str,
-    logits: bool,
-) -> PyResult<PyGpuArray> {
-    let reduction: Reduction = reduction.parse()?;
-    let (g, x, y, w, pw) = (
-        get(grad_output),
-        &input.get().inner,
-        &target.get().inner,
-        get(weight),
-        get(pos_weight),
-    );
-    let (kind, pw) = kind_of(logits, pw);
-    let inner = run(py, usize::MAX, |interrupt| {
-        super::backward(kind, g, x, y, w, pw, reduction, interrupt)
-    })?;
-    Ok(PyGpuArray { inner })
-}
-
-/// `(loss, gradient)` on the GPU, in one pass.
-#[pyfunction]
-#[pyo3(signature = (input, target, weight, pos_weight, reduction, logits))]
-fn _gpu_value_and_grad<'py>(
+fn _gpu_compute<'py>(
     py: Python<'py>,
+    loss: &str,
+    alpha: f64,
+    gamma: f64,
     input: &Bound<'py, PyGpuArray>,
     target: &Bound<'py, PyGpuArray>,
     weight: Arg<'_, 'py>,
     pos_weight: Arg<'_, 'py>,
+    grad_output: Arg<'_, 'py>,
     reduction: &str,
-    logits: bool,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let reduction: Reduction = reduction.parse()?;
-    let (x, y, w, pw) = (
+    value: bool,
+    grad: bool,
+) -> PyResult<Py<PyAny>> {
+    let spec = Spec {
+        loss: loss_of(loss, alpha, gamma)?,
+        reduction: reduction.parse()?,
+        value,
+        grad,
+    };
+    let (x, y, w, pw, g) = (
         &input.get().inner,
         &target.get().inner,
         get(weight),
         get(pos_weight),
+        get(grad_output),
     );
-    let (kind, pw) = kind_of(logits, pw);
-    let (loss, grad) = run(py, usize::MAX, |interrupt| {
-        super::value_and_grad(kind, x, y, w, pw, reduction, interrupt)
+    let results = run(py, usize::MAX, |interrupt| {
+        super::run(&spec, x, y, w, pw, g, interrupt)
     })?;
-    let loss = loss_to_py(py, loss)?;
-    let grad = Py::new(py, PyGpuArray { inner: grad })?.into_any();
-    PyTuple::new(py, [loss, grad])
+    let value = results.value.map(|v| loss_to_py(py, v)).transpose()?;
+    let grad = results
+        .grad
+        .map(|a| Py::new(py, PyGpuArray { inner: a }).map(Py::into_any))
+        .transpose()?;
+    match (value, grad) {
+        (Some(v), Some(g)) => Ok(PyTuple::new(py, [v, g])?.into_any().unbind()),
+        (Some(v), None) => Ok(v),
+        (None, Some(g)) => Ok(g),
+        (None, None) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "bcers: a call that asks for nothing",
+        )),
+    }
 }
 
 /// Adds the class and functions to `bcers._bcers`.
@@ -256,8 +214,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_gpu_is_available, m)?)?;
     m.add_function(wrap_pyfunction!(_gpu_adapter_info, m)?)?;
     m.add_function(wrap_pyfunction!(_gpu_asarray, m)?)?;
-    m.add_function(wrap_pyfunction!(_gpu_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(_gpu_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(_gpu_value_and_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(_gpu_compute, m)?)?;
     Ok(())
 }

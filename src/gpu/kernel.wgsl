@@ -1,4 +1,4 @@
-// The BCE kernels: one entry point, specialised per pipeline by override constants.
+// The one kernel of every loss, specialised per pipeline by override constants.
 //
 // A dispatch covers one pass: `P.len` consecutive elements of the input (C order), all inside
 // one storage buffer of the input, starting at `P.xoff` in it. Each workgroup takes a tile of
@@ -10,23 +10,24 @@
 // input element `i` is found from the (collapsed) shape and their strides, with 0 for the
 // broadcast axes (see `offset`). Nothing is materialised.
 //
-// Reductions write one float32 partial sum per workgroup (a tree in workgroup memory, in a
-// fixed order); the host adds the partials in float64, in order. BCE records the first input
-// and target element outside [0, 1] of the pass (atomicMin), which the host reads back.
+// The loss is evaluated by its WGSL twin (`LOSS` picks it); the outputs go to the output
+// slots, `ROLE_k` saying what slot `k` holds. The slot bindings are declared by the host, as
+// many as the device allows (where the marker below stands). Sums write one float32 partial per
+// workgroup (a tree in workgroup memory, in a fixed order) into `SCRATCH`, after the range
+// flags; the host adds the partials in float64, in order. BCE records the first input and
+// target element outside [0, 1] of the pass (atomicMin), which the host reads back.
 
-override LOSS: u32 = 0u; // 0: BCE on probabilities, 1: BCE with logits
-override JOB: u32 = 0u; // 0 Sum, 1 Loss, 2 Grad, 3 SumGrad, 4 LossGrad
+override LOSS: u32 = 0u; // 0: BCE on probabilities, 1: BCE with logits, 2: sigmoid focal
+override SUM: bool = false; // the values are summed
 override PER_THREAD: u32 = 1u; // elements per thread
+override ROLE_0: u32 = 0u; // what slot k holds: 0 nothing, 1 values, 2 input gradients
+override ROLE_1: u32 = 0u;
+override ROLE_2: u32 = 0u;
+override ROLE_3: u32 = 0u;
 
 const WG: u32 = 256u;
-const JOB_SUM: u32 = 0u;
-const JOB_LOSS: u32 = 1u;
-const JOB_GRAD: u32 = 2u;
-const JOB_SUM_GRAD: u32 = 3u;
-const JOB_LOSS_GRAD: u32 = 4u;
-const LOG_FLOOR: f32 = -100.0;
-// torch's EPSILON for the BCE input gradient: the float32 constant 1e-12.
-const GRAD_EPS: f32 = 1e-12;
+const ROLE_VALUE: u32 = 1u;
+const ROLE_GRAD: u32 = 2u;
 const NO_INDEX: u32 = 0xffffffffu;
 
 struct Operand {
@@ -45,11 +46,18 @@ struct Params {
     len: u32,
     xoff: u32,
     groups_x: u32,
-    scale: f32,
+    // Every derivative is multiplied by `factor` (with the per-element grad_output), then
+    // divided by `divisor` (1, or n where factor / n would be subnormal).
+    factor: f32,
+    divisor: f32,
     partial_base: u32,
     flag_base: u32,
+    // The loss's parameters (focal: alpha, gamma).
+    alpha: f32,
+    gamma: f32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
     // The collapsed shape of the input, innermost axis first.
     shape: array<vec4<u32>, 2>,
     // The coordinates of the pass's first element, innermost first.
@@ -64,9 +72,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> W: array<f32>;
 @group(0) @binding(4) var<storage, read> PW: array<f32>;
 @group(0) @binding(5) var<storage, read> G: array<f32>;
-@group(0) @binding(6) var<storage, read_write> OUT0: array<f32>;
-@group(0) @binding(7) var<storage, read_write> OUT1: array<f32>;
-@group(0) @binding(8) var<storage, read_write> FLAGS: array<atomic<u32>>;
+// Range flags (two per pass), then the partial sums (as float32 bits).
+@group(0) @binding(6) var<storage, read_write> SCRATCH: array<atomic<u32>>;
+{OUTPUT_SLOTS}
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -118,23 +126,6 @@ fn grad_output_at(i: u32) -> f32 {
     return G[offset(2u, i)];
 }
 
-// `max(a, b)` as the CPU kernels have it: b when a is NaN.
-fn fmax(a: f32, b: f32) -> f32 {
-    return select(b, a, a > b);
-}
-
-// `coef * v`, but 0 where one factor is 0 and the other infinite: the limit of a loss term or a
-// weighted loss. A NaN factor still gives NaN; the zero has the sign a product of finite factors
-// would have. Tested on the bits: a GPU may assume no NaN or infinity in float comparisons.
-fn weighted(coef: f32, v: f32) -> f32 {
-    let cb = bitcast<u32>(coef);
-    let vb = bitcast<u32>(v);
-    let c_abs = cb & 0x7fffffffu;
-    let v_abs = vb & 0x7fffffffu;
-    let inf_times_zero = (c_abs == 0x7f800000u && v_abs == 0u) || (v_abs == 0x7f800000u && c_abs == 0u);
-    return select(coef * v, bitcast<f32>((cb ^ vb) & 0x80000000u), inf_times_zero);
-}
-
 // Whether v lies in [0, 1], from its bits (false for NaN; -0 and subnormals as the CPU has
 // them, whatever the GPU does with subnormal arithmetic).
 fn in_unit(v: f32) -> bool {
@@ -142,61 +133,22 @@ fn in_unit(v: f32) -> bool {
     return b <= 0x3f800000u || b == 0x80000000u;
 }
 
-fn bce_loss(x: f32, y: f32) -> f32 {
-    let log_x = fmax(ln(x), LOG_FLOOR);
-    let log_1mx = fmax(ln1p(-x), LOG_FLOOR);
-    return (y - 1.0) * log_1mx - y * log_x;
-}
-
-fn bce_grad(x: f32, y: f32) -> f32 {
-    return (x - y) / fmax((1.0 - x) * x, GRAD_EPS);
-}
-
-// exp(-|x|)
-fn exp_neg_abs(x: f32) -> f32 {
-    return ex(-bitcast<f32>(bitcast<u32>(x) & 0x7fffffffu));
-}
-
-// (1 - y) max(x, 0) + pw y max(-x, 0) + (1 + (pw - 1) y) log1p(exp(-|x|)), from sp = log1p(e).
-fn logits_loss(x: f32, y: f32, pw: f32, sp: f32) -> f32 {
-    let relu_pos = fmax(x, 0.0);
-    let relu_neg = fmax(-x, 0.0);
-    let log_weight = weighted(pw - 1.0, y) + 1.0;
-    return weighted(1.0 - y, relu_pos) + weighted(weighted(pw, y), relu_neg)
-        + weighted(log_weight, sp);
-}
-
-// (1 - y) sigmoid(x) - pw y sigmoid(-x), both sigmoids from e = exp(-|x|): no cancellation.
-fn logits_grad(x: f32, y: f32, pw: f32, e: f32) -> f32 {
-    let d = 1.0 / (1.0 + e);
-    let de = e * d;
-    let nonneg = x >= 0.0;
-    let sig_pos = select(de, d, nonneg);
-    let sig_neg = select(d, de, nonneg);
-    return weighted(1.0 - y, sig_pos) - weighted(weighted(pw, y), sig_neg);
-}
-
-fn loss_of(x: f32, y: f32, pw: f32) -> f32 {
+fn eval(x: f32, y: f32, i: u32) -> Derivs {
     if LOSS == 0u {
-        return bce_loss(x, y);
+        return bce_eval(x, y);
     }
-    return logits_loss(x, y, pw, ln1p(exp_neg_abs(x)));
+    if LOSS == 1u {
+        return logits_eval(x, y, pos_weight_at(i));
+    }
+    return focal_eval(x, y, P.alpha, P.gamma);
 }
 
-fn grad_of(x: f32, y: f32, pw: f32) -> f32 {
-    if LOSS == 0u {
-        return bce_grad(x, y);
+// The output of role `role` for one element.
+fn output(role: u32, d: Derivs, w: f32, i: u32) -> f32 {
+    if role == ROLE_VALUE {
+        return weighted(w, d.value);
     }
-    return logits_grad(x, y, pw, exp_neg_abs(x));
-}
-
-// Both, sharing exp(-|x|) for the logits.
-fn loss_and_grad(x: f32, y: f32, pw: f32) -> vec2<f32> {
-    if LOSS == 0u {
-        return vec2<f32>(bce_loss(x, y), bce_grad(x, y));
-    }
-    let e = exp_neg_abs(x);
-    return vec2<f32>(logits_loss(x, y, pw, ln1p(e)), logits_grad(x, y, pw, e));
+    return weighted(w, d.grad) * (grad_output_at(i) * P.factor) / P.divisor;
 }
 
 @compute @workgroup_size(256)
@@ -224,36 +176,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
             }
             let w = weight_at(i);
-            var pw = 1.0;
-            if LOSS == 1u {
-                pw = pos_weight_at(i);
+            let d = eval(x, y, i);
+            if SUM {
+                acc += weighted(w, d.value);
             }
-            if JOB == JOB_SUM {
-                acc += weighted(w, loss_of(x, y, pw));
-            } else if JOB == JOB_LOSS {
-                OUT0[j] = weighted(w, loss_of(x, y, pw));
-            } else if JOB == JOB_GRAD {
-                OUT0[j] = weighted(w, grad_of(x, y, pw)) * (grad_output_at(i) * P.scale);
-            } else if JOB == JOB_SUM_GRAD {
-                let lg = loss_and_grad(x, y, pw);
-                acc += weighted(w, lg.x);
-                OUT0[j] = weighted(w, lg.y) * P.scale;
-            } else {
-                let lg = loss_and_grad(x, y, pw);
-                OUT0[j] = weighted(w, lg.x);
-                OUT1[j] = weighted(w, lg.y) * P.scale;
-            }
+            write_slots(j, d, w, i);
         }
     }
     if LOSS == 0u {
         if bad_x != NO_INDEX {
-            atomicMin(&FLAGS[P.flag_base], bad_x);
+            atomicMin(&SCRATCH[P.flag_base], bad_x);
         }
         if bad_y != NO_INDEX {
-            atomicMin(&FLAGS[P.flag_base + 1u], bad_y);
+            atomicMin(&SCRATCH[P.flag_base + 1u], bad_y);
         }
     }
-    if JOB == JOB_SUM || JOB == JOB_SUM_GRAD {
+    if SUM {
         partial[lid] = acc;
         workgroupBarrier();
         for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -263,7 +201,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             workgroupBarrier();
         }
         if lid == 0u {
-            OUT1[P.partial_base + group] = partial[0];
+            atomicStore(&SCRATCH[P.partial_base + group], bitcast<u32>(partial[0]));
         }
     }
 }

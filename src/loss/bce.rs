@@ -1,0 +1,42 @@
+//! Binary cross entropy on probabilities, as torch computes it.
+//!
+//! Per element, for `x` and `y` in `[0, 1]` (the executor checks the range first):
+//! - value: `(y - 1) max(log1p(-x), -100) - y max(log(x), -100)`;
+//! - gradient: `(x - y) / max((1 - x) x, EPS)`, with torch's float32 `EPS = 1e-12`.
+//!
+//! The WGSL twin is `bce.wgsl`.
+
+use super::{max, Derivs, Elementwise, Want};
+use crate::math::{log1m_unit, log_unit, Real};
+use crate::simd::Isa;
+
+/// `-100`, torch's floor for the logarithms of BCE.
+pub(crate) const LOG_FLOOR: f64 = -100.0;
+
+/// torch's `EPSILON` for the BCE input gradient: the float32 constant `1e-12` (widened for
+/// float64: 9.99999996e-13).
+pub(crate) const GRAD_EPS: f32 = 1e-12;
+
+/// Binary cross entropy on probabilities.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bce;
+
+impl<F: Real> Elementwise<F> for Bce {
+    /// The logarithms are the variants for `x` in `[0, 1]`: other inputs are rejected by the
+    /// range check.
+    #[inline(always)]
+    fn eval<I: Isa, W: Want>(&self, x: F, y: F, _pw: F) -> Derivs<F> {
+        let mut d = Derivs::default();
+        if W::VALUE {
+            let floor = F::from_f64(LOG_FLOOR);
+            let log_x = max(log_unit::<F, I>(x), floor);
+            let log_1mx = max(log1m_unit::<F, I>(x), floor);
+            d.value = (y - F::ONE) * log_1mx - y * log_x;
+        }
+        if W::GRAD {
+            let eps = F::from_f64(f64::from(GRAD_EPS));
+            d.grad = (x - y) / max((F::ONE - x) * x, eps);
+        }
+        d
+    }
+}

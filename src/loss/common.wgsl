@@ -1,0 +1,45 @@
+// The helpers the losses share: the WGSL twin of `src/loss/mod.rs`. The per-loss functions
+// (`bce.wgsl`, `logits.wgsl`, `focal.wgsl`) return a `Derivs` and compute only what the
+// pipeline's override constants ask for; the drivers fold the constants away.
+
+override WANT_VALUE: bool = true;
+override WANT_GRAD: bool = false;
+
+struct Derivs {
+    value: f32,
+    grad: f32,
+}
+
+// `max(a, b)` as the CPU kernels have it: b when a is NaN.
+fn fmax(a: f32, b: f32) -> f32 {
+    return select(b, a, a > b);
+}
+
+// `coef * v`, but 0 where one factor is 0 and the other infinite: the limit of a loss term or a
+// weighted loss. A NaN factor still gives NaN; the zero has the sign a product of finite factors
+// would have. Tested on the bits: a GPU may assume no NaN or infinity in float comparisons.
+fn weighted(coef: f32, v: f32) -> f32 {
+    let cb = bitcast<u32>(coef);
+    let vb = bitcast<u32>(v);
+    let c_abs = cb & 0x7fffffffu;
+    let v_abs = vb & 0x7fffffffu;
+    let inf_times_zero = (c_abs == 0x7f800000u && v_abs == 0u) || (v_abs == 0x7f800000u && c_abs == 0u);
+    return select(coef * v, bitcast<f32>((cb ^ vb) & 0x80000000u), inf_times_zero);
+}
+
+// |x| from the bits.
+fn abs_bits(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) & 0x7fffffffu);
+}
+
+// exp(-|x|)
+fn exp_neg_abs(x: f32) -> f32 {
+    return ex(-abs_bits(x));
+}
+
+// (sigmoid(x), sigmoid(-x)) from e = exp(-|x|), both without cancellation.
+fn sigmoids(x: f32, e: f32) -> vec2<f32> {
+    let d = 1.0 / (1.0 + e);
+    let de = e * d;
+    return select(vec2<f32>(de, d), vec2<f32>(d, de), x >= 0.0);
+}

@@ -1,0 +1,45 @@
+//! Binary cross entropy on logits, with `pos_weight`.
+//!
+//! torch's `(1 - y) x - (1 + (pw - 1) y) logsigmoid(x)`, rewritten with
+//! `logsigmoid(x) = min(x, 0) - log1p(exp(-|x|))` as
+//! `(1 - y) max(x, 0) + pw y max(-x, 0) + (1 + (pw - 1) y) log1p(exp(-|x|))`: the same value for
+//! finite arguments, and the mathematical limit where one is infinite, since every product with
+//! a factor 0 is 0 ([`weighted`]; torch computes `0 * inf = NaN`). The gradient is
+//! `(1 - y) sigmoid(x) - pw y sigmoid(-x)`, torch's `(pw y + 1 - y) sigmoid(x) - pw y` without
+//! its cancellation: both sigmoids come straight from `exp(-|x|)`, so tiny exact values survive
+//! (x = 20, y = 1 gives `-sigmoid(-20)`, not 0).
+//!
+//! The WGSL twin is `logits.wgsl`.
+
+use super::{exp_neg_abs, max, sigmoids, weighted, Derivs, Elementwise, Want};
+use crate::math::{log1p_unit, Real};
+use crate::simd::Isa;
+
+/// Binary cross entropy on logits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Logits;
+
+impl<F: Real> Elementwise<F> for Logits {
+    const TAKES_POS_WEIGHT: bool = true;
+
+    #[inline(always)]
+    fn eval<I: Isa, W: Want>(&self, x: F, y: F, pw: F) -> Derivs<F> {
+        let mut d = Derivs::default();
+        let e = exp_neg_abs::<F, I>(x);
+        let pw_y = weighted(pw, y);
+        if W::VALUE {
+            let sp = log1p_unit::<F, I>(e);
+            let relu_pos = max(x, F::ZERO);
+            let relu_neg = max(-x, F::ZERO);
+            let log_weight = weighted(pw - F::ONE, y) + F::ONE;
+            d.value = weighted(F::ONE - y, relu_pos)
+                + weighted(pw_y, relu_neg)
+                + weighted(log_weight, sp);
+        }
+        if W::GRAD {
+            let (sig_pos, sig_neg) = sigmoids(x, e);
+            d.grad = weighted(F::ONE - y, sig_pos) - weighted(pw_y, sig_neg);
+        }
+        d
+    }
+}

@@ -1,0 +1,420 @@
+//! The loss family: each loss defined once, per element, for every backend.
+//!
+//! A loss is one file here ([`bce`], [`logits`], [`focal`]) with its WGSL twin beside it
+//! (`bce.wgsl`, ...): its parameters, and one per-element function generic over the float
+//! type and the SIMD level ([`Elementwise::eval`]) that yields what a call asks for (the value,
+//! the derivative with respect to the input, ...), written so that what a call does not ask
+//! for is compiled away ([`Want`]). [`LossKind`] is the runtime selector, from Python and Rust
+//! into the generic code; [`kernel`] turns it, with what a call wants, into the block function
+//! the CPU executor runs, compiled once per float type inside the crate.
+//!
+//! Adding a loss: its file and WGSL twin, one [`LossKind`] variant (with its arms in
+//! [`LossKind`]'s methods and in [`kernel`]), the Python wrapper and stub, tests, docs.
+
+pub(crate) mod bce;
+pub(crate) mod focal;
+pub(crate) mod logits;
+
+use core::fmt;
+
+use crate::error::Error;
+use crate::float::Float;
+use crate::math::Real;
+use crate::simd::{dispatch, Isa, Kernel, SimdLevel};
+
+/// A loss of the family, with its parameters: what a call computes per element.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum LossKind {
+    /// Binary cross entropy on probabilities, as `torch.nn.functional.binary_cross_entropy`.
+    Bce,
+    /// Binary cross entropy on logits, as `torch.nn.functional.binary_cross_entropy_with_logits`
+    /// (with `pos_weight`).
+    BceWithLogits,
+    /// Sigmoid focal loss on logits (Lin et al. 2017), as `torchvision.ops.sigmoid_focal_loss`:
+    /// BCE with logits times `(1 - p_t)^gamma`, times `alpha_t` when `alpha >= 0`. Build it with
+    /// [`LossKind::sigmoid_focal`], which checks the parameters.
+    SigmoidFocal {
+        /// The weight of the positive class, `alpha_t = alpha y + (1 - alpha)(1 - y)`; at most
+        /// 1; negative turns the weighting off.
+        alpha: f64,
+        /// The focusing exponent: a finite number `>= 0`.
+        gamma: f64,
+    },
+}
+
+impl LossKind {
+    /// The sigmoid focal loss with `alpha` and `gamma`, checked.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `gamma` is not a finite number `>= 0`, or `alpha` is NaN
+    /// or above 1.
+    pub fn sigmoid_focal(alpha: f64, gamma: f64) -> Result<LossKind, Error> {
+        let loss = LossKind::SigmoidFocal { alpha, gamma };
+        loss.validate()?;
+        Ok(loss)
+    }
+
+    /// The name of the function that computes it, as in torch and torchvision:
+    /// `binary_cross_entropy`, `binary_cross_entropy_with_logits`, `sigmoid_focal_loss`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LossKind::Bce => "binary_cross_entropy",
+            LossKind::BceWithLogits => "binary_cross_entropy_with_logits",
+            LossKind::SigmoidFocal { .. } => "sigmoid_focal_loss",
+        }
+    }
+
+    /// Whether `input` and `target` must lie in `[0, 1]` (BCE on probabilities).
+    pub fn checks_range(&self) -> bool {
+        matches!(self, LossKind::Bce)
+    }
+
+    /// Whether the loss takes a `pos_weight` (BCE with logits).
+    pub fn takes_pos_weight(&self) -> bool {
+        matches!(self, LossKind::BceWithLogits)
+    }
+
+    /// Checks the parameters (a [`LossKind::SigmoidFocal`] built by hand may hold any).
+    ///
+    /// # Errors
+    /// As [`LossKind::sigmoid_focal`].
+    pub fn validate(&self) -> Result<(), Error> {
+        if let LossKind::SigmoidFocal { alpha, gamma } = *self {
+            if !(gamma.is_finite() && gamma >= 0.0) {
+                return Err(Error::InvalidParameter {
+                    name: "gamma",
+                    value: crate::error::format_value(gamma),
+                    expected: "a finite number >= 0",
+                });
+            }
+            if alpha.is_nan() || alpha > 1.0 {
+                return Err(Error::InvalidParameter {
+                    name: "alpha",
+                    value: crate::error::format_value(alpha),
+                    expected: "at most 1 (negative turns the weighting off)",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The helpers the losses' WGSL twins share (the twin of this module's helpers).
+#[cfg(feature = "gpu")]
+pub(crate) const WGSL_COMMON: &str = include_str!("common.wgsl");
+
+/// The losses' WGSL twins, in the order of [`LossKind::gpu_id`].
+#[cfg(feature = "gpu")]
+pub(crate) const WGSL: [&str; 3] = [
+    include_str!("bce.wgsl"),
+    include_str!("logits.wgsl"),
+    include_str!("focal.wgsl"),
+];
+
+impl LossKind {
+    /// The loss's number in the GPU kernel (`LOSS` in `src/gpu/kernel.wgsl`).
+    #[cfg(feature = "gpu")]
+    pub(crate) fn gpu_id(&self) -> u32 {
+        match self {
+            LossKind::Bce => 0,
+            LossKind::BceWithLogits => 1,
+            LossKind::SigmoidFocal { .. } => 2,
+        }
+    }
+}
+
+impl fmt::Display for LossKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a call asks of the per-element function.
+
+/// What the per-element function computes: flags known at compile time, so that what a call
+/// does not ask for is not computed.
+pub(crate) trait Want: Copy + Send + Sync + 'static {
+    /// The loss.
+    const VALUE: bool;
+    /// Its derivative with respect to the input.
+    const GRAD: bool;
+}
+
+/// [`Want`] from a bit mask: 1 value, 2 grad.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wants<const MASK: u8>;
+
+impl<const MASK: u8> Want for Wants<MASK> {
+    const VALUE: bool = MASK & VALUE != 0;
+    const GRAD: bool = MASK & GRAD != 0;
+}
+
+/// The bit of the value in a want mask.
+pub(crate) const VALUE: u8 = 1;
+/// The bit of the input gradient in a want mask.
+pub(crate) const GRAD: u8 = 2;
+
+/// One element's results; the fields a call did not ask for hold anything.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Derivs<F> {
+    /// The loss.
+    pub value: F,
+    /// Its derivative with respect to the input.
+    pub grad: F,
+}
+
+/// One loss, per element: the scalar reference every vector level computes, lane by lane.
+pub(crate) trait Elementwise<F: Real>: Copy + Send + Sync {
+    /// Whether the loss reads a positive-class weight (else it is never passed).
+    const TAKES_POS_WEIGHT: bool = false;
+
+    /// The unweighted results for input `x`, target `y` and positive-class weight `pw` (1 for
+    /// the losses that take none).
+    fn eval<I: Isa, W: Want>(&self, x: F, y: F, pw: F) -> Derivs<F>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers the losses share.
+
+/// `max(a, b)` for the kernels: `b` when `a` is NaN or `a <= b`. Branch-free (a select).
+#[inline(always)]
+pub(crate) fn max<F: Float>(a: F, b: F) -> F {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `coef * v`, but 0 where one factor is 0 and the other infinite: the limit of a loss term,
+/// or of a weighted loss, as the infinite factor grows without bound (IEEE arithmetic says NaN).
+/// A NaN factor still gives NaN. The zero has the sign a product of finite factors would have.
+#[inline(always)]
+pub(crate) fn weighted<F: Float>(coef: F, v: F) -> F {
+    let product = coef * v;
+    // NaN only from 0 * inf here, since neither factor is NaN.
+    if product.is_nan() && !coef.is_nan() && !v.is_nan() {
+        F::from_bits((coef.to_bits() ^ v.to_bits()) & F::SIGN_MASK)
+    } else {
+        product
+    }
+}
+
+/// `bits(v + 0)`, unsigned: at most `bits(1)` exactly when `v` lies in `[0, 1]`. `v + 0`
+/// turns -0 into +0 and leaves every other value as it is; negative values have the sign bit
+/// set, NaN and values above 1 a larger exponent. The largest key over many values tells
+/// whether all of them are in range, in two operations a value.
+#[inline(always)]
+pub(crate) fn unit_key<F: Float>(v: F) -> F::Bits {
+    (v + F::ZERO).to_bits()
+}
+
+/// Whether `v` lies in `[0, 1]` (false for NaN).
+#[inline(always)]
+pub(crate) fn in_unit_interval<F: Float>(v: F) -> bool {
+    unit_key(v) <= F::ONE.to_bits()
+}
+
+/// `exp(-|x|)`, the one exponential of the losses on logits.
+#[inline(always)]
+pub(crate) fn exp_neg_abs<F: Real, I: Isa>(x: F) -> F {
+    let abs = F::from_bits(x.to_bits() & !F::SIGN_MASK);
+    crate::math::exp_nonpos::<F, I>(-abs)
+}
+
+/// `(sigmoid(x), sigmoid(-x))` from `e = exp(-|x|)`, both without cancellation.
+#[inline(always)]
+pub(crate) fn sigmoids<F: Float>(x: F, e: F) -> (F, F) {
+    let d = F::ONE / (F::ONE + e);
+    let de = e * d;
+    if x >= F::ZERO {
+        (d, de)
+    } else {
+        (de, d)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The block kernels: one loss over one block of contiguous elements, at one SIMD level.
+
+/// A block's inputs and the slices its results go to (each of the block's length, or absent
+/// when the call does not ask for it).
+pub(crate) struct BlockIo<'a, F> {
+    /// The input.
+    pub x: &'a [F],
+    /// The target.
+    pub y: &'a [F],
+    /// The positive-class weight, for the losses that take one and calls that give one.
+    pub pw: Option<&'a [F]>,
+    /// Where the values go.
+    pub value: Option<&'a mut [F]>,
+    /// Where the input gradients go.
+    pub grad: Option<&'a mut [F]>,
+}
+
+/// The function that runs one loss, for one want, over a block at a SIMD level: picked once
+/// per call by [`kernel`], called once per block.
+pub(crate) type BlockFn<F> = fn(&Params<F>, SimdLevel, BlockIo<'_, F>);
+
+/// A loss's parameters in the call's float type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params<F> {
+    /// Focal loss: `alpha` (negative: no weighting).
+    pub alpha: F,
+    /// Focal loss: `gamma`.
+    pub gamma: F,
+}
+
+impl<F: Float> Params<F> {
+    pub(crate) fn of(loss: &LossKind) -> Self {
+        match *loss {
+            LossKind::SigmoidFocal { alpha, gamma } => Params {
+                alpha: F::from_f64(alpha),
+                gamma: F::from_f64(gamma),
+            },
+            LossKind::Bce | LossKind::BceWithLogits => Params {
+                alpha: F::ZERO,
+                gamma: F::ZERO,
+            },
+        }
+    }
+}
+
+/// The positive-class weight of one element: a slice, or 1 when absent (monomorphised, so
+/// that an absent one costs nothing).
+pub(crate) trait PosWeight<F>: Copy {
+    fn at(self, i: usize) -> F;
+}
+
+impl<F: Float> PosWeight<F> for &[F] {
+    #[inline(always)]
+    fn at(self, i: usize) -> F {
+        self[i]
+    }
+}
+
+/// The absent positive-class weight: 1.
+#[derive(Clone, Copy)]
+pub(crate) struct NoPosWeight;
+
+impl<F: Float> PosWeight<F> for NoPosWeight {
+    #[inline(always)]
+    fn at(self, _i: usize) -> F {
+        F::ONE
+    }
+}
+
+/// One block of one loss, as a [`Kernel`] the SIMD dispatch compiles per level.
+struct Block<'a, F, L, W, P> {
+    loss: L,
+    want: core::marker::PhantomData<W>,
+    x: &'a [F],
+    y: &'a [F],
+    pw: P,
+    value: &'a mut [F],
+    grad: &'a mut [F],
+}
+
+impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, F, L, W, P> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let n = self.x.len();
+        let (x, y) = (&self.x[..n], &self.y[..n]);
+        let value = if W::VALUE {
+            &mut self.value[..n]
+        } else {
+            &mut [][..]
+        };
+        let grad = if W::GRAD {
+            &mut self.grad[..n]
+        } else {
+            &mut [][..]
+        };
+        for i in 0..n {
+            let i = I::index(i);
+            let d = self.loss.eval::<I, W>(x[i], y[i], self.pw.at(i));
+            if W::VALUE {
+                value[i] = d.value;
+            }
+            if W::GRAD {
+                grad[i] = d.grad;
+            }
+        }
+    }
+}
+
+/// Runs `loss` for want `W` over one block (`io`'s slices all have `io.x`'s length; the
+/// executor plans them so).
+fn run_block<F: Real, L: Elementwise<F>, W: Want>(loss: L, level: SimdLevel, io: BlockIo<'_, F>) {
+    let n = io.x.len();
+    debug_assert!(io.y.len() == n, "target block of another length");
+    debug_assert!(!W::VALUE || io.value.as_ref().is_some_and(|v| v.len() == n));
+    debug_assert!(!W::GRAD || io.grad.as_ref().is_some_and(|v| v.len() == n));
+    let value = io.value.unwrap_or_default();
+    let grad = io.grad.unwrap_or_default();
+    let want = core::marker::PhantomData::<W>;
+    match io.pw {
+        Some(pw) if L::TAKES_POS_WEIGHT => {
+            debug_assert!(pw.len() == n, "pos_weight block of another length");
+            let (x, y) = (io.x, io.y);
+            dispatch(
+                level,
+                Block {
+                    loss,
+                    want,
+                    x,
+                    y,
+                    pw,
+                    value,
+                    grad,
+                },
+            );
+        }
+        _ => {
+            let (x, y, pw) = (io.x, io.y, NoPosWeight);
+            dispatch(
+                level,
+                Block {
+                    loss,
+                    want,
+                    x,
+                    y,
+                    pw,
+                    value,
+                    grad,
+                },
+            );
+        }
+    }
+}
+
+/// The block function of `loss` for the want mask `want` ([`VALUE`] | [`GRAD`]; at least one).
+pub(crate) fn kernel<F: Real>(loss: &LossKind, want: u8) -> BlockFn<F> {
+    macro_rules! by_want {
+        ($make:expr) => {
+            match want & (VALUE | GRAD) {
+                VALUE => {
+                    |p: &Params<F>, level, io| run_block::<F, _, Wants<VALUE>>($make(p), level, io)
+                }
+                GRAD => {
+                    |p: &Params<F>, level, io| run_block::<F, _, Wants<GRAD>>($make(p), level, io)
+                }
+                _ => |p: &Params<F>, level, io| {
+                    run_block::<F, _, Wants<{ VALUE | GRAD }>>($make(p), level, io)
+                },
+            }
+        };
+    }
+    match loss {
+        LossKind::Bce => by_want!(|_: &Params<F>| bce::Bce),
+        LossKind::BceWithLogits => by_want!(|_: &Params<F>| logits::Logits),
+        LossKind::SigmoidFocal { .. } => by_want!(|p: &Params<F>| focal::Focal {
+            alpha: p.alpha,
+            gamma: p.gamma
+        }),
+    }
+}
