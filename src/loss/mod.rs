@@ -104,23 +104,59 @@ impl LossKind {
 #[cfg(feature = "gpu")]
 pub(crate) const WGSL_COMMON: &str = include_str!("common.wgsl");
 
-/// The losses' WGSL twins, in the order of [`LossKind::gpu_id`].
+/// The losses' WGSL twins, in the order of [`LossKind::ordinal`].
 #[cfg(feature = "gpu")]
-pub(crate) const WGSL: [&str; 3] = [
+pub(crate) const WGSL: [&str; COUNT] = [
     include_str!("bce.wgsl"),
     include_str!("logits.wgsl"),
     include_str!("focal.wgsl"),
 ];
 
+/// The number of losses in the family ([`LossKind::ordinal`] is below it).
+pub(crate) const COUNT: usize = 3;
+
 impl LossKind {
-    /// The loss's number in the GPU kernel (`LOSS` in `src/gpu/kernel.wgsl`).
-    #[cfg(feature = "gpu")]
-    pub(crate) fn gpu_id(&self) -> u32 {
+    /// The loss's number in the family: its position in [`WGSL`], and `LOSS` in the GPU
+    /// kernel.
+    pub(crate) fn ordinal(&self) -> usize {
         match self {
             LossKind::Bce => 0,
             LossKind::BceWithLogits => 1,
             LossKind::SigmoidFocal { .. } => 2,
         }
+    }
+
+    /// The loss's number in the GPU kernel (`LOSS` in `src/gpu/kernel.wgsl`).
+    #[cfg(feature = "gpu")]
+    pub(crate) fn gpu_id(&self) -> u32 {
+        self.ordinal() as u32
+    }
+
+    /// Every loss of the family, with parameters that exercise it (the focal loss with several
+    /// `alpha` and `gamma`, `gamma = 0` and a negative `alpha` among them): what the tests run
+    /// through every backend. Every loss appears (a unit test holds the list to the family).
+    #[doc(hidden)]
+    pub fn registry() -> Vec<LossKind> {
+        vec![
+            LossKind::Bce,
+            LossKind::BceWithLogits,
+            LossKind::SigmoidFocal {
+                alpha: 0.25,
+                gamma: 2.0,
+            },
+            LossKind::SigmoidFocal {
+                alpha: -1.0,
+                gamma: 0.5,
+            },
+            LossKind::SigmoidFocal {
+                alpha: 1.0,
+                gamma: 0.0,
+            },
+            LossKind::SigmoidFocal {
+                alpha: 0.0,
+                gamma: 5.0,
+            },
+        ]
     }
 }
 
@@ -416,5 +452,49 @@ pub(crate) fn kernel<F: Real>(loss: &LossKind, want: u8) -> BlockFn<F> {
             alpha: p.alpha,
             gamma: p.gamma
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_holds_every_loss_of_the_family() {
+        let mut seen = [false; COUNT];
+        for loss in LossKind::registry() {
+            assert!(loss.ordinal() < COUNT, "{loss}: COUNT is out of date");
+            loss.validate().unwrap();
+            seen[loss.ordinal()] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "a loss is missing from the registry");
+    }
+
+    #[test]
+    fn focal_parameters_are_checked() {
+        let bad = |alpha: f64, gamma: f64| LossKind::sigmoid_focal(alpha, gamma).unwrap_err();
+        assert_eq!(
+            bad(0.25, f64::NAN).to_string(),
+            "gamma must be a finite number >= 0, got NaN"
+        );
+        assert_eq!(
+            bad(0.25, -1.0).to_string(),
+            "gamma must be a finite number >= 0, got -1.0"
+        );
+        assert_eq!(
+            bad(0.25, f64::INFINITY).to_string(),
+            "gamma must be a finite number >= 0, got inf"
+        );
+        assert_eq!(
+            bad(1.5, 2.0).to_string(),
+            "alpha must be at most 1 (negative turns the weighting off), got 1.5"
+        );
+        assert_eq!(
+            bad(f64::NAN, 2.0).to_string(),
+            "alpha must be at most 1 (negative turns the weighting off), got NaN"
+        );
+        for (alpha, gamma) in [(1.0, 0.0), (-5.0, 0.5), (0.0, 100.0)] {
+            assert!(LossKind::sigmoid_focal(alpha, gamma).is_ok());
+        }
     }
 }
