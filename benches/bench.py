@@ -1,16 +1,28 @@
 """bcers against the NumPy expressions a user would write and (if installed) torch CPU.
 
+The cases: BCE and BCE with logits, forward and value_and_grad, and the sigmoid focal loss
+(``alpha`` 0.25, ``gamma`` 2, logits ~ N(0, 3^2), targets in {0, 1}) forward and value_and_grad,
+all ``mean``. The focal loss's NumPy expression is torchvision's code written in NumPy (its
+gradient written out analytically); its torch column is ``torchvision.ops.sigmoid_focal_loss``
+(with autograd for value_and_grad), empty without torchvision.
+
 Everything runs in one process, the implementations of a case timed side by side (one batch of
 each in turn, after a 5 ms pause for the previous one's threads to go idle, repeated; the
 median batch is kept), at one thread count shared by bcers and torch. Beside every case is
-the streaming-read limit: ``bcers._bcers._stream_read`` of the same two arrays in the same
-threads, the least time any loss over them can take.
+the streaming-read limit ("stream"), the least time any loss over the same two arrays can
+take: the two arrays read once by NumPy in ``bcers.get_num_threads()`` Python threads, each
+thread ``np.add.reduce`` of its contiguous slice of both arrays (NumPy releases the GIL while
+it sums), the calling thread taking one slice; below 65,536 elements (where bcers does not
+split the work either) the calling thread reads both arrays alone. Its median is taken as
+the others'. "bcers/stream" is bcers' time over it: 1.00x would be the memory limit. (At
+small n the limit is mostly NumPy's per-call overhead, a few microseconds: there bcers/stream
+near or below 1 says nothing about memory.)
 
     python benches/bench.py                      # the full sweep (a few minutes)
     python benches/bench.py --quick              # a smoke run (seconds)
     python benches/bench.py --plot docs/bench_plot.png --markdown /tmp/bench.md
 
-Needs numpy and bcers; torch and matplotlib are used when they import.
+Needs numpy and bcers; torch, torchvision and matplotlib are used when they import.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -38,14 +51,26 @@ except ImportError:  # pragma: no cover - depends on the environment
     torch = None
     torch_f = None
 
+try:  # torchvision is optional too: the focal loss's torch column is empty without it.
+    import torchvision
+    from torchvision.ops import sigmoid_focal_loss as tv_sigmoid_focal_loss
+except Exception:  # pragma: no cover - ImportError, or a torchvision built for another torch
+    torchvision = None
+    tv_sigmoid_focal_loss = None
+
 IMPLS = ("numpy", "torch", "bcers")
-OPS = ("bce", "logits", "bce_vg", "logits_vg")
+OPS = ("bce", "logits", "bce_vg", "logits_vg", "focal", "focal_vg")
 OP_TITLES = {
     "bce": "BCE forward (mean)",
     "logits": "BCE-with-logits forward (mean)",
     "bce_vg": "BCE value_and_grad (mean)",
     "logits_vg": "BCE-with-logits value_and_grad (mean)",
+    "focal": "focal forward (mean)",
+    "focal_vg": "focal value_and_grad (mean)",
 }
+# The sigmoid focal loss's parameters (torchvision's defaults).
+ALPHA = 0.25
+GAMMA = 2.0
 
 Fn = Callable[[], object]
 
@@ -98,14 +123,17 @@ def measure(funcs: dict[str, Fn], reps: int, min_batch: float) -> dict[str, floa
 
 @dataclass
 class Data:
-    """Probabilities ``x`` in (0, 1), soft targets ``y`` in [0, 1], logits ``z``."""
+    """Probabilities ``x`` in (0, 1), soft targets ``y`` in [0, 1], logits ``z`` ~ N(0, 3^2),
+    hard targets ``t`` in {0, 1} (the focal loss's, as in detection)."""
 
     x: np.ndarray[Any, Any]
     y: np.ndarray[Any, Any]
     z: np.ndarray[Any, Any]
+    t: np.ndarray[Any, Any]
     tx: Any = None
     ty: Any = None
     tz: Any = None
+    tt: Any = None
 
     @classmethod
     def make(cls, n: int, dtype: Any, seed: int = 0) -> Data:
@@ -113,10 +141,17 @@ class Data:
         x = rng.uniform(1e-6, 1 - 1e-6, n).astype(dtype)
         y = rng.random(n).astype(dtype)
         z = (3 * rng.standard_normal(n)).astype(dtype)
-        d = cls(x, y, z)
+        t = (rng.random(n) < 0.5).astype(dtype)
+        d = cls(x, y, z, t)
         if torch is not None:
-            d.tx, d.ty, d.tz = (torch.from_numpy(a) for a in (x, y, z))
+            d.tx, d.ty, d.tz, d.tt = (torch.from_numpy(a) for a in (x, y, z, t))
         return d
+
+    def operands(self, op: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """The input and target of ``op``."""
+        if op.startswith("focal"):
+            return self.z, self.t
+        return (self.z if op.startswith("logits") else self.x), self.y
 
 
 def numpy_funcs(op: str, d: Data) -> Fn:
@@ -134,11 +169,37 @@ def numpy_funcs(op: str, d: Data) -> Fn:
     def logits_grad() -> object:
         return (1 / (1 + np.exp(-z)) - y) / n
 
+    t, alpha, gamma = d.t, ALPHA, GAMMA
+
+    def focal() -> object:
+        # torchvision.ops.sigmoid_focal_loss, line by line (BCE with logits as torch computes it).
+        p = 1 / (1 + np.exp(-z))
+        ce = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        p_t = p * t + (1 - p) * (1 - t)
+        loss = ce * ((1 - p_t) ** gamma)
+        alpha_t = alpha * t + (1 - alpha) * (1 - t)
+        return np.mean(alpha_t * loss)
+
+    def focal_vg() -> object:
+        # The loss as above, and its derivative: with q = 1 - p_t, dce/dz = p - t and
+        # dq/dz = p (1 - p) (1 - 2t), so d/dz = alpha_t ((p - t) q^gamma
+        # + gamma ce q^(gamma - 1) p (1 - p) (1 - 2t)) (gamma >= 1), over n for the mean.
+        p = 1 / (1 + np.exp(-z))
+        ce = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        q = 1 - (p * t + (1 - p) * (1 - t))
+        alpha_t = alpha * t + (1 - alpha) * (1 - t)
+        q_g1 = q ** (gamma - 1)
+        loss = np.mean(alpha_t * ce * (q_g1 * q))
+        grad = alpha_t * ((p - t) * (q_g1 * q) + gamma * ce * q_g1 * (p * (1 - p) * (1 - 2 * t)))
+        return loss, grad / n
+
     table: dict[str, Fn] = {
         "bce": bce,
         "logits": logits,
         "bce_vg": lambda: (bce(), bce_grad()),
         "logits_vg": lambda: (logits(), logits_grad()),
+        "focal": focal,
+        "focal_vg": focal_vg,
     }
     return table[op]
 
@@ -146,12 +207,12 @@ def numpy_funcs(op: str, d: Data) -> Fn:
 def torch_funcs(op: str, d: Data) -> Fn | None:
     if torch is None or torch_f is None:
         return None
-    tx, ty, tz = d.tx, d.ty, d.tz
+    tx, ty, tz, tt = d.tx, d.ty, d.tz, d.tt
     f = torch_f
 
-    def vg(loss_fn: Callable[[Any, Any], Any], inp: Any) -> object:
+    def vg(loss_fn: Callable[[Any, Any], Any], inp: Any, target: Any = ty) -> object:
         leaf = inp.detach().requires_grad_()  # a fresh leaf each call
-        loss = loss_fn(leaf, ty)
+        loss = loss_fn(leaf, target)
         loss.backward()
         return loss.detach(), leaf.grad
 
@@ -161,7 +222,15 @@ def torch_funcs(op: str, d: Data) -> Fn | None:
         "bce_vg": lambda: vg(f.binary_cross_entropy, tx),
         "logits_vg": lambda: vg(f.binary_cross_entropy_with_logits, tz),
     }
-    return table[op]
+    focal = tv_sigmoid_focal_loss
+    if focal is not None:
+
+        def focal_mean(inp: Any, target: Any) -> Any:
+            return focal(inp, target, alpha=ALPHA, gamma=GAMMA, reduction="mean")
+
+        table["focal"] = lambda: focal_mean(tz, tt)
+        table["focal_vg"] = lambda: vg(focal_mean, tz, tt)
+    return table.get(op)
 
 
 def bcers_funcs(op: str, d: Data) -> Fn:
@@ -171,17 +240,62 @@ def bcers_funcs(op: str, d: Data) -> Fn:
         "logits": lambda: bcers.binary_cross_entropy_with_logits(z, y),
         "bce_vg": lambda: bcers.binary_cross_entropy_value_and_grad(x, y),
         "logits_vg": lambda: bcers.binary_cross_entropy_with_logits_value_and_grad(z, y),
+        "focal": lambda: bcers.sigmoid_focal_loss(z, d.t, ALPHA, GAMMA, "mean"),
+        "focal_vg": lambda: bcers.sigmoid_focal_loss_value_and_grad(z, d.t, ALPHA, GAMMA, "mean"),
     }
     return table[op]
 
 
-def stream_func(op: str, d: Data) -> Fn | None:
-    stream = getattr(_bcers, "_stream_read", None)
-    if stream is None:
-        return None
-    a = d.z if op.startswith("logits") else d.x
-    y = d.y
-    return lambda: stream(a, y)
+def native_func(op: str, d: Data) -> Fn:
+    """The native module's entry point called directly: no Python argument handling."""
+    loss = "focal" if op.startswith("focal") else "logits" if op.startswith("logits") else "bce"
+    alpha, gamma = (ALPHA, GAMMA) if loss == "focal" else (0.0, 0.0)
+    a, b = d.operands(op)
+    grad = op.endswith("_vg")
+    compute = _bcers.compute
+    return lambda: compute(loss, alpha, gamma, a, b, None, None, None, "mean", True, grad)
+
+
+# The streaming-read limit: below this many elements one thread reads (bcers does not split
+# such arrays either).
+STREAM_SPLIT_MIN = 1 << 16
+
+_READ_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _read(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> Any:
+    """``a`` and ``b`` read once (summed); NumPy releases the GIL while it sums."""
+    return np.add.reduce(a) + np.add.reduce(b)
+
+
+class StreamRead:
+    """The two arrays read once by NumPy in ``bcers.get_num_threads()`` threads (the count
+    when called): each thread sums its contiguous slice of both, the calling thread one of
+    them; one thread below ``STREAM_SPLIT_MIN`` elements."""
+
+    def __init__(self, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> None:
+        self.a, self.b = a.reshape(-1), b.reshape(-1)
+        self.slices: dict[int, list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]] = {}
+
+    def __call__(self) -> Any:
+        k = bcers.get_num_threads()
+        if k == 1 or self.a.size < STREAM_SPLIT_MIN:
+            return _read(self.a, self.b)
+        parts = self.slices.get(k)
+        if parts is None:
+            cuts = [self.a.size * i // k for i in range(k + 1)]
+            parts = [(self.a[lo:hi], self.b[lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
+            self.slices[k] = parts
+        pool = _READ_POOLS.get(k - 1)
+        if pool is None:
+            pool = _READ_POOLS[k - 1] = ThreadPoolExecutor(k - 1, thread_name_prefix="read")
+        futures = [pool.submit(_read, a, b) for a, b in parts[1:]]
+        total = _read(*parts[0])
+        return total + sum(f.result() for f in futures)
+
+
+def stream_func(op: str, d: Data) -> Fn:
+    return StreamRead(*d.operands(op))
 
 
 def _loss_and_grad(value: object) -> tuple[float, np.ndarray[Any, Any] | None]:
@@ -232,9 +346,7 @@ def run_case(op: str, d: Data, threads: int, reps: int, min_batch: float) -> Row
     if tf is not None:
         funcs["torch"] = tf
     funcs["bcers"] = bcers_funcs(op, d)
-    sf = stream_func(op, d)
-    if sf is not None:
-        funcs["stream"] = sf
+    funcs["stream"] = stream_func(op, d)
     row = Row(op, d.x.dtype.name, d.x.size, threads)
     with np.errstate(all="ignore"):
         row.err = check(funcs)
@@ -288,6 +400,7 @@ def machine() -> list[tuple[str, str]]:
         ("bcers", f"{bcers.__version__} (SIMD level {level}; available: {', '.join(levels)})"),
         ("NumPy", np.__version__),
         ("torch", torch.__version__ if torch is not None else "not installed"),
+        ("torchvision", torchvision.__version__ if torchvision is not None else "not installed"),
         ("load average", _loadavg()),
     ]
 
@@ -387,7 +500,8 @@ def plot(rows: list[Row], path: str, threads: int) -> None:
     except ImportError:
         print(f"\nmatplotlib is not installed: no plot written to {path}")
         return
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
+    nrows = math.ceil(len(OPS) / 2)
+    fig, axes = plt.subplots(nrows, 2, figsize=(11, 4 * nrows), sharex=True, sharey=True)
     styles = {
         "numpy": ("NumPy expression", "tab:blue", "-", "o"),
         "torch": ("torch CPU", "tab:orange", "-", "s"),
@@ -405,12 +519,14 @@ def plot(rows: list[Row], path: str, threads: int) -> None:
         ax.set_yscale("log")
         ax.set_title(OP_TITLES[op] + ", float32")
         ax.grid(True, which="both", alpha=0.3)
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("n (elements)")
     for ax in axes[:, 0]:
         ax.set_ylabel("ns per element")
     axes[0, 0].legend()
-    fig.suptitle(f"Binary cross entropy, ns/element (lower is better), {threads} threads")
+    fig.suptitle(
+        f"Binary cross entropy and focal loss, ns/element (lower is better), {threads} threads"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"\nplot written to {path}")
@@ -460,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     del d64
     note = (
         f"Median of {reps} batches, {threads} threads. ns/el: time per call / n. vs NumPy, "
-        "vs torch: their time / bcers' time. bcers/stream: bcers' time / the time of "
-        "`_stream_read` (both operands read once; 1.00x would be the memory limit). "
+        "vs torch: their time / bcers' time. bcers/stream: bcers' time / the time of the "
+        "streaming read (both operands read once by NumPy, `np.add.reduce` of one slice per "
+        "thread, in as many threads; 1.00x would be the memory limit). "
         "max rel diff: largest difference of NumPy's or torch's loss or gradient from bcers', "
         "relative to bcers' value (gradients: to its largest element)."
     )
@@ -473,10 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     scale_rows = []
     per_op: dict[str, dict[int, dict[str, float]]] = {}
     for op in OPS:
-        funcs: dict[str, Fn] = {"bcers": bcers_funcs(op, d)}
-        sf = stream_func(op, d)
-        if sf is not None:
-            funcs["stream"] = sf
+        funcs: dict[str, Fn] = {"bcers": bcers_funcs(op, d), "stream": stream_func(op, d)}
         tf = torch_funcs(op, d)
         if tf is not None:
             funcs["torch"] = tf
@@ -533,13 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         if tf is not None:
             funcs["torch"] = tf
         funcs["bcers"] = bcers_funcs(op, d)
-        logits = op.startswith("logits")
-        a, y = (d.z if logits else d.x), d.y
-        native = _bcers.forward if op in ("bce", "logits") else _bcers.value_and_grad
-        funcs["native"] = lambda f=native, a=a, y=y, lg=logits: f(a, y, None, None, "mean", lg)
-        sf = stream_func(op, d)
-        if sf is not None:
-            funcs["stream"] = sf
+        funcs["native"] = native_func(op, d)
+        funcs["stream"] = stream_func(op, d)
         t = measure(funcs, max(reps, 9), max(min_batch, 0.01))
         lat[op] = t
         lat_rows.append(
@@ -555,10 +664,10 @@ def main(argv: list[str] | None = None) -> int:
     del d
     report.add(
         "One call on n = 1000, float32 (microseconds per call)",
-        ["case", "NumPy", "torch", "bcers", "bcers native call", "_stream_read"],
+        ["case", "NumPy", "torch", "bcers", "bcers native call", "stream"],
         lat_rows,
-        "bcers: the public function; native call: `bcers._bcers.forward` / `value_and_grad` "
-        "directly (no Python argument handling).",
+        "bcers: the public function; native call: `bcers._bcers.compute` directly (no Python "
+        "argument handling); stream: the streaming read (one thread at this size).",
     )
 
     # 4. The targets.
@@ -616,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             1.6,
             "x",
             t2["bcers"] / t2["stream"] if "stream" in t2 else None,
-            "stream_read scales " + fmt(stream_scale, ".2f", "x"),
+            "the streaming read scales " + fmt(stream_scale, ".2f", "x"),
         )
     t = lat["bce"]
     torch_us = fmt(t["torch"] * 1e6 if "torch" in t else None, ".1f", " us")

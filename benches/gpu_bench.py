@@ -1,4 +1,5 @@
-"""GPU throughput of the BCE forward (``mean``), in GB/s of input read.
+"""GPU throughput of the forward (``mean``) of BCE with logits, BCE and the sigmoid focal loss
+(``alpha`` 0.25, ``gamma`` 2, targets in {0, 1}), in GB/s of input read.
 
 Two figures per size:
 
@@ -11,6 +12,7 @@ median time of ``--repeat`` calls after warm-up calls (at least 5 and 0.25 s). T
 on the same NumPy arrays is timed alongside for scale.
 
     python benches/gpu_bench.py --n 1e6 1e7 1e8
+    python benches/gpu_bench.py --n 1e6 --loss focal
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 import bcers
+
+LOSSES = ("logits", "bce", "focal")
 
 
 def median_seconds(call: Callable[..., Any], args: tuple[Any, ...], repeat: int) -> float:
@@ -55,6 +59,10 @@ def measure(f: Callable[..., Any], x: Any, y: Any, repeat: int) -> tuple[float, 
     return resident, median_seconds(end_to_end, (x, y), repeat), median_seconds(f, (x, y), repeat)
 
 
+def focal_mean(x: Any, y: Any) -> Any:
+    return bcers.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0, reduction="mean")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -62,7 +70,10 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per figure")
     parser.add_argument(
-        "--loss", choices=("logits", "bce", "both"), default="both", help="which loss"
+        "--loss",
+        choices=(*LOSSES, "both", "all"),
+        default="all",
+        help="which loss (both: logits and bce; all: the three)",
     )
     args = parser.parse_args()
 
@@ -77,7 +88,7 @@ def main() -> int:
         f"device: {info['name']} ({info['backend']}, {info['device_type']}; "
         f"{info['driver_info']}); {args.repeat} calls per figure, median"
     )
-    losses = ["logits", "bce"] if args.loss == "both" else [args.loss]
+    losses = {"both": ["logits", "bce"], "all": list(LOSSES)}.get(args.loss, [args.loss])
     header = f"{'loss':<7} {'n':>11} {'resident GB/s':>14} {'end-to-end GB/s':>16} {'CPU GB/s':>9}"
     print(header)
     print("-" * len(header))
@@ -87,10 +98,15 @@ def main() -> int:
             if loss == "logits":
                 x = rng.standard_normal(n, dtype=np.float32)
                 f: Any = bcers.binary_cross_entropy_with_logits
-            else:
+                y = rng.random(n, dtype=np.float32)
+            elif loss == "bce":
                 x = rng.random(n, dtype=np.float32)
                 f = bcers.binary_cross_entropy
-            y = rng.random(n, dtype=np.float32)
+                y = rng.random(n, dtype=np.float32)
+            else:
+                x = 3 * rng.standard_normal(n, dtype=np.float32)
+                f = focal_mean
+                y = (rng.random(n, dtype=np.float32) < 0.5).astype(np.float32)
             resident, end_to_end, cpu = measure(f, x, y, args.repeat)
             nbytes = 8 * n
             print(

@@ -9,10 +9,13 @@
 //! - `<dtype>/<op>/simd`: n = 1e4 and 1e6 at one thread, one series per SIMD level this
 //!   processor has (`scalar`, `baseline`, `avx2`, `avx512`).
 //!
-//! `stream_read` (the two arrays read once, summed in chunks of 16,384 on as many rayon threads
-//! as bcers uses) is the reference: no loss over two arrays can be faster. `BCERS_BENCH_LARGE=1` adds n = 1e8
-//! (about 3.2 GB of float64 operands). `cargo bench --bench kernels -- --test` runs each
-//! benchmark once (a smoke test); a filter such as `-- f32/bce_forward` selects groups.
+//! The operations: BCE forward, backward and value_and_grad, BCE with logits forward and
+//! value_and_grad, sigmoid focal loss forward and value_and_grad (`alpha` 0.25, `gamma` 2,
+//! targets in {0, 1}), all `mean`; and `stream_read` (the two arrays read once, summed in
+//! chunks of 16,384 on as many rayon threads as bcers uses), defined here, the reference: no
+//! loss over two arrays can be faster. `BCERS_BENCH_LARGE=1` adds n = 1e8 (about 3.2 GB of
+//! float64 operands). `cargo bench --bench kernels -- --test` runs each benchmark once (a
+//! smoke test); a filter such as `-- f32/bce_forward` or `-- focal` selects groups.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -21,7 +24,8 @@ use bcers::{
     available_simd_levels, binary_cross_entropy, binary_cross_entropy_backward,
     binary_cross_entropy_value_and_grad, binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_value_and_grad, get_num_threads, set_num_threads,
-    set_simd_level, Float, Reduction, SimdLevel,
+    set_simd_level, sigmoid_focal_loss, sigmoid_focal_loss_value_and_grad, Float, Reduction,
+    SimdLevel,
 };
 use criterion::measurement::WallTime;
 use criterion::{
@@ -44,18 +48,28 @@ enum Op {
     LogitsForward,
     /// `binary_cross_entropy_with_logits_value_and_grad`, `mean`.
     LogitsValueAndGrad,
+    /// `sigmoid_focal_loss`, `mean`, `alpha` 0.25, `gamma` 2, targets in {0, 1}.
+    FocalForward,
+    /// `sigmoid_focal_loss_value_and_grad`, `mean`, `alpha` 0.25, `gamma` 2, targets in {0, 1}.
+    FocalValueAndGrad,
     /// `stream_read` of the input and target: the memory-bandwidth reference.
     StreamRead,
 }
 
-const OPS: [Op; 6] = [
+const OPS: [Op; 8] = [
     Op::BceForward,
     Op::BceBackward,
     Op::BceValueAndGrad,
     Op::LogitsForward,
     Op::LogitsValueAndGrad,
+    Op::FocalForward,
+    Op::FocalValueAndGrad,
     Op::StreamRead,
 ];
+
+/// The focal loss's parameters (torchvision's defaults).
+const FOCAL_ALPHA: f64 = 0.25;
+const FOCAL_GAMMA: f64 = 2.0;
 
 impl Op {
     fn name(self) -> &'static str {
@@ -65,6 +79,8 @@ impl Op {
             Op::BceValueAndGrad => "bce_value_and_grad_mean",
             Op::LogitsForward => "logits_forward_mean",
             Op::LogitsValueAndGrad => "logits_value_and_grad_mean",
+            Op::FocalForward => "focal_forward_mean",
+            Op::FocalValueAndGrad => "focal_value_and_grad_mean",
             Op::StreamRead => "stream_read",
         }
     }
@@ -92,11 +108,13 @@ fn thread_counts() -> Vec<usize> {
     counts
 }
 
-/// The operands of one size: probabilities in (0, 1), targets in [0, 1], logits in [-8, 8].
+/// The operands of one size: probabilities in (0, 1), targets in [0, 1], logits in [-8, 8],
+/// hard targets in {0, 1} (the focal loss's, as in detection).
 struct Data<F> {
     x: Vec<F>,
     y: Vec<F>,
     z: Vec<F>,
+    t: Vec<F>,
 }
 
 impl<F: Float> Data<F> {
@@ -112,12 +130,14 @@ impl<F: Float> Data<F> {
         let mut x = Vec::with_capacity(n);
         let mut y = Vec::with_capacity(n);
         let mut z = Vec::with_capacity(n);
+        let mut t = Vec::with_capacity(n);
         for _ in 0..n {
             x.push(F::from_f64(1e-6 + (1.0 - 2e-6) * uniform()));
             y.push(F::from_f64(uniform()));
             z.push(F::from_f64(16.0 * uniform() - 8.0));
+            t.push(if uniform() < 0.5 { F::ZERO } else { F::ONE });
         }
-        Data { x, y, z }
+        Data { x, y, z, t }
     }
 
     /// One call of `op`; what it returns is kept from the optimiser.
@@ -125,6 +145,8 @@ impl<F: Float> Data<F> {
         let x = ArrayView1::from(&self.x[..]);
         let y = ArrayView1::from(&self.y[..]);
         let z = ArrayView1::from(&self.z[..]);
+        let t = ArrayView1::from(&self.t[..]);
+        let (alpha, gamma) = (FOCAL_ALPHA, FOCAL_GAMMA);
         let one = arr0(F::ONE);
         let mean = Reduction::Mean;
         match op {
@@ -144,6 +166,15 @@ impl<F: Float> Data<F> {
             Op::LogitsValueAndGrad => {
                 black_box(
                     binary_cross_entropy_with_logits_value_and_grad(z, y, None, None, mean)
+                        .expect("valid"),
+                );
+            }
+            Op::FocalForward => {
+                black_box(sigmoid_focal_loss(z, t, alpha, gamma, None, mean).expect("valid"));
+            }
+            Op::FocalValueAndGrad => {
+                black_box(
+                    sigmoid_focal_loss_value_and_grad(z, t, alpha, gamma, None, mean)
                         .expect("valid"),
                 );
             }
@@ -235,22 +266,34 @@ fn kernels(c: &mut Criterion) {
 criterion_group!(benches, kernels);
 criterion_main!(benches);
 
-/// Reads `x` and `y` once, in chunks of 16,384 on `get_num_threads()` rayon threads, and
-/// returns the sum of their elements: the least work any loss over the two arrays can do.
+/// Reads `x` and `y` once, in chunks of 16,384 on `get_num_threads()` rayon threads (a pool of
+/// this file's, beside bcers' own), and returns the sum of their elements: the least work any
+/// loss over the two arrays can do. Eight independent accumulators per chunk, so that the
+/// compiler vectorises the sum and the read, not the additions' latency, bounds it.
 fn stream_read<F: Float>(x: &[F], y: &[F]) -> f64 {
     const CHUNK: usize = 1 << 14;
+    const LANES: usize = 8;
     let read = |(a, b): (&[F], &[F])| {
-        let mut acc = [0.0f64; 8];
-        for (i, (u, v)) in a.iter().zip(b).enumerate() {
-            acc[i % 8] += u.to_f64() + v.to_f64();
+        let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail: f64 = a8
+            .remainder()
+            .iter()
+            .chain(b8.remainder())
+            .map(|v| v.to_f64())
+            .sum();
+        let mut acc = [0.0f64; LANES];
+        for (u, v) in a8.zip(b8) {
+            for ((s, p), q) in acc.iter_mut().zip(u).zip(v) {
+                *s += p.to_f64() + q.to_f64();
+            }
         }
-        acc.iter().sum::<f64>()
+        acc.iter().sum::<f64>() + tail
     };
     let threads = get_num_threads();
     if threads == 1 || x.len() < 1 << 16 {
         return x.chunks(CHUNK).zip(y.chunks(CHUNK)).map(read).sum();
     }
-    thread_local_pool(threads).install(|| {
+    read_pool(threads).install(|| {
         x.par_chunks(CHUNK)
             .zip(y.par_chunks(CHUNK))
             .with_max_len(4)
@@ -259,8 +302,8 @@ fn stream_read<F: Float>(x: &[F], y: &[F]) -> f64 {
     })
 }
 
-/// A rayon pool of `threads` threads, made once per thread count.
-fn thread_local_pool(threads: usize) -> std::sync::Arc<rayon::ThreadPool> {
+/// A rayon pool of `threads` threads for [`stream_read`], made once per thread count.
+fn read_pool(threads: usize) -> std::sync::Arc<rayon::ThreadPool> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();

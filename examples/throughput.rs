@@ -6,21 +6,23 @@
 //! BCERS_NUM_THREADS=1 taskset -c 0 target/release/examples/throughput bce 300 65536
 //! ```
 //!
-//! Arguments: the case (`bce`, `logits`, `bce_vg`, `logits_vg`: forward or value_and_grad,
-//! `mean`, float32), the number of calls, and n. Prints the fastest and the median call in
-//! ns/element. Data as in `benches/bench.py`: probabilities uniform in (1e-6, 1 - 1e-6),
-//! targets uniform in [0, 1], logits uniform in (-4, 4).
+//! Arguments: the case (`bce`, `logits`, `focal`: forward, `bce_vg`, `logits_vg`, `focal_vg`:
+//! value_and_grad; all `mean`, float32; `focal` is the sigmoid focal loss with `alpha` 0.25,
+//! `gamma` 2), the number of calls, and n. Prints the fastest and the median call in
+//! ns/element. Data: probabilities uniform in (1e-6, 1 - 1e-6), targets uniform in [0, 1]
+//! (the focal loss's in {0, 1}), logits uniform in (-4, 4).
 
 use bcers::{
     binary_cross_entropy, binary_cross_entropy_value_and_grad, binary_cross_entropy_with_logits,
-    binary_cross_entropy_with_logits_value_and_grad, Reduction,
+    binary_cross_entropy_with_logits_value_and_grad, sigmoid_focal_loss,
+    sigmoid_focal_loss_value_and_grad, Reduction,
 };
 use ndarray::Array1;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: throughput bce|logits|bce_vg|logits_vg CALLS N";
+    let usage = "usage: throughput bce|logits|focal|bce_vg|logits_vg|focal_vg CALLS N";
     let (case, calls, n) = match args.as_slice() {
         [_, case, calls, n] => (case.as_str(), calls.parse::<usize>()?, n.parse::<usize>()?),
         _ => return Err(usage.into()),
@@ -41,6 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let y: Array1<f32> = (0..n).map(|_| unit() as f32).collect();
     let z: Array1<f32> = (0..n).map(|_| ((unit() - 0.5) * 8.0) as f32).collect();
+    let t: Array1<f32> = (0..n)
+        .map(|_| if unit() < 0.5 { 0.0 } else { 1.0 })
+        .collect();
+    let (alpha, gamma) = (0.25, 2.0);
     let mean = Reduction::Mean;
     let mut times = Vec::with_capacity(calls);
     let mut checksum = 0.0f64;
@@ -59,6 +65,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     mean,
                 )?
                 .0
+            }
+            "focal" => sigmoid_focal_loss(z.view(), t.view(), alpha, gamma, None, mean)?,
+            "focal_vg" => {
+                sigmoid_focal_loss_value_and_grad(z.view(), t.view(), alpha, gamma, None, mean)?.0
             }
             _ => return Err(usage.into()),
         };

@@ -305,5 +305,13 @@ fn every_loss_on_the_gpu_agrees_with_the_cpu() {
         // The GPU's own log, log1p and exp (ports of musl's), and float32 sums per workgroup:
         // a few ulp per element, 2e-5 on the sums; subnormal results may be flushed to zero.
         check("gpu", &loss, &c, &got, 2e-5);
+        // And the CPU's float32 results, element by element.
+        for (what, g, k) in [("value", &got.value, &cpu.value), ("grad", &got.grad, &cpu.grad)] {
+            for (i, (&a, &b)) in g.iter().zip(k.iter()).enumerate() {
+                let same = a == b || (a.is_nan() && b.is_nan());
+                let close = (a - b).abs() <= 1e-5 * b.abs().max(1e-3) || a.abs() < 1e-30;
+                assert!(same || close, "gpu {loss} {what}[{i}]: {a:e}, cpu {b:e}");
+            }
+        }
     }
 }

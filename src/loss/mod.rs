@@ -113,11 +113,13 @@ pub(crate) const WGSL: [&str; COUNT] = [
 ];
 
 /// The number of losses in the family ([`LossKind::ordinal`] is below it).
+#[cfg_attr(not(any(test, feature = "gpu")), allow(dead_code))]
 pub(crate) const COUNT: usize = 3;
 
 impl LossKind {
-    /// The loss's number in the family: its position in [`WGSL`], and `LOSS` in the GPU
+    /// The loss's number in the family: its position in `WGSL`, and `LOSS` in the GPU
     /// kernel.
+    #[cfg_attr(not(any(test, feature = "gpu")), allow(dead_code))]
     pub(crate) fn ordinal(&self) -> usize {
         match self {
             LossKind::Bce => 0,
