@@ -114,10 +114,25 @@ fn case(loss: &LossKind, n: usize, seed: u64) -> Case {
         let edges = [0.0, 1.0, 1e-30, 1.0 - 1e-7, 0.5];
         u.iter()
             .enumerate()
-            .map(|(i, &a)| if i % 17 == 3 { edges[i % edges.len()] } else { a })
+            .map(|(i, &a)| {
+                if i % 17 == 3 {
+                    edges[i % edges.len()]
+                } else {
+                    a
+                }
+            })
             .collect()
     } else {
-        let edges = [0.0, 30.0, -30.0, 100.0, -100.0, f64::INFINITY, f64::NEG_INFINITY, 12.0];
+        let edges = [
+            0.0,
+            30.0,
+            -30.0,
+            100.0,
+            -100.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            12.0,
+        ];
         u.iter()
             .enumerate()
             .map(|(i, &a)| {
@@ -133,12 +148,21 @@ fn case(loss: &LossKind, n: usize, seed: u64) -> Case {
     let y: Vec<f64> = v
         .iter()
         .enumerate()
-        .map(|(i, &b)| if i % 2 == 0 { b } else { (b > 0.5) as u8 as f64 })
+        .map(|(i, &b)| {
+            if i % 2 == 0 {
+                b
+            } else {
+                (b > 0.5) as u8 as f64
+            }
+        })
         .collect();
     let w = uniform(n, seed + 2).iter().map(|a| 0.5 + a).collect();
-    let pw = loss
-        .takes_pos_weight()
-        .then(|| uniform(n, seed + 3).iter().map(|a| 0.25 + 3.0 * a).collect());
+    let pw = loss.takes_pos_weight().then(|| {
+        uniform(n, seed + 3)
+            .iter()
+            .map(|a| 0.25 + 3.0 * a)
+            .collect()
+    });
     Case { x, y, w, pw }
 }
 
@@ -168,8 +192,16 @@ fn compute<F: Float>(loss: &LossKind, c: &Case) -> Results<F> {
     };
     let (value, grad) = request(Reduction::None).value_and_grad().unwrap();
     let value = value.elementwise().unwrap().into_dyn();
-    let mean = request(Reduction::Mean).forward().unwrap().reduced().unwrap();
-    let sum = request(Reduction::Sum).forward().unwrap().reduced().unwrap();
+    let mean = request(Reduction::Mean)
+        .forward()
+        .unwrap()
+        .reduced()
+        .unwrap();
+    let sum = request(Reduction::Sum)
+        .forward()
+        .unwrap()
+        .reduced()
+        .unwrap();
     let grad2 = request(Reduction::None).backward(None).unwrap();
     assert_eq!(
         grad.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -201,8 +233,18 @@ fn check<F: Float>(what: &str, loss: &LossKind, c: &Case, got: &Results<F>, rtol
         let pw = F::from_f64(pw).to_f64();
         let r = reference(loss, x, y, pw);
         for (name, want, terms, have) in [
-            ("value", times(w, r.value), times(w, r.value_terms), got.value[i].to_f64()),
-            ("grad", times(w, r.grad), times(w, r.grad_terms), got.grad[i].to_f64()),
+            (
+                "value",
+                times(w, r.value),
+                times(w, r.value_terms),
+                got.value[i].to_f64(),
+            ),
+            (
+                "grad",
+                times(w, r.grad),
+                times(w, r.grad_terms),
+                got.grad[i].to_f64(),
+            ),
         ] {
             let ok = if want.is_finite() {
                 (have - want).abs() <= rtol * (want.abs() + terms) + tiny
@@ -251,8 +293,14 @@ fn every_loss_through_every_cpu_path() {
             let (one32, one64) = (compute::<f32>(&loss, &c), compute::<f64>(&loss, &c));
             for threads in [2, 3] {
                 bcers::set_num_threads(threads).unwrap();
-                assert!(same_bits(&one32, &compute::<f32>(&loss, &c)), "{loss} n={n}");
-                assert!(same_bits(&one64, &compute::<f64>(&loss, &c)), "{loss} n={n}");
+                assert!(
+                    same_bits(&one32, &compute::<f32>(&loss, &c)),
+                    "{loss} n={n}"
+                );
+                assert!(
+                    same_bits(&one64, &compute::<f64>(&loss, &c)),
+                    "{loss} n={n}"
+                );
             }
             bcers::set_num_threads(before).unwrap();
         }
@@ -294,8 +342,16 @@ fn every_loss_on_the_gpu_agrees_with_the_cpu() {
         let (value, grad) = request(Reduction::None).value_and_grad().unwrap();
         let value = value.elementwise().unwrap().to_array().unwrap();
         let grad = grad.to_array().unwrap();
-        let mean = request(Reduction::Mean).forward().unwrap().reduced().unwrap();
-        let sum = request(Reduction::Sum).forward().unwrap().reduced().unwrap();
+        let mean = request(Reduction::Mean)
+            .forward()
+            .unwrap()
+            .reduced()
+            .unwrap();
+        let sum = request(Reduction::Sum)
+            .forward()
+            .unwrap()
+            .reduced()
+            .unwrap();
         let got = Results {
             value: value.into_dyn(),
             grad: grad.into_dyn(),
@@ -306,7 +362,10 @@ fn every_loss_on_the_gpu_agrees_with_the_cpu() {
         // a few ulp per element, 2e-5 on the sums; subnormal results may be flushed to zero.
         check("gpu", &loss, &c, &got, 2e-5);
         // And the CPU's float32 results, element by element.
-        for (what, g, k) in [("value", &got.value, &cpu.value), ("grad", &got.grad, &cpu.grad)] {
+        for (what, g, k) in [
+            ("value", &got.value, &cpu.value),
+            ("grad", &got.grad, &cpu.grad),
+        ] {
             for (i, (&a, &b)) in g.iter().zip(k.iter()).enumerate() {
                 let same = a == b || (a.is_nan() && b.is_nan());
                 let close = (a - b).abs() <= 1e-5 * b.abs().max(1e-3) || a.abs() < 1e-30;

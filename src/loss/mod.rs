@@ -469,7 +469,10 @@ mod tests {
             loss.validate().unwrap();
             seen[loss.ordinal()] = true;
         }
-        assert!(seen.iter().all(|&s| s), "a loss is missing from the registry");
+        assert!(
+            seen.iter().all(|&s| s),
+            "a loss is missing from the registry"
+        );
     }
 
     #[test]
