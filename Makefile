@@ -34,7 +34,7 @@ test-all: test test-exhaustive
 test-rust:
 	cargo test --profile fast --features gpu
 
-# The f32 elementary functions over every input the losses use, f64 over 1e7 samples.
+# The f32 elementary functions over every input the losses use, f64 over 5e7 samples each.
 test-exhaustive:
 	cargo test --profile fast --features gpu --lib -- --ignored exhaustive --nocapture
 

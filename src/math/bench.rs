@@ -1,5 +1,8 @@
-//! The elementary functions' throughput at every SIMD level
-//! (`cargo test --release --lib -- --ignored bench_math --nocapture`).
+//! The general elementary functions' throughput at every SIMD level, in the combinations of
+//! BCE, `log(x) + log1p(-x)`, and of the losses on logits, `log1p(exp(-x))`, over 1e6 uniform
+//! `x` in `[0, 1)` (`cargo test --release --lib -- --ignored bench_math --nocapture`). The loss
+//! kernels call the unit variants there instead (`log_unit` and `log1m_unit`; `exp_nonpos`
+//! and `log1p_unit`), which this does not time.
 
 use super::tests::{Rng, TestFloat};
 use super::*;

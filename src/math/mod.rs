@@ -30,12 +30,12 @@
 //! `log1p(-1) = -inf`, `log1p(x < -1) = NaN`, `log1p(+-0) = +-0`, `log1p(inf) = inf`;
 //! `exp(-inf) = +0`, `exp(inf) = inf`, `exp(+-0) = 1`; NaN gives NaN.
 //!
-//! Accuracy, measured by the tests below at every SIMD level (every `f32` input the losses
-//! use: `log` on `[0, 1]`, `log1p` on `[-1, 1]`, `exp` on `(-inf, 0]`, against `f64` libm;
-//! random `f64` inputs, against libm): below one ulp everywhere. The largest `f32` errors are
-//! 0.90 ulp (`log`), 0.94 ulp (`log1p`), 0.92 ulp (`exp`) without FMA, 0.88, 0.88 and 0.91
-//! with it. The `f64` results are faithful (within 1 ulp of libm's, about 0.9 ulp at most
-//! from the exact value in a check against 40-digit arithmetic).
+//! Accuracy, measured by the tests (`tests.rs`) at every SIMD level (every `f32` input of the
+//! losses' ranges: `log` on `[0, 1]`, `log1p` on `[-1, 1]`, `exp` on `(-inf, 0]`, against
+//! `f64` libm; 5e7 random `f64` inputs each, against libm): below one ulp everywhere. The
+//! largest `f32` errors are 0.90 ulp (`log`), 0.94 ulp (`log1p`), 0.92 ulp (`exp`) without FMA,
+//! 0.88, 0.88 and 0.91 with it. The `f64` results are faithful (within 1 ulp of libm's, about
+//! 0.9 ulp at most from the exact value in a check against 40-digit arithmetic).
 
 use crate::float::Float;
 use crate::simd::Isa;
@@ -72,8 +72,8 @@ pub(crate) trait Real: Float {
     const NEG_LN2_LO: Self;
     /// `-ln 2` rounded.
     const NEG_LN2: Self;
-    /// Whether the loss kernels' logarithms take [`log_tail_unit`]'s shorter evaluation (at
-    /// the levels with fused multiply-add).
+    /// Whether the unit variants' logarithms ([`log_unit`], [`log1m_unit`], [`log1p_unit`])
+    /// take [`log_tail_unit`]'s shorter evaluation (at the levels with fused multiply-add).
     const SHORT_TAIL: bool;
     /// `log1p` ignores the rounding error of `1 + x` from here on (`2^(p+1)`).
     const LOG1P_EXACT_LIMIT: Self;
@@ -278,23 +278,23 @@ impl Real for f64 {
     }
 }
 
-/// Natural logarithm of `x`. (The kernels need only [`log_unit`]; this general function is
-/// what the tests hold it to.)
-#[cfg_attr(not(test), allow(dead_code))]
+/// Natural logarithm of `x`: the focal loss's `log(a)` (`a` in `[0, 1]` for targets in
+/// `[0, 1]`). (BCE takes [`log_unit`], which the tests hold to this general function.)
 #[inline(always)]
 pub(crate) fn log<F: Real, I: Isa>(x: F) -> F {
     log_body::<F, I, true>(x)
 }
 
-/// `log(1 + x)`, accurate for small `x`. (The kernels need only [`log1p_unit`].)
+/// `log(1 + x)`, accurate for small `x`. (The kernels need only [`log1p_unit`] and
+/// [`log1m_unit`], which the tests hold to this general function.)
 #[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn log1p<F: Real, I: Isa>(x: F) -> F {
     log1p_body::<F, I, true>(x)
 }
 
-/// `e^x`. (The kernels need only [`exp_nonpos`].)
-#[cfg_attr(not(test), allow(dead_code))]
+/// `e^x`: the focal loss's `(1 - p_t)^gamma = exp(gamma log(1 - p_t))` (an argument `<= 0`
+/// for targets in `[0, 1]`). (The losses' `exp(-|x|)` takes [`exp_nonpos`].)
 #[inline(always)]
 pub(crate) fn exp<F: Real, I: Isa>(x: F) -> F {
     exp_body::<F, I, false>(x)
@@ -321,17 +321,18 @@ pub(crate) fn log1m_unit<F: Real, I: Isa>(x: F) -> F {
     log1m_unit_body::<F, I>(x)
 }
 
-/// `log(1 + x)` for `x` in `[0, 1]` (`log1p(exp(-|x|))` of the logits loss), NaN for NaN. Its
-/// own algorithm, with an exact reduced argument (see [`log1p_unit_body`]): as accurate as
-/// [`log1p`] (tested for every `f32` and 5e7 random `f64`), not always the same bits. Outside
-/// `[0, 1]` the value is unspecified.
+/// `log(1 + x)` for `x` in `[0, 1]` (`log1p(exp(-|x|))` of the losses on logits: BCE with
+/// logits and the focal loss), NaN for NaN. Its own algorithm, with an exact reduced argument
+/// (see [`log1p_unit_body`]): below one ulp like [`log1p`] (tested for every `f32`, 0.91 ulp at
+/// most against `log1p`'s 0.88 on `[0, 1]`, and 5e7 random `f64`), not always the same bits.
+/// Outside `[0, 1]` the value is unspecified.
 #[inline(always)]
 pub(crate) fn log1p_unit<F: Real, I: Isa>(x: F) -> F {
     log1p_unit_body::<F, I>(x)
 }
 
-/// [`exp`] for `x <= 0` (`exp(-|x|)` of the logits loss), NaN included: the same bits there,
-/// with one clamp and no sign selects fewer. For `x > 0` the value is unspecified.
+/// [`exp`] for `x <= 0` (`exp(-|x|)` of the losses on logits), NaN included: the same bits
+/// there, with one clamp and no sign selects fewer. For `x > 0` the value is unspecified.
 #[inline(always)]
 pub(crate) fn exp_nonpos<F: Real, I: Isa>(x: F) -> F {
     exp_body::<F, I, true>(x)
@@ -385,7 +386,7 @@ fn log_tail<F: Real, I: Isa>(f: F, fp: F, nk: F, lo0: F, q_coefs: &[F]) -> F {
     I::mul_add(nk, F::NEG_LN2_HI, f + lo)
 }
 
-/// [`log_tail`] for the loss kernels' logarithms (`lo0 = k ln2_lo`), four operations
+/// [`log_tail`] for the unit variants' logarithms (`lo0 = k ln2_lo`), four operations
 /// shorter where the level has fused multiply-add and the type takes it
 /// ([`Real::SHORT_TAIL`]): `k ln2 + log1p(f)` as `fma(-k, -ln 2, fma(f^2, -1/2 + f Q(f), f))`,
 /// three roundings, `k ln 2` in one. Over every `f32` in `[0, 1]` its largest error is no

@@ -1,6 +1,9 @@
-//! The accuracy of the elementary functions: every SIMD level against float64 (and libm) over
-//! random and special inputs; every float32 input the losses use, and 1e7 random float64 ones,
-//! in the exhaustive tests (`make test-exhaustive`).
+//! The accuracy of the elementary functions, at every SIMD level: the `f32` results against
+//! `f64` libm, the `f64` results against libm itself, in ulps, and every level against the
+//! scalar one. The default tests take random, special and named inputs, and check that the unit
+//! variants give the bits of the general functions where they share their evaluation; the
+//! exhaustive ones (`#[ignore]`d, run by `make test-exhaustive`) take every `f32` input of the
+//! losses' ranges, and 5e7 random `f64` ones per function (2e7 for the unit variants' bits).
 
 use super::*;
 use crate::simd::{available_simd_levels, dispatch, Kernel, SimdLevel};
@@ -81,7 +84,8 @@ pub(super) trait TestFloat: Real + core::fmt::LowerExp {
     const EMIN: i32;
     /// Largest finite exponent.
     const EMAX: i32;
-    /// The reference: an f64 close enough to the exact value.
+    /// The reference: `f64` libm at `x` (for `f32`, close enough to the exact value; for `f64`,
+    /// libm's own result, so that errors are distances from libm).
     fn reference(func: Func, x: Self) -> f64;
     /// Position in the ordered sequence of floats (for differences in ulps).
     fn ordinal(self) -> i64;
@@ -204,7 +208,8 @@ impl<F: TestFloat> Stats<F> {
 #[inline(always)]
 fn inv_ulp_of<F: TestFloat>(r: f64) -> f64 {
     let e = (((r.to_bits() >> 52) & 0x7ff) as i64 - 1023).max(i64::from(F::EMIN));
-    // 2^(P - e), P - e in [P - EMAX, P - EMIN] (at most 1074: computed as a product).
+    // 2^(P - e), P - e at most P - EMIN (1074 for f64, beyond the normal range: computed as
+    // the product of two powers).
     let k = i64::from(F::P) - e;
     let half = k / 2;
     f64::from_bits(((half + 1023) as u64) << 52) * f64::from_bits(((k - half + 1023) as u64) << 52)
@@ -226,7 +231,8 @@ fn measure<F: TestFloat>(func: Func, x: &[F], levels: &[SimdLevel]) -> Stats<F> 
             other = eval(level, func, x);
             &other
         };
-        // Branch-free passes that vectorise; the rare special values take a slow path.
+        // Branch-free passes that vectorise; the rare special values (and differences over
+        // 1 ulp from the scalar level) take a slow, exact path.
         let (mut worst, mut special, mut diff, mut off) = (0.0f64, false, 0i64, 0u64);
         for i in 0..x.len() {
             let e = (ours[i].to_f64() - reference[i]).abs() * inv_ulp[i];
@@ -323,7 +329,7 @@ impl Rng {
     fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.unit()
     }
-    /// 2^u with u uniform in [lo, hi): log-uniform magnitudes.
+    /// About 2^u with u uniform in [lo, hi): log-uniform magnitudes.
     fn log_uniform(&mut self, lo: f64, hi: f64) -> f64 {
         let u = self.uniform(lo, hi);
         let e = u.floor();
@@ -333,7 +339,8 @@ impl Rng {
 }
 
 /// Random arguments of `func` for type `F`: log-uniform magnitudes and uniform values over
-/// the whole domain, then the special values.
+/// its domain (`[0, 1]` for the unit variants), then the special values (for the unit
+/// variants only those in `[0, 1]` and NaN, and for `log_unit` none of 0 and NaN).
 fn samples<F: TestFloat>(func: Func, n: usize, seed: u64) -> Vec<F> {
     let mut rng = Rng(seed);
     let min_exp = f64::from(F::EMIN - F::P);
@@ -341,7 +348,9 @@ fn samples<F: TestFloat>(func: Func, n: usize, seed: u64) -> Vec<F> {
     let mut v: Vec<f64> = Vec::with_capacity(n);
     while v.len() < n {
         let x = match (func, v.len() % 4) {
-            // Whole domain of magnitudes, either sign.
+            // log: positive magnitudes over every binade, [0, 1), towards 0, and [1/2, 2);
+            // log1p: towards -0, every positive binade, [-1, 1), and towards -1; exp: either
+            // sign up to 2^12, [-800, 800), and [-1, 1).
             (Func::Log, 0) => rng.log_uniform(min_exp, max_exp),
             (Func::Log, 1) => rng.uniform(0.0, 1.0),
             (Func::Log, 2) => rng.log_uniform(min_exp, 0.0),
@@ -420,7 +429,8 @@ fn specials<F: TestFloat>() -> Vec<F> {
 
 fn random_test<F: TestFloat>(func: Func, name: &str, n: usize, bound: f64) {
     let levels = available_simd_levels();
-    // A length that is no multiple of any vector width, so that tails are tested too.
+    // 13 more than `n`: with the special values, lengths that are no multiple of 4, so that
+    // the vector loops' tails are tested too.
     let x = samples::<F>(func, n + 13, 0x5eed ^ n as u64);
     let stats = measure(func, &x, &levels);
     report(name, &levels, &stats, bound);
@@ -556,7 +566,8 @@ fn special_values_f64() {
     special_values::<f64>();
 }
 
-/// Values named in the specification, within 1 ulp at every level.
+/// `func(x)` within `bound` ulps of the reference at every level (21 copies of `x`: full
+/// vectors and a tail).
 fn close<F: TestFloat>(func: Func, x: F, bound: f64) {
     let reference = F::reference(func, x);
     for level in available_simd_levels() {
@@ -607,7 +618,8 @@ fn named_values() {
     for x in [-710.0f64, -720.0, -740.0, -744.5, -745.1] {
         close(Func::Exp, x, 1.0);
     }
-    // Results that round to 0, down to and past the clamp of the argument.
+    // The smallest subnormal (f32 at -103.28), then results that round to 0, down to and past
+    // the clamp of the argument.
     for x in [
         -103.28f32, -103.98, -104.5, -120.0, -132.0, -132.5, -140.0, -1e30,
     ] {
@@ -626,9 +638,11 @@ fn named_values() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Exhaustive tests (`cargo test --release --lib -- --ignored exhaustive --nocapture`).
+// Exhaustive tests (`make test-exhaustive`:
+// `cargo test --profile fast --features gpu --lib -- --ignored exhaustive --nocapture`).
 
-/// Every f32 whose bits lie in each of `ranges` (inclusive), in parallel chunks.
+/// Every f32 whose bits lie in each of `ranges` (inclusive), in parallel chunks, at every
+/// level: within 2 ulps of the reference, and 1 ulp of the scalar level.
 fn exhaustive_f32(func: Func, name: &str, ranges: &[(u32, u32)]) {
     let levels = available_simd_levels();
     let start = std::time::Instant::now();
@@ -686,10 +700,11 @@ impl<F: Real> Kernel for UnitPair<'_, F> {
 }
 
 /// The loss kernels' variants on `[0, 1]` (`exp_nonpos` on `[-1, 0]`), at every level: at
-/// 0, `log_unit` is finite and below -100 instead of -inf; where a type keeps the precise
-/// tail (`f64`, and every type without FMA), `log_unit` and `log1m_unit` give the bits of
-/// `log(x)` and `log1p(-x)`. (Their accuracy is held to the references as
-/// `Func::LogUnit` and `Func::Log1mUnit`.)
+/// +0 and -0, `log_unit` is at most BCE's floor of -100 and `log1m_unit` is zero; where a
+/// type keeps the precise tail (`f64`, and `f32` at the levels without FMA), `log_unit` and
+/// `log1m_unit` give the bits of `log(x)` and `log1p(-x)`; `exp_nonpos(-x)` gives those of
+/// `exp(-x)`. (Their accuracy is held to the references as `Func::LogUnit` and
+/// `Func::Log1mUnit`.)
 fn check_unit_variants<F: Real>(x: &[F]) {
     let same =
         |a: F, b: F| a.to_bits() == b.to_bits() || (a.to_f64().is_nan() && b.to_f64().is_nan());
@@ -743,7 +758,7 @@ impl<F: Real> Kernel for ExpPair<'_, F> {
     }
 }
 
-/// `exp_nonpos(-x)` is `exp(-x)` at every level, for `x >= 0` (and NaN).
+/// `exp_nonpos(-x)` has the bits of `exp(-x)` at every level, for `x >= 0` (and NaN).
 fn check_exp_nonpos<F: Real>(x: &[F]) {
     for level in available_simd_levels() {
         let mut out = vec![[F::ZERO; 2]; x.len()];
@@ -809,7 +824,8 @@ fn exhaustive_unit_variants_f32() {
         let x: Vec<f32> = (lo..=hi).map(f32::from_bits).collect();
         check_unit_variants(&x);
     });
-    // exp_nonpos over every non-negative f32 argument of exp(-x), infinity and NaN too.
+    // exp_nonpos over the rest of the non-negative f32 arguments of exp(-x), from 1 up
+    // (check_unit_variants took [0, 1]), infinity and the positive NaNs too.
     (0x3f80u32..=0x7fff).into_par_iter().for_each(|c| {
         let x: Vec<f32> = (c << 16..=(c << 16) | 0xffff).map(f32::from_bits).collect();
         check_exp_nonpos(&x);
@@ -823,7 +839,8 @@ fn exhaustive_unit_variants_f32() {
 #[test]
 #[ignore = "exhaustive: run in release mode"]
 fn exhaustive_unit_variants_f64() {
-    // 2 * 10^7 random f64 in [0, 1]: uniform, log-uniform towards 0 and towards 1.
+    // 2 * 10^7 random f64 in [0, 1]: uniform, log-uniform towards 0 and towards 1; and as
+    // many arguments of exp(-x), log-uniform over the positive range.
     let start = std::time::Instant::now();
     (0u64..320).into_par_iter().for_each(|c| {
         let mut rng = Rng(0x1092 ^ (c << 24));
@@ -849,21 +866,21 @@ fn exhaustive_unit_variants_f64() {
 #[test]
 #[ignore = "exhaustive: run in release mode"]
 fn exhaustive_log_f32() {
-    // [0, 1], subnormals included.
+    // [0, 1], subnormals included: the focal loss's logarithm, and what log_unit stands for.
     exhaustive_f32(Func::Log, "log", &[(0, 0x3f80_0000)]);
 }
 
 #[test]
 #[ignore = "exhaustive: run in release mode"]
 fn exhaustive_log1p_f32_neg() {
-    // [-1, -0]: log1p(-p) for probabilities p.
+    // [-1, -0]: log1p(-p) for probabilities p, what log1m_unit (BCE) stands for.
     exhaustive_f32(Func::Log1p, "log1p", &[(0x8000_0000, 0xbf80_0000)]);
 }
 
 #[test]
 #[ignore = "exhaustive: run in release mode"]
 fn exhaustive_log1p_f32_pos() {
-    // [0, 1]: log1p(e) for e = exp(-|z|).
+    // [0, 1]: log1p(e) for e = exp(-|z|), what log1p_unit (the losses on logits) computes.
     exhaustive_f32(Func::Log1p, "log1p", &[(0, 0x3f80_0000)]);
 }
 
@@ -895,18 +912,19 @@ fn exhaustive_log1p_unit_f32() {
 #[test]
 #[ignore = "exhaustive: run in release mode"]
 fn exhaustive_exp_f32_small() {
-    // (-1, 0]: +0, and -0 down to the largest float above -1.
+    // (-1, 0]: +0, and -0 down to the float just above -1.
     exhaustive_f32(Func::Exp, "exp", &[(0, 0), (0x8000_0000, 0xbf7f_ffff)]);
 }
 
 #[test]
 #[ignore = "exhaustive: run in release mode"]
 fn exhaustive_exp_f32_large() {
-    // (-inf, -1]: down to -inf, through the subnormal results and 0.
+    // [-inf, -1]: down to -inf, through the subnormal results and 0.
     exhaustive_f32(Func::Exp, "exp", &[(0xbf80_0000, 0xff80_0000)]);
 }
 
-/// 5 * 10^7 random f64 arguments over the losses' domain of `func`.
+/// 5 * 10^7 random f64 arguments over the losses' domain of `func`, at every level: within
+/// 1 ulp of libm, and of the scalar level.
 fn exhaustive_f64(func: Func, name: &str) {
     let levels = available_simd_levels();
     let start = std::time::Instant::now();
@@ -987,5 +1005,3 @@ fn exhaustive_log1m_unit_f64() {
 fn exhaustive_exp_f64() {
     exhaustive_f64(Func::Exp, "exp");
 }
-
-// ---------------------------------------------------------------------------------------
