@@ -402,3 +402,214 @@ def assert_matches(actual: Any, expected: Expected, context: dict | None = None)
                     line += f", {name}={a[idx]!r}"
             lines.append(line)
         raise AssertionError(f"{int(np.sum(bad))} mismatches:\n" + "\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sigmoid focal loss (torchvision's ``sigmoid_focal_loss``), for targets in [0, 1].
+#
+# Per element, with ``q = 1 - p_t = y*sigmoid(-x) + (1-y)*sigmoid(x)``, ``ce`` = BCE with logits
+# (pos_weight 1) and ``alpha_t = alpha*y + (1-alpha)*(1-y)`` (1 for a negative alpha)::
+#
+#     loss = w * alpha_t * ce * q**gamma
+#     grad = w * alpha_t * q**gamma * (dce + gamma * ce * r),   r = dq/dx / q
+#
+# with ``dce = (1-y)*sigmoid(x) - y*sigmoid(-x)`` and ``dq/dx = (1-2y)*sigmoid(x)*sigmoid(-x)``,
+# so ``r = (1-2y) / (y*(1+exp(-x)) + (1-y)*(1+exp(x)))``: finite where ``q`` is 0 (no
+# ``q**(gamma-1)``). ``log q`` is the log-sum-exp of ``log(y) + logsigmoid(-x)`` and
+# ``log(1-y) + logsigmoid(x)``, and ``q**gamma = exp(gamma*log q)``: nothing underflows before
+# the result does (``q`` itself is ``exp(-1000)`` at ``x = -1000, y = 0``, and
+# ``q**0.5 = exp(-500)`` is a normal float64). Every product with a factor 0 is 0 (the limits
+# at infinite logits; ``0**0 = 1``); an infinite ``ce`` times a power of a positive ``q`` is
+# infinite, even where the power is below float64's range (``y = 1e-300`` at ``x = -inf``).
+#
+# Error bounds, in the style above (each intermediate carries its error in absolute terms):
+#
+# * ``ce``, ``dce``: as :func:`logits_elementwise` / :func:`logits_grad_elementwise`.
+# * ``alpha_t``: ``RTOL`` of ``|alpha*y| + |(1-alpha)*(1-y)|``, plus ``ATOL`` unless both
+#   terms are 0 (then it is exactly 0).
+# * ``q**gamma``: computed through ``gamma*log(q)`` (the only way to be finite and accurate at
+#   any logit), whose absolute error becomes a relative error of the power: ``RTOL*(1+gamma)``
+#   (a few ulp of ``q``, raised to ``gamma``) plus ``LOG_DOMAIN_ULPS`` units of the compute
+#   dtype per unit of ``|gamma*log q|`` (the rounding of an argument of size ``|gamma*log q|``,
+#   up to ~87 in float32 before the power underflows). For hard targets (0 or 1)
+#   ``log q = -softplus(+-x)`` needs no exponential that underflows: nothing more. For soft
+#   targets, ``q = c1 + c_e*exp(-|x|)`` (up to a factor in [1, 2]) is a sum whose small term
+#   may be subnormal: ``q`` is known to ``2*ATOL`` only, and that is raised to ``gamma``
+#   without linearising (the power of ``q +- 2*ATOL`` minus the power of ``q``: a large
+#   relative error where ``q`` is itself tiny, as for ``y = 1e-40``).
+# * ``r``: ``RTOL`` of ``(|1-y| + |y|) / denominator`` (``1 - 2y`` may cancel); where
+#   ``exp(-|x|)`` is subnormal (|x| from ~87 to ~104 in float32), ``r`` is ``(1-2y)*e/c1``
+#   with ``e`` known to the subnormal spacing only, which moves ``gamma*ce*r`` by at most
+#   ``gamma*(|x| + 2)*ATOL`` (``ce ~ c1*|x|``); beyond, ``|x|*exp(-|x|)`` is far below that, so
+#   ``|x|`` is capped.
+# * products and sums: ``RTOL`` of their result, and first-order propagation of the factors'
+#   errors; ``ATOL`` on each result that may be subnormal.
+
+#: float32's and float64's unit roundoff, for the log-domain rounding of ``q**gamma``.
+UNIT = {F32: 2.0**-24, F64: 2.0**-53}
+#: Units of roundoff of ``|gamma*log q|`` allowed in the relative error of ``q**gamma``.
+LOG_DOMAIN_ULPS = 8.0
+#: ``|x|`` beyond this is no longer a factor of the underflow allowance of ``gamma*ce*r``.
+UNDERFLOW_X_CAP = 1000.0
+
+
+def focal_parameters(alpha: float, gamma: float, compute: np.dtype) -> tuple[float, float]:
+    """``alpha`` and ``gamma`` as a call computes with them: rounded to the compute dtype."""
+    return float(compute.type(alpha)), float(compute.type(gamma))
+
+
+def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+    """``log(sigmoid(z)) = -softplus(-z)``, without overflow or underflow; -inf at -inf."""
+    return -(np.maximum(-z, 0.0) + np.log1p(np.exp(-np.abs(z))))
+
+
+@dataclass
+class FocalTerms:
+    """The factors of the focal loss of each element, with their absolute errors."""
+
+    a: np.ndarray  # alpha_t (1 where alpha < 0)
+    a_err: np.ndarray
+    ce: np.ndarray  # BCE with logits
+    ce_err: np.ndarray
+    log_q: np.ndarray  # log(1 - p_t)
+    mod: np.ndarray  # (1 - p_t) ** gamma
+    mod_err: np.ndarray
+    gamma: float
+
+
+def _focal_terms(ops: Operands, alpha: float, gamma: float) -> FocalTerms:
+    x, y = ops.x, ops.y
+    with np.errstate(invalid="ignore"):
+        outside = np.any((y < 0) | (y > 1))
+    if outside:
+        raise ValueError("the focal reference takes targets in [0, 1] only")
+    alpha, gamma = focal_parameters(alpha, gamma, ops.compute)
+    rtol, atol, unit = RTOL[ops.compute], ATOL[ops.compute], UNIT[ops.compute]
+    plain = Operands(x, y, np.ones_like(x), np.ones_like(x), ops.dtype, ops.compute)
+    ce, ce_err = logits_elementwise(plain)
+    with np.errstate(all="ignore"):
+        if alpha >= 0:
+            a_pos, a_neg = alpha * y, (1.0 - alpha) * (1.0 - y)
+            a = a_pos + a_neg
+            # (exact where both terms are 0: alpha_t = 0 keeps an infinite ce's loss at 0)
+            a_err = rtol * (np.abs(a_pos) + np.abs(a_neg)) + atol * ((a_pos != 0) | (a_neg != 0))
+        else:
+            a, a_err = np.ones_like(x), np.zeros_like(x)
+        log_q = np.logaddexp(np.log(y) + _log_sigmoid(-x), np.log1p(-y) + _log_sigmoid(x))
+        mod = np.exp(_times(np.full_like(x, gamma), log_q))
+        # Soft targets: q known to 2*ATOL only, raised to gamma without linearising.
+        q = np.exp(log_q)
+        up = np.exp(gamma * np.log(q + 2.0 * atol)) - mod
+        down = mod - np.maximum(q - 2.0 * atol, 0.0) ** gamma
+        hard = (y == 0) | (y == 1)
+        underflow = np.where(hard, 0.0, np.maximum(np.maximum(up, down), 0.0))
+        rel = rtol * (1.0 + gamma) + LOG_DOMAIN_ULPS * unit * np.abs(
+            _times(np.full_like(x, gamma), log_q)
+        )
+        mod_err = _times(mod, rel) + underflow + atol
+    return FocalTerms(a, a_err, ce, ce_err, log_q, mod, mod_err, gamma)
+
+
+def focal_factors(
+    input: Any, target: Any, alpha: float = 0.25, gamma: float = 2.0
+) -> dict[str, np.ndarray]:
+    """The exact factors of the focal loss of each element (no weight), in float64:
+    ``alpha_t``, ``ce``, ``q`` (``1 - p_t``), ``mod`` (``q**gamma``), ``dce`` and ``r``
+    (``dq/dx / q``), so that ``loss = alpha_t * ce * mod`` and ``grad = alpha_t * mod * (dce +
+    gamma * ce * r)`` (with products by 0 taken as 0)."""
+    ops = Operands.of(input, target)
+    t = _focal_terms(ops, alpha, gamma)
+    plain = Operands(ops.x, ops.y, np.ones_like(ops.x), np.ones_like(ops.x), ops.dtype, ops.compute)
+    dce, _ = logits_grad_elementwise(plain)
+    with np.errstate(all="ignore"):
+        r = (1.0 - 2.0 * ops.y) / _focal_r_denominator(ops.x, ops.y)
+        q = np.exp(t.log_q)
+    return {"alpha_t": t.a, "ce": t.ce, "q": q, "mod": t.mod, "dce": dce, "r": r}
+
+
+def _focal_r_denominator(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``y*(1+exp(-x)) + (1-y)*(1+exp(x))``: ``r = (1-2y)`` over it (0 where it is infinite)."""
+    return _times(y, 1.0 + np.exp(-x)) + _times(1.0 - y, 1.0 + np.exp(x))
+
+
+def focal_elementwise(ops: Operands, alpha: float, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The focal loss per element, ``w * alpha_t * ce * (1 - p_t)**gamma``, and its bound."""
+    t = _focal_terms(ops, alpha, gamma)
+    w = ops.w
+    rtol, atol = RTOL[ops.compute], ATOL[ops.compute]
+    with np.errstate(all="ignore"):
+        # An infinite ce (an infinite logit) times a power of q that is positive but below
+        # float64's range (q = y = 1e-300 at x = -inf) is still infinite: the limit.
+        positive = np.isinf(t.ce) & (t.mod == 0) & (t.log_q > -np.inf)
+        ce_mod = np.where(positive, t.ce, _times(t.ce, t.mod))
+        value = _times(w, _times(t.a, ce_mod))
+        a, ce, mod = np.abs(t.a), np.abs(t.ce), np.abs(t.mod)
+        propagated = (
+            _times(_times(a, mod), t.ce_err)
+            + _times(_times(a, ce), t.mod_err)
+            + _times(t.a_err, _times(ce, mod))
+        )
+        error = _times(np.abs(w), propagated) + rtol * np.abs(value) + atol * (1.0 + np.abs(w))
+    return value, error
+
+
+def focal_grad_elementwise(
+    ops: Operands, alpha: float, gamma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The focal loss's input gradient per element, ``w * alpha_t * q**gamma * (dce + gamma *
+    ce * r)``, and its bound."""
+    t = _focal_terms(ops, alpha, gamma)
+    x, y, w, g = ops.x, ops.y, ops.w, t.gamma
+    rtol, atol = RTOL[ops.compute], ATOL[ops.compute]
+    plain = Operands(x, y, np.ones_like(x), np.ones_like(x), ops.dtype, ops.compute)
+    dce, dce_err = logits_grad_elementwise(plain)
+    with np.errstate(all="ignore"):
+        den = _focal_r_denominator(x, y)
+        r = (1.0 - 2.0 * y) / den
+        r_err = rtol * (np.abs(1.0 - y) + np.abs(y)) / den
+        t2 = g * _times(t.ce, r)
+        t2_err = (
+            g * (_times(np.abs(t.ce), r_err) + _times(t.ce_err, np.abs(r)))
+            + rtol * np.abs(t2)
+            + g * atol * (2.0 + np.minimum(np.abs(x), UNDERFLOW_X_CAP))
+        )
+        inner = dce + t2
+        inner_err = dce_err + t2_err + rtol * (np.abs(dce) + np.abs(t2))
+        value = _times(w, _times(t.a, _times(t.mod, inner)))
+        a, mod, absinner = np.abs(t.a), np.abs(t.mod), np.abs(inner)
+        propagated = (
+            _times(_times(a, mod), inner_err)
+            + _times(_times(a, absinner), t.mod_err)
+            + _times(t.a_err, _times(mod, absinner))
+        )
+        error = _times(np.abs(w), propagated) + rtol * np.abs(value) + atol * (1.0 + np.abs(w))
+    return value, error
+
+
+def focal(
+    input: Any,
+    target: Any,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+    weight: Any = None,
+) -> Expected:
+    """The expected result of ``bcers.sigmoid_focal_loss`` (targets in [0, 1])."""
+    _check_reduction(reduction)
+    ops = Operands.of(input, target, weight)
+    return _reduce(*focal_elementwise(ops, alpha, gamma), reduction, ops)
+
+
+def focal_backward(
+    grad_output: Any,
+    input: Any,
+    target: Any,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+    weight: Any = None,
+) -> Expected:
+    """The expected result of ``bcers.sigmoid_focal_loss_backward`` (targets in [0, 1])."""
+    _check_reduction(reduction)
+    ops = Operands.of(input, target, weight)
+    return _grad(*focal_grad_elementwise(ops, alpha, gamma), grad_output, reduction, ops)

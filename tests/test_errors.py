@@ -58,6 +58,26 @@ def call(logits: bool, name: str, x: Any, y: Any) -> Any:
     return (LOGITS_CALLS if logits else BCE_CALLS)[name](x, y)
 
 
+def focal_entry_points(**kw: Any) -> dict[str, Callable[[Any, Any], Any]]:
+    """Every way to call the sigmoid focal loss on (input, target), in every reduction."""
+    fwd, bwd = bcers.sigmoid_focal_loss, bcers.sigmoid_focal_loss_backward
+    vag, cls = bcers.sigmoid_focal_loss_value_and_grad, bcers.SigmoidFocalLoss
+    calls: dict[str, Callable[[Any, Any], Any]] = {}
+    for r in REDUCTIONS:
+        calls[f"forward-{r}"] = lambda x, y, r=r: fwd(x, y, reduction=r, **kw)
+        calls[f"backward-{r}"] = lambda x, y, r=r: bwd(None, x, y, reduction=r, **kw)
+        calls[f"value_and_grad-{r}"] = lambda x, y, r=r: vag(x, y, reduction=r, **kw)
+        calls[f"class-{r}"] = lambda x, y, r=r: cls(reduction=r, **kw)(x, y)
+        calls[f"class.backward-{r}"] = lambda x, y, r=r: cls(reduction=r, **kw).backward(x, y)
+        calls[f"class.value_and_grad-{r}"] = lambda x, y, r=r: cls(
+            reduction=r, **kw
+        ).value_and_grad(x, y)
+    return calls
+
+
+FOCAL_CALLS = focal_entry_points()
+
+
 # ---------------------------------------------------------------------------------------------
 # Shapes.
 
@@ -68,6 +88,33 @@ def test_target_shape_must_equal_input_shape(logits: bool, name: str) -> None:
     message = "Target size (3, 1) must be the same as input size (3,)"
     with pytest.raises(ValueError, match=exact(message)):
         call(logits, name, x, np.full((3, 1), 0.5, np.float32))
+
+
+@pytest.mark.parametrize("name", list(FOCAL_CALLS))
+def test_focal_target_shape_must_equal_input_shape(name: str) -> None:
+    x = np.full(3, 0.5, np.float32)
+    message = "Target size (3, 1) must be the same as input size (3,)"
+    with pytest.raises(ValueError, match=exact(message)):
+        FOCAL_CALLS[name](x, np.full((3, 1), 0.5, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("target", "shapes"),
+    [
+        (np.full((), 0.5), ("()", "(2, 3)")),
+        (np.full((3,), 0.5), ("(3,)", "(2, 3)")),
+        (np.full((3, 2), 0.5), ("(3, 2)", "(2, 3)")),
+        (np.full((1, 2, 3), 0.5), ("(1, 2, 3)", "(2, 3)")),
+        (np.full((0, 3), 0.5), ("(0, 3)", "(2, 3)")),
+    ],
+    ids=str,
+)
+def test_focal_target_is_never_broadcast(target: Any, shapes: tuple[str, str]) -> None:
+    t, i = shapes
+    message = f"Target size {t} must be the same as input size {i}"
+    for fn in FOCAL_CALLS.values():
+        with pytest.raises(ValueError, match=exact(message)):
+            fn(np.full((2, 3), 0.5), target)
 
 
 @pytest.mark.parametrize("logits", [False, True], ids=["bce", "logits"])
@@ -115,6 +162,23 @@ def test_weights_must_broadcast_without_enlarging(
         with pytest.raises(ValueError, match=exact(message)):
             fn(x, x)
         del name
+
+
+@pytest.mark.parametrize("shape", BAD_WEIGHT_SHAPES, ids=str)
+def test_focal_weight_must_broadcast_without_enlarging(shape: tuple[int, ...]) -> None:
+    x = np.full((2, 3), 0.5, np.float32)
+    message = broadcast_message("weight", str(shape), "(2, 3)")
+    for fn in focal_entry_points(weight=np.ones(shape, np.float32)).values():
+        with pytest.raises(ValueError, match=exact(message)):
+            fn(x, x)
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (1, 3), (2, 1), (1, 1), (2, 3)], ids=str)
+def test_focal_weights_that_broadcast_are_accepted(shape: tuple[int, ...]) -> None:
+    x = np.full((2, 3), 0.5, np.float32)
+    w = np.arange(1, 1 + int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    for fn in focal_entry_points(weight=w).values():
+        fn(x, x)
 
 
 @pytest.mark.parametrize("shape", [(), (3,), (1, 3), (2, 1), (1, 1), (2, 3)], ids=str)
@@ -206,6 +270,13 @@ def reduction_calls(reduction: Any) -> list[Callable[[], Any]]:
         lambda: bcers.BCEWithLogitsLoss(reduction=reduction)(x, x),
         lambda: bcers.BCELoss(reduction=reduction).backward(x, x),
         lambda: bcers.BCEWithLogitsLoss(reduction=reduction).value_and_grad(x, x),
+        # The sigmoid focal loss.
+        lambda: bcers.sigmoid_focal_loss(x, x, reduction=reduction),
+        lambda: bcers.sigmoid_focal_loss_backward(None, x, x, reduction=reduction),
+        lambda: bcers.sigmoid_focal_loss_value_and_grad(x, x, reduction=reduction),
+        lambda: bcers.SigmoidFocalLoss(reduction=reduction)(x, x),
+        lambda: bcers.SigmoidFocalLoss(reduction=reduction).backward(x, x),
+        lambda: bcers.SigmoidFocalLoss(reduction=reduction).value_and_grad(x, x),
     ]
 
 
@@ -229,6 +300,22 @@ def test_non_str_reduction(reduction: Any) -> None:
             ValueError, match=exact(f"{reduction} is not a valid value for reduction")
         ):
             fn()
+
+
+@pytest.mark.parametrize("reduction", ["avg", None, 1.5, b"sum"], ids=repr)
+def test_focal_class_checks_reduction_at_construction(reduction: Any) -> None:
+    with pytest.raises(ValueError, match=exact(f"{reduction} is not a valid value for reduction")):
+        bcers.SigmoidFocalLoss(reduction=reduction)
+
+
+def test_focal_loss_has_no_legacy_arguments() -> None:
+    x = np.full(3, 0.5, np.float32)
+    for kw in ({"size_average": True}, {"reduce": False}):
+        (name,) = kw
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+            bcers.sigmoid_focal_loss(x, x, **kw)
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+            bcers.SigmoidFocalLoss(**kw)
 
 
 @pytest.mark.parametrize("kind", ["np.str_", "str-subclass"])
@@ -365,6 +452,45 @@ def test_non_real_operand_is_a_type_error_naming_it(arg: str, kind: str) -> None
             fn()
 
 
+@pytest.mark.parametrize("kind", sorted(NOT_REAL))
+def test_focal_non_real_arguments_are_type_errors(kind: str) -> None:
+    bad = NOT_REAL[kind]
+    x = np.full(2, 0.5, np.float32)
+    message = f"input must be an array of float16, float32 or float64, got dtype {bad.dtype}"
+    for fn in FOCAL_CALLS.values():
+        with pytest.raises(TypeError, match=exact(message)):
+            fn(bad, x)
+    calls: dict[str, list[Callable[[], Any]]] = {
+        "target": [
+            lambda: bcers.sigmoid_focal_loss(x, bad),
+            lambda: bcers.SigmoidFocalLoss().value_and_grad(x, bad),
+        ],
+        "weight": [
+            lambda: bcers.sigmoid_focal_loss(x, x, weight=bad),
+            lambda: bcers.SigmoidFocalLoss(weight=bad)(x, x),
+        ],
+        "grad_output": [lambda: bcers.sigmoid_focal_loss_backward(bad, x, x)],
+    }
+    for arg, fns in calls.items():
+        message = f"{arg} must be an array of real numbers or booleans, got dtype {bad.dtype}"
+        for fn in fns:
+            with pytest.raises(TypeError, match=exact(message)):
+                fn()
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint64, bool, np.longdouble], ids=str
+)
+def test_focal_non_float_input_is_a_type_error(dtype: Any) -> None:
+    bad = np.array([0, 1], dtype=dtype)
+    message = f"input must be an array of float16, float32 or float64, got dtype {bad.dtype}"
+    if bad.dtype in (F32, F64):
+        pytest.skip("longdouble is float64 on this platform")
+    for fn in FOCAL_CALLS.values():
+        with pytest.raises(TypeError, match=exact(message)):
+            fn(bad, np.array([0.0, 1.0]))
+
+
 @pytest.mark.parametrize(
     "dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint64, bool, np.longdouble], ids=str
 )
@@ -441,6 +567,34 @@ def test_grad_output_of_a_reduction_must_be_a_scalar(
     # Scalars of every kind are fine.
     for g in (None, 2, 2.0, np.float32(2), np.array(2.0), np.array(2, np.int8), True):
         fn(g, x, x, reduction=reduction)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("shape", [(1,), (3,), (1, 1)], ids=str)
+def test_focal_grad_output_of_a_reduction_must_be_a_scalar(
+    shape: tuple[int, ...], reduction: str
+) -> None:
+    x = np.full(3, 0.5, np.float32)
+    message = f"grad_output must be a scalar for reduction='{reduction}', got shape {shape}"
+    cls = bcers.SigmoidFocalLoss(reduction=reduction)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=exact(message)):
+        bcers.sigmoid_focal_loss_backward(np.ones(shape), x, x, reduction=reduction)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=exact(message)):
+        cls.backward(x, x, np.ones(shape).tolist())
+    for g in (None, 2, 2.0, np.float32(2), np.array(2.0), np.array(2, np.int8), True):
+        bcers.sigmoid_focal_loss_backward(g, x, x, reduction=reduction)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(2,), (1, 2, 3), (3, 3), (2, 2, 3), (0,)], ids=str)
+def test_focal_grad_output_without_reduction_must_broadcast(shape: tuple[int, ...]) -> None:
+    x = np.full((2, 3), 0.5, np.float32)
+    message = broadcast_message("grad_output", str(shape), "(2, 3)")
+    with pytest.raises(ValueError, match=exact(message)):
+        bcers.sigmoid_focal_loss_backward(np.ones(shape), x, x)
+    with pytest.raises(ValueError, match=exact(message)):
+        bcers.SigmoidFocalLoss(reduction="none").backward(x, x, np.ones(shape))
+    for ok in [(), (3,), (1, 3), (2, 1), (2, 3)]:
+        assert bcers.sigmoid_focal_loss_backward(np.ones(ok), x, x).shape == (2, 3)
 
 
 @pytest.mark.parametrize("shape", [(2,), (1, 2, 3), (3, 3), (2, 2, 3), (0,)], ids=str)

@@ -446,3 +446,178 @@ def test_importing_does_not_open_the_device() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "imported"
+
+
+# ---------------------------------------------------------------------------------------------
+# The sigmoid focal loss on the GPU: the CPU's float32 results.
+
+# (alpha, gamma): the default; alpha off with gamma < 1; gamma 0 (alpha_t times BCE with
+# logits); alpha at its ends with a large gamma; a non-integer gamma.
+FOCAL_PARAMETERS = [(0.25, 2.0), (-1.0, 0.5), (0.0, 0.0), (1.0, 5.0), (0.75, 1.5)]
+
+
+def focal_calls(alpha: float, gamma: float, **kw: Any) -> dict[str, Callable[..., Any]]:
+    """Every entry point of the focal loss, by name, taking (input, target, reduction)."""
+    f, b = bcers.sigmoid_focal_loss, bcers.sigmoid_focal_loss_backward
+    v, cls = bcers.sigmoid_focal_loss_value_and_grad, bcers.SigmoidFocalLoss
+    g = kw.pop("grad_output", None)
+    return {
+        "forward": lambda x, y, r: f(x, y, alpha, gamma, r, **kw),
+        "backward": lambda x, y, r: b(g if r == "none" else None, x, y, alpha, gamma, r, **kw),
+        "backward_g": lambda x, y, r: b(
+            g if r == "none" and g is not None else np.float32(2.5), x, y, alpha, gamma, r, **kw
+        ),
+        "value_and_grad": lambda x, y, r: v(x, y, alpha, gamma, r, **kw),
+        "class": lambda x, y, r: cls(alpha, gamma, r, **kw)(x, y),
+        "class.backward": lambda x, y, r: cls(alpha, gamma, r, **kw).backward(x, y),
+        "class.value_and_grad": lambda x, y, r: cls(alpha, gamma, r, **kw).value_and_grad(x, y),
+    }
+
+
+def compare_focal(
+    params: tuple[float, float],
+    x: Any,
+    y: Any,
+    what: str,
+    check: Callable[[Any, Any, str], None] = assert_matches,
+    **kw: Any,
+) -> None:
+    """Each focal entry point on the GPU (x uploaded) against the NumPy path, each reduction."""
+    gpu_kw = {k: (gpu.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    dx = gpu.asarray(x)
+    for r in REDUCTIONS:
+        cpu_calls, dev_calls = focal_calls(*params, **kw), focal_calls(*params, **gpu_kw)
+        for name, call in cpu_calls.items():
+            cpu = call(x, y, r)
+            dev = dev_calls[name](dx, y, r)
+            label = f"focal{params} {what} {name} {r}"
+            if isinstance(cpu, tuple):
+                assert isinstance(dev, tuple), label
+                check(dev[0], cpu[0], label + " loss")
+                check(dev[1], cpu[1], label + " grad")
+            else:
+                check(dev, cpu, label)
+
+
+def targets(shape: tuple[int, ...], seed: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Soft targets, a third of them hard (0 or 1)."""
+    y = probs(shape, seed)
+    y.flat[::3] = np.round(y.flat[::3])
+    return y
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_focal_every_entry_point_matches_numpy(
+    device: dict[str, Any], shape: tuple[int, ...]
+) -> None:
+    i = SHAPES.index(shape)
+    for params in {FOCAL_PARAMETERS[0], FOCAL_PARAMETERS[1 + i % 4]}:
+        compare_focal(params, logits(shape, 40 + i), targets(shape, 50 + i), f"{shape}")
+
+
+@pytest.mark.parametrize("i", range(9))
+def test_focal_weight_and_grad_output_broadcast(device: dict[str, Any], i: int) -> None:
+    shape = (4, 3, 5)
+    shapes = broadcasts(*shape)
+    w = rng(60 + i).random(shapes[i], dtype=np.float32) * 2
+    g = rng(70 + i).standard_normal(shapes[(i + 2) % 9]).astype(np.float32)
+    x, y = logits(shape, 80 + i), targets(shape, 90 + i)
+    params = FOCAL_PARAMETERS[i % len(FOCAL_PARAMETERS)]
+    compare_focal(params, x, y, f"weight {shapes[i]}", weight=w, grad_output=g)
+
+
+def test_focal_mixed_arguments_go_to_the_gpu(device: dict[str, Any]) -> None:
+    x, y = logits((6, 4), 1), targets((6, 4), 2)
+    w = rng(3).random(4)  # float64: cast to float32, as on the CPU
+    for r in REDUCTIONS:
+        cpu = bcers.sigmoid_focal_loss(x, y, 0.25, 2.0, r, w)
+        for args in [
+            (gpu.asarray(x), y, w),
+            (x, gpu.asarray(y), w),
+            (x, y, gpu.asarray(w.astype(np.float32))),
+        ]:
+            assert_matches(bcers.sigmoid_focal_loss(args[0], args[1], 0.25, 2.0, r, args[2]), cpu)
+    # grad_output alone on the GPU.
+    assert_matches(
+        bcers.sigmoid_focal_loss_backward(gpu.asarray(np.float32(3.0)), x, y, reduction="sum"),
+        bcers.sigmoid_focal_loss_backward(3.0, x, y, reduction="sum"),
+    )
+    # Integer and bool targets; a float16 input (upcast on upload: float32 results).
+    labels = rng(4).integers(0, 2, (6, 4))
+    assert_matches(
+        bcers.sigmoid_focal_loss(gpu.asarray(x), labels.astype(bool), reduction="mean"),
+        bcers.sigmoid_focal_loss(x, labels, reduction="mean"),
+    )
+    half = x.astype(np.float16)
+    assert_matches(
+        bcers.sigmoid_focal_loss(half, gpu.asarray(labels), -1.0, 0.5),
+        bcers.sigmoid_focal_loss(half.astype(np.float32), labels, -1.0, 0.5),
+    )
+    # The class with a GPU weight.
+    loss_fn = bcers.SigmoidFocalLoss(weight=gpu.asarray(np.float32([1, 2, 3, 4])))
+    assert_matches(loss_fn(x, labels), bcers.SigmoidFocalLoss(weight=[1, 2, 3, 4])(x, labels))
+
+
+def assert_close_at_every_scale(dev: Any, cpu: Any, what: str = "") -> None:
+    """Like :func:`assert_matches`, with no absolute tolerance above the smallest normal numbers
+    (subnormal results may be flushed to 0): tiny values keep their digits; infinities equal;
+    never NaN."""
+    assert not np.isnan(host(dev)).any(), what
+    assert_matches(dev, cpu, what)
+    tiny = float(np.finfo(np.float32).tiny)
+    np.testing.assert_allclose(host(dev), cpu, rtol=2e-5, atol=4 * tiny, err_msg=what)
+    np.testing.assert_array_equal(np.isinf(host(dev)), np.isinf(cpu), err_msg=what)
+
+
+def test_focal_edge_values(device: dict[str, Any]) -> None:
+    inf = np.inf
+    xs = np.float32(
+        [inf, -inf, 0, -0.0, 3, 12, -12, 20, -20, 30, -30, 50, -50, 88.7, -95, 104, 200, -1e4]
+    )
+    ys = np.float32([0, 1, 0.5, 0.25, 1e-30])
+    x, y = (a.ravel() for a in np.meshgrid(xs, ys))
+    finite = np.isfinite(x)
+    for params in [(0.25, 2.0), (-1.0, 0.5), (0.25, 0.0), (0.0, 0.25), (1.0, 5.0)]:
+        compare_focal(params, x, y, "edges", check=assert_close_at_every_scale)
+        loss, grad = bcers.sigmoid_focal_loss_value_and_grad(gpu.asarray(x), y, *params)
+        assert np.all(np.isfinite(loss.numpy()[finite])), params
+        assert np.all(np.isfinite(grad.numpy())), params
+    # The limits at infinite logits (alpha 0.25): 0 and 0 at (inf, 1); inf and 1 - alpha at
+    # (inf, 0); inf and -alpha at (-inf, 1); 0 and 0 at (-inf, 0).
+    loss, grad = bcers.sigmoid_focal_loss_value_and_grad(
+        gpu.asarray(np.float32([inf, inf, -inf, -inf])), np.float32([1, 0, 1, 0])
+    )
+    assert loss.numpy().tolist() == [0, inf, inf, 0]
+    assert grad.numpy().tolist() == [0, 0.75, -0.25, 0]
+    # Where torchvision's gradient is NaN (1 - p_t rounds to 0, gamma < 1): finite, exact.
+    x, y = np.float32([30, -30, 20, -20]), np.float32([1, 0, 1, 0])
+    grad = bcers.sigmoid_focal_loss_backward(None, gpu.asarray(x), y, 0.25, 0.5)
+    assert_close_at_every_scale(grad, bcers.sigmoid_focal_loss_backward(None, x, y, 0.25, 0.5))
+    assert np.all(grad.numpy() != 0)
+
+
+def test_focal_errors_match_numpy(device: dict[str, Any]) -> None:
+    x, y = logits((2, 3), 1), probs((2, 3), 2)
+    dx = gpu.asarray(x)
+    same_error(bcers.sigmoid_focal_loss, (x, y.T), (dx, y.T))
+    same_error(bcers.sigmoid_focal_loss, (x, y), (dx, y), weight=np.ones((1, 2, 3), np.float32))
+    same_error(bcers.sigmoid_focal_loss, (x, y), (dx, y), gamma=-1.0)
+    same_error(bcers.sigmoid_focal_loss_value_and_grad, (x, y), (dx, y), alpha=1.5)
+    g = np.ones((2, 2), np.float32)
+    same_error(bcers.sigmoid_focal_loss_backward, (g, x, y), (g, dx, y), reduction="none")
+    g = np.ones(3, np.float32)
+    same_error(bcers.sigmoid_focal_loss_backward, (g, x, y), (g, dx, y), reduction="mean")
+    with pytest.raises(ValueError, match="avg is not a valid value for reduction"):
+        bcers.sigmoid_focal_loss(dx, y, reduction="avg")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="float32 only: input has dtype float64"):
+        bcers.sigmoid_focal_loss(x.astype(np.float64), gpu.asarray(y))
+
+
+def test_focal_sums_are_deterministic(device: dict[str, Any]) -> None:
+    x, y = gpu.asarray(logits((300_000,), 5)), gpu.asarray(targets((300_000,), 6))
+    first = bcers.sigmoid_focal_loss(x, y, reduction="sum")
+    assert type(first) is np.float32
+    for _ in range(2):
+        assert bcers.sigmoid_focal_loss(x, y, reduction="sum").tobytes() == first.tobytes()
+    cpu = bcers.sigmoid_focal_loss(x.numpy(), y.numpy(), reduction="sum")
+    np.testing.assert_allclose(first, cpu, rtol=2e-5)

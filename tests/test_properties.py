@@ -115,6 +115,15 @@ VALUES: dict[str, dict[str, Callable[[Any, int], np.ndarray]]] = {
         binary=lambda r, n: r.choice([0.0, 1.0], n),
         outside=lambda r, n: r.uniform(-2.0, 3.0, n),
     ),
+    # The focal loss's targets: in [0, 1] (what it is defined for; not checked by bcers).
+    "focal_y": _families(
+        uniform=lambda r, n: r.uniform(0.0, 1.0, n),
+        binary=lambda r, n: r.choice([0.0, 1.0], n),
+        near_binary=lambda r, n: np.abs(
+            r.choice([0.0, 1.0], n) - 10.0 ** r.uniform(-40.0, -1.0, n)
+        ),
+        exact=lambda r, n: r.choice([0.0, 1.0, 0.5, 0.25], n),
+    ),
     "weight": _families(
         signed=lambda r, n: r.uniform(-3.0, 3.0, n),
         positive=lambda r, n: r.uniform(0.0, 3.0, n),
@@ -138,6 +147,8 @@ SPECIALS = {
     "logit_x": st.floats(-1e6, 1e6)
     | st.sampled_from([np.inf, -np.inf, np.nan, 0.0, -0.0, 20.0, -20.0, 88.7, -104.0]),
     "logit_y": st.floats(-2.0, 3.0) | st.sampled_from([0.0, 1.0]),
+    "focal_y": st.floats(0.0, 1.0)
+    | st.sampled_from([0.0, 1.0, 0.5, 1e-30, 1e-40, 1e-300, 1.0 - 2.0**-24, 1.0 - 2.0**-53]),
     "weight": st.floats(-3.0, 3.0),
     "pos_weight": st.floats(-2.0, 5.0),
     "grad": st.floats(-4.0, 4.0),
@@ -145,7 +156,19 @@ SPECIALS = {
 
 # Which dtypes an operand may come in (besides the input's own): integer and bool operands
 # only where the role's values are integers.
-INTEGER_ROLES = {"bce_y": (0, 1), "logit_y": (-2, 3), "weight": (-2, 3), "pos_weight": (0, 4)}
+INTEGER_ROLES = {
+    "bce_y": (0, 1),
+    "logit_y": (-2, 3),
+    "focal_y": (0, 1),
+    "weight": (-2, 3),
+    "pos_weight": (0, 4),
+}
+
+# The focal loss's parameters: alpha off (negative), at its ends and inside; gamma 0 (BCE with
+# logits times alpha_t), below 1 (where torchvision's gradient is NaN at large logits), above.
+FOCAL_ALPHAS = (-1.0, 0.0, 0.25, 0.5, 1.0)
+FOCAL_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+FOCAL_PARAMETERS = st.tuples(st.sampled_from(FOCAL_ALPHAS), st.sampled_from(FOCAL_GAMMAS))
 
 
 def _apply_layout(draw: Any, a: np.ndarray, layout: str) -> np.ndarray:
@@ -274,13 +297,22 @@ class Case:
     w: Operand | None
     pw: Operand | None
     g: Operand | None = field(default=None)
+    # (alpha, gamma) of a sigmoid focal loss case (its input is logits: ``logits`` is True).
+    focal: tuple[float, float] | None = field(default=None)
 
     @property
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"weight": None if self.w is None else self.w.array}
-        if self.logits:
+        if self.logits and self.focal is None:
             kw["pos_weight"] = None if self.pw is None else self.pw.array
         return kw
+
+    @property
+    def focal_kwargs(self) -> dict[str, Any]:
+        """The focal loss's keyword arguments (its weight and parameters)."""
+        assert self.focal is not None
+        alpha, gamma = self.focal
+        return {"alpha": alpha, "gamma": gamma, "weight": self.kwargs["weight"]}
 
     @property
     def grad_output(self) -> Any:
@@ -296,8 +328,19 @@ class Case:
 
 
 @st.composite
-def cases(draw: Any, logits: bool | None = None, grad: bool = False) -> Case:
-    if logits is None:
+def cases(
+    draw: Any, logits: bool | None = None, grad: bool = False, focal: bool | None = None
+) -> Case:
+    """A case of one loss: drawn among BCE, BCE with logits and the sigmoid focal loss when
+    neither ``logits`` nor ``focal`` is given; the focal loss when ``focal``; else BCE or BCE
+    with logits as ``logits`` says."""
+    params = None
+    if focal is None and logits is None:
+        focal = draw(st.integers(0, 2)) == 0
+    if focal:
+        logits = True
+        params = draw(FOCAL_PARAMETERS)
+    elif logits is None:
         logits = draw(st.booleans())
     dtype = draw(st.sampled_from(FLOAT_DTYPES))
     shape = draw(shapes())
@@ -306,11 +349,12 @@ def cases(draw: Any, logits: bool | None = None, grad: bool = False) -> Case:
     kind = "logit" if logits else "bce"
     # A Python float or list becomes float64.
     x = draw(operands(rng, f"{kind}_x", shape, dtype, other_dtypes=False, python=dtype == F64))
-    y = draw(operands(rng, f"{kind}_y", shape, dtype, python=True))
+    y_role = "focal_y" if focal else f"{kind}_y"
+    y = draw(operands(rng, y_role, shape, dtype, python=True))
     w = pw = g = None
     if draw(st.booleans()):
         w = draw(operands(rng, "weight", draw(broadcast_shapes(shape)), dtype, python=True))
-    if logits and draw(st.booleans()):
+    if logits and not focal and draw(st.booleans()):
         pw = draw(operands(rng, "pos_weight", draw(broadcast_shapes(shape)), dtype, python=True))
     if grad:
         if reduction == "none":
@@ -326,7 +370,7 @@ def cases(draw: Any, logits: bool | None = None, grad: bool = False) -> Case:
                 "0d": Operand(np.array(v, dtype), "0d", "scalar"),
                 "int": Operand(round(v), "python", "int"),
             }[form]
-    return Case(logits, dtype, reduction, x, y, w, pw, g)
+    return Case(logits, dtype, reduction, x, y, w, pw, g, focal=params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,11 +378,19 @@ def cases(draw: Any, logits: bool | None = None, grad: bool = False) -> Case:
 
 
 def forward(case: Case) -> Any:
+    if case.focal is not None:
+        return bcers.sigmoid_focal_loss(
+            case.x.array, case.y.array, reduction=case.reduction, **case.focal_kwargs
+        )
     fn = bcers.binary_cross_entropy_with_logits if case.logits else bcers.binary_cross_entropy
     return fn(case.x.array, case.y.array, reduction=case.reduction, **case.kwargs)
 
 
 def backward(case: Case, grad_output: Any) -> Any:
+    if case.focal is not None:
+        return bcers.sigmoid_focal_loss_backward(
+            grad_output, case.x.array, case.y.array, reduction=case.reduction, **case.focal_kwargs
+        )
     if case.logits:
         return bcers.binary_cross_entropy_with_logits_backward(
             grad_output, case.x.array, case.y.array, reduction=case.reduction, **case.kwargs
@@ -349,6 +401,10 @@ def backward(case: Case, grad_output: Any) -> Any:
 
 
 def value_and_grad(case: Case) -> Any:
+    if case.focal is not None:
+        return bcers.sigmoid_focal_loss_value_and_grad(
+            case.x.array, case.y.array, reduction=case.reduction, **case.focal_kwargs
+        )
     if case.logits:
         fn = bcers.binary_cross_entropy_with_logits_value_and_grad
     else:
@@ -357,6 +413,8 @@ def value_and_grad(case: Case) -> Any:
 
 
 def expected_forward(case: Case) -> ref.Expected:
+    if case.focal is not None:
+        return ref.focal(case.x.array, case.y.array, reduction=case.reduction, **case.focal_kwargs)
     if case.logits:
         return ref.bce_with_logits(
             case.x.array, case.y.array, reduction=case.reduction, **case.kwargs
@@ -365,6 +423,10 @@ def expected_forward(case: Case) -> ref.Expected:
 
 
 def expected_backward(case: Case, grad_output: Any) -> ref.Expected:
+    if case.focal is not None:
+        return ref.focal_backward(
+            grad_output, case.x.array, case.y.array, reduction=case.reduction, **case.focal_kwargs
+        )
     if case.logits:
         return ref.bce_with_logits_backward(
             grad_output, case.x.array, case.y.array, reduction=case.reduction, **case.kwargs
@@ -417,8 +479,14 @@ def test_value_and_grad_is_forward_and_backward(case: Case) -> None:
 
 @given(cases(grad=True))
 def test_classes_match_functions(case: Case) -> None:
-    if case.logits:
-        loss_fn: Any = bcers.BCEWithLogitsLoss(reduction=case.reduction, **case.kwargs)
+    if case.focal is not None:
+        alpha, gamma = case.focal
+        loss_fn: Any = bcers.SigmoidFocalLoss(alpha, gamma, case.reduction, **case.kwargs)
+        assert loss_fn.alpha == alpha
+        assert loss_fn.gamma == gamma
+        assert not hasattr(loss_fn, "pos_weight")
+    elif case.logits:
+        loss_fn = bcers.BCEWithLogitsLoss(reduction=case.reduction, **case.kwargs)
         if case.pw is None:
             assert loss_fn.pos_weight is None
         else:
@@ -443,6 +511,23 @@ def test_classes_match_functions(case: Case) -> None:
     assert_identical(grad2, grad1)
 
 
+@given(cases(grad=True, focal=True))
+def test_focal_matches_reference(case: Case) -> None:
+    """The sigmoid focal loss in every example (the properties above draw it one time in
+    three): forward, backward with the drawn grad_output and value_and_grad, against the
+    reference; value_and_grad computes the bits of the separate calls."""
+    expected = expected_forward(case)
+    loss = forward(case)
+    ref.assert_matches(loss, expected, case.context())
+    grad = backward(case, case.grad_output)
+    ref.assert_matches(grad, expected_backward(case, case.grad_output), case.context())
+    value, grad1 = value_and_grad(case)
+    ref.assert_matches(value, expected, case.context())
+    ref.assert_matches(grad1, expected_backward(case, None), case.context())
+    assert_identical(value, loss)
+    assert_identical(grad1, backward(case, None))
+
+
 # Small arrays with every element drawn by hypothesis: shrinks to the simplest failing values.
 
 SMALL_SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
@@ -450,7 +535,9 @@ SMALL_SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
 
 @st.composite
 def small_cases(draw: Any) -> Case:
-    logits = draw(st.booleans())
+    focal = draw(st.integers(0, 2)) == 0
+    params = draw(FOCAL_PARAMETERS) if focal else None
+    logits = True if focal else draw(st.booleans())
     dtype = draw(st.sampled_from(FLOAT_DTYPES))
     shape = draw(SMALL_SHAPES)
     kind = "logit" if logits else "bce"
@@ -461,13 +548,13 @@ def small_cases(draw: Any) -> Case:
             return Operand(a.astype(dt), "C", "hypothesis")
 
     x = arr(f"{kind}_x", shape, dtype)
-    y = arr(f"{kind}_y", shape, draw(st.sampled_from([dtype, F64])))
+    y = arr("focal_y" if focal else f"{kind}_y", shape, draw(st.sampled_from([dtype, F64])))
     w = arr("weight", draw(broadcast_shapes(shape)), F64) if draw(st.booleans()) else None
     pw = None
-    if logits and draw(st.booleans()):
+    if logits and not focal and draw(st.booleans()):
         pw = arr("pos_weight", draw(broadcast_shapes(shape)), F64)
     g = arr("grad", draw(broadcast_shapes(shape)), F64)
-    return Case(logits, dtype, "none", x, y, w, pw, g)
+    return Case(logits, dtype, "none", x, y, w, pw, g, focal=params)
 
 
 @given(small_cases(), st.sampled_from(REDUCTIONS))

@@ -2,7 +2,10 @@
 //!
 //! Per element, for `x` and `y` in `[0, 1]` (the executor checks the range first):
 //! - value: `(y - 1) max(log1p(-x), -100) - y max(log(x), -100)`;
-//! - gradient: `(x - y) / max((1 - x) x, EPS)`, with torch's float32 `EPS = 1e-12`.
+//! - gradient: `(x - y) / max((1 - x) x, EPS)`, with torch's float32 `EPS = 1e-12`;
+//! - target gradient: `max(log1p(-x), -100) - max(log(x), -100)`, the derivative of the loss
+//!   as computed, with its floors (torch's autograd gives the unclamped `log(1 - x) - log(x)`);
+//! - second derivative: `y / max(x^2, EPS) + (1 - y) / max((1 - x)^2, EPS)`.
 //!
 //! The WGSL twin is `bce.wgsl`.
 
@@ -27,15 +30,20 @@ impl<F: Real> Elementwise<F> for Bce {
     #[inline(always)]
     fn eval<I: Isa, W: Want>(&self, x: F, y: F, _pw: F) -> Derivs<F> {
         let mut d = Derivs::default();
-        if W::VALUE {
+        let eps = F::from_f64(f64::from(GRAD_EPS));
+        if W::VALUE || W::GRAD_TARGET {
             let floor = F::from_f64(LOG_FLOOR);
             let log_x = max(log_unit::<F, I>(x), floor);
             let log_1mx = max(log1m_unit::<F, I>(x), floor);
             d.value = (y - F::ONE) * log_1mx - y * log_x;
+            d.grad_target = log_1mx - log_x;
         }
         if W::GRAD {
-            let eps = F::from_f64(f64::from(GRAD_EPS));
             d.grad = (x - y) / max((F::ONE - x) * x, eps);
+        }
+        if W::HESS {
+            let one_minus_x = F::ONE - x;
+            d.hess = y / max(x * x, eps) + (F::ONE - y) / max(one_minus_x * one_minus_x, eps);
         }
         d
     }

@@ -27,6 +27,18 @@ fn weighted(coef: f32, v: f32) -> f32 {
     return select(coef * v, bitcast<f32>((cb ^ vb) & 0x80000000u), inf_times_zero);
 }
 
+// a * b * v with weighted's rule, where a nonzero a * b that underflows to 0 counts as the
+// smallest normal number when v is infinite (the twin of `weighted3`).
+fn weighted3(a: f32, b: f32, v: f32) -> f32 {
+    var ab = a * b;
+    let underflow = ab == 0.0 && a != 0.0 && b != 0.0;
+    let inf = (bitcast<u32>(v) & 0x7fffffffu) == 0x7f800000u;
+    if underflow && inf {
+        ab = bitcast<f32>(((bitcast<u32>(a) ^ bitcast<u32>(b)) & 0x80000000u) | 0x00800000u);
+    }
+    return weighted(ab, v);
+}
+
 // |x| from the bits.
 fn abs_bits(x: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(x) & 0x7fffffffu);

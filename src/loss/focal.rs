@@ -16,6 +16,13 @@
 //!   `(1 - p_t)^(gamma - 1)`, which is infinite at `1 - p_t = 0` for `gamma < 1` (torchvision's
 //!   NaN there).
 //!
+//! - The target gradient, `dalpha_t ce m + alpha_t m (-x + gamma ce (d(1 - p_t)/dy) / (1 - p_t))`
+//!   (`m = (1 - p_t)^gamma`, `dalpha_t = 2 alpha - 1`, `d(1 - p_t)/dy = sigmoid(-x) - sigmoid(x)`),
+//!   takes `ce / a` as `log1p(e) / e` where `c1 = 0`, so that it stays finite there too.
+//! - The second derivative, `alpha_t m (sigmoid(x) sigmoid(-x) + 2 gamma r dce
+//!   + gamma ce ((gamma - 1) r^2 + r (sigmoid(-x) - sigmoid(x))))`, can be negative (the focal
+//!   loss is not convex in the logit for `gamma > 0`).
+//!
 //! So every finite input gives finite results; infinite logits give the mathematical limits,
 //! every product with a factor 0 being 0 as in BCE with logits.
 //!
@@ -51,23 +58,67 @@ impl<F: Real> Elementwise<F> for Focal<F> {
         let hard = c1 == F::ZERO;
         let a = if hard { c_e } else { I::mul_add(c_e, e, c1) };
         let log_a = log::<F, I>(a) - if hard { abs } else { F::ZERO };
-        let modulating = exp::<F, I>(weighted(self.gamma, log_a - sp));
+        let exponent = weighted(self.gamma, log_a - sp);
+        let modulating = exp::<F, I>(exponent);
+        // (1 - p_t)^gamma is exactly 0 only where its exponent is -inf; an underflowing one
+        // still makes an infinite factor infinite.
+        let tiny_not_zero = modulating == F::ZERO && exponent > -F::INFINITY;
+        let m_for_inf = if tiny_not_zero {
+            F::MIN_POSITIVE
+        } else {
+            modulating
+        };
         let alpha_t = if self.alpha >= F::ZERO {
             I::mul_add(self.alpha, y, (F::ONE - self.alpha) * one_minus_y)
         } else {
             F::ONE
         };
+        let is_inf = |v: F| v == F::INFINITY || v == -F::INFINITY;
         if W::VALUE {
-            d.value = weighted(alpha_t, weighted(ce, modulating));
+            let m = if is_inf(ce) { m_for_inf } else { modulating };
+            d.value = weighted(alpha_t, weighted(ce, m));
         }
-        if W::GRAD {
-            let (sig_pos, sig_neg) = sigmoids(x, e);
+        let (sig_pos, sig_neg) = sigmoids(x, e);
+        if W::GRAD || W::HESS {
             let dce = weighted(one_minus_y, sig_pos) - weighted(y, sig_neg);
             // r = (1 - 2y) / ((1 + e) (a / e)); a / e = c_e where c1 = 0 (e may be 0 there).
             let a_over_e = if hard { c_e } else { c1 / e + c_e };
             let r = (one_minus_y - y) / ((F::ONE + e) * a_over_e);
-            let inner = dce + weighted(self.gamma, weighted(ce, r));
-            d.grad = weighted(alpha_t, weighted(modulating, inner));
+            let gamma_ce = weighted(self.gamma, ce);
+            if W::GRAD {
+                let inner = dce + weighted(gamma_ce, r);
+                d.grad = weighted(alpha_t, weighted(modulating, inner));
+            }
+            if W::HESS {
+                let two = F::ONE + F::ONE;
+                let curvature = weighted(self.gamma - F::ONE, r * r) + r * (sig_neg - sig_pos);
+                let inner = sig_pos * sig_neg
+                    + weighted(two * self.gamma, r * dce)
+                    + weighted(gamma_ce, curvature);
+                d.hess = weighted(alpha_t, weighted(modulating, inner));
+            }
+        }
+        if W::GRAD_TARGET {
+            let dalpha = if self.alpha >= F::ZERO {
+                self.alpha + self.alpha - F::ONE
+            } else {
+                F::ZERO
+            };
+            // (d(1 - p_t)/dy) / (1 - p_t) = s (1 - e) / a_true, s = -1 for x >= 0, a_true = a e
+            // where c1 = 0 (then ce = log1p(e), and ce / a_true = (log1p(e) / e) / c_e).
+            let ce_over_a = if hard {
+                let sp_over_e = if e == F::ZERO { F::ONE } else { sp / e };
+                sp_over_e / c_e
+            } else {
+                ce / a
+            };
+            let one_minus_e = F::ONE - e;
+            let dq = if nonneg { -one_minus_e } else { one_minus_e };
+            let inner = -x + weighted(self.gamma, dq * ce_over_a);
+            let m_ce = if is_inf(ce) { m_for_inf } else { modulating };
+            let m_inner = if is_inf(inner) { m_for_inf } else { modulating };
+            d.grad_target =
+                weighted(dalpha, weighted(ce, m_ce)) + weighted(alpha_t, weighted(m_inner, inner));
         }
         d
     }

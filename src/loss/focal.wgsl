@@ -16,10 +16,15 @@ fn focal_eval(x: f32, y: f32, alpha: f32, gamma: f32) -> Derivs {
     let hard = c1 == 0.0;
     let a = select(fma(c_e, e, c1), c_e, hard);
     let log_a = ln(a) - select(0.0, abs_x, hard);
-    let modulating = ex(weighted(gamma, log_a - sp));
+    let exponent = weighted(gamma, log_a - sp);
+    let modulating = ex(exponent);
+    // Exactly 0 only where the exponent is -inf: an underflowing one keeps an infinite ce infinite.
+    let ce_inf = (bitcast<u32>(ce) & 0x7fffffffu) == 0x7f800000u;
+    let exponent_finite = (bitcast<u32>(exponent) & 0x7fffffffu) < 0x7f800000u;
+    let m_value = select(modulating, 1.17549435e-38, ce_inf && modulating == 0.0 && exponent_finite);
     let alpha_t = select(1.0, fma(alpha, y, (1.0 - alpha) * one_minus_y), alpha >= 0.0);
     if WANT_VALUE {
-        d.value = weighted(alpha_t, weighted(ce, modulating));
+        d.value = weighted(alpha_t, weighted(ce, m_value));
     }
     if WANT_GRAD {
         let s = sigmoids(x, e);

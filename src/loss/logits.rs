@@ -7,11 +7,13 @@
 //! a factor 0 is 0 ([`weighted`]; torch computes `0 * inf = NaN`). The gradient is
 //! `(1 - y) sigmoid(x) - pw y sigmoid(-x)`, torch's `(pw y + 1 - y) sigmoid(x) - pw y` without
 //! its cancellation: both sigmoids come straight from `exp(-|x|)`, so tiny exact values survive
-//! (x = 20, y = 1 gives `-sigmoid(-20)`, not 0).
+//! (x = 20, y = 1 gives `-sigmoid(-20)`, not 0). The target gradient is
+//! `pw log1p(exp(-x)) - log1p(exp(x))` (as `pw (max(-x, 0) + sp) - (max(x, 0) + sp)`), the
+//! second derivative `(1 + (pw - 1) y) sigmoid(x) sigmoid(-x)`.
 //!
 //! The WGSL twin is `logits.wgsl`.
 
-use super::{exp_neg_abs, max, sigmoids, weighted, Derivs, Elementwise, Want};
+use super::{exp_neg_abs, max, sigmoids, weighted, weighted3, Derivs, Elementwise, Want};
 use crate::math::{log1p_unit, Real};
 use crate::simd::Isa;
 
@@ -27,18 +29,21 @@ impl<F: Real> Elementwise<F> for Logits {
         let mut d = Derivs::default();
         let e = exp_neg_abs::<F, I>(x);
         let pw_y = weighted(pw, y);
-        if W::VALUE {
+        let log_weight = weighted(pw - F::ONE, y) + F::ONE;
+        if W::VALUE || W::GRAD_TARGET {
             let sp = log1p_unit::<F, I>(e);
             let relu_pos = max(x, F::ZERO);
             let relu_neg = max(-x, F::ZERO);
-            let log_weight = weighted(pw - F::ONE, y) + F::ONE;
+            // pw y relu_neg: an underflowing pw y times an infinite relu_neg is infinite.
             d.value = weighted(F::ONE - y, relu_pos)
-                + weighted(pw_y, relu_neg)
+                + weighted3(pw, y, relu_neg)
                 + weighted(log_weight, sp);
+            d.grad_target = weighted(pw, relu_neg + sp) - (relu_pos + sp);
         }
-        if W::GRAD {
+        if W::GRAD || W::HESS {
             let (sig_pos, sig_neg) = sigmoids(x, e);
             d.grad = weighted(F::ONE - y, sig_pos) - weighted(pw_y, sig_neg);
+            d.hess = weighted(log_weight, sig_pos * sig_neg);
         }
         d
     }

@@ -9,7 +9,7 @@ fn logits_eval(x: f32, y: f32, pw: f32) -> Derivs {
     if WANT_VALUE {
         let sp = ln1p(e);
         let log_weight = weighted(pw - 1.0, y) + 1.0;
-        d.value = weighted(1.0 - y, fmax(x, 0.0)) + weighted(pw_y, fmax(-x, 0.0))
+        d.value = weighted(1.0 - y, fmax(x, 0.0)) + weighted3(pw, y, fmax(-x, 0.0))
             + weighted(log_weight, sp);
     }
     if WANT_GRAD {

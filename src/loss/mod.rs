@@ -178,21 +178,31 @@ pub(crate) trait Want: Copy + Send + Sync + 'static {
     const VALUE: bool;
     /// Its derivative with respect to the input.
     const GRAD: bool;
+    /// Its derivative with respect to the target.
+    const GRAD_TARGET: bool;
+    /// Its second derivative with respect to the input.
+    const HESS: bool;
 }
 
-/// [`Want`] from a bit mask: 1 value, 2 grad.
+/// [`Want`] from a bit mask of [`VALUE`], [`GRAD`], [`GRAD_TARGET`], [`HESS`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Wants<const MASK: u8>;
 
 impl<const MASK: u8> Want for Wants<MASK> {
     const VALUE: bool = MASK & VALUE != 0;
     const GRAD: bool = MASK & GRAD != 0;
+    const GRAD_TARGET: bool = MASK & GRAD_TARGET != 0;
+    const HESS: bool = MASK & HESS != 0;
 }
 
 /// The bit of the value in a want mask.
 pub(crate) const VALUE: u8 = 1;
 /// The bit of the input gradient in a want mask.
 pub(crate) const GRAD: u8 = 2;
+/// The bit of the target gradient in a want mask.
+pub(crate) const GRAD_TARGET: u8 = 4;
+/// The bit of the second derivative in a want mask.
+pub(crate) const HESS: u8 = 8;
 
 /// One element's results; the fields a call did not ask for hold anything.
 #[derive(Clone, Copy, Debug, Default)]
@@ -201,6 +211,10 @@ pub(crate) struct Derivs<F> {
     pub value: F,
     /// Its derivative with respect to the input.
     pub grad: F,
+    /// Its derivative with respect to the target.
+    pub grad_target: F,
+    /// Its second derivative with respect to the input.
+    pub hess: F,
 }
 
 /// One loss, per element: the scalar reference every vector level computes, lane by lane.
@@ -238,6 +252,22 @@ pub(crate) fn weighted<F: Float>(coef: F, v: F) -> F {
     } else {
         product
     }
+}
+
+/// `a * b * v`, with [`weighted`]'s rule for `a * b` times `v`, where a nonzero `a * b` that
+/// underflows to 0 counts as the smallest normal number when `v` is infinite: its product with
+/// `v` is infinite, as the exact one is (a true 0 still gives 0).
+#[inline(always)]
+pub(crate) fn weighted3<F: Float>(a: F, b: F, v: F) -> F {
+    let ab = a * b;
+    let underflow = ab == F::ZERO && a != F::ZERO && b != F::ZERO;
+    let inf = v == F::INFINITY || v == -F::INFINITY;
+    let ab = if underflow && inf {
+        F::from_bits(((a.to_bits() ^ b.to_bits()) & F::SIGN_MASK) | F::MIN_POSITIVE.to_bits())
+    } else {
+        ab
+    };
+    weighted(ab, v)
 }
 
 /// `bits(v + 0)`, unsigned: at most `bits(1)` exactly when `v` lies in `[0, 1]`. `v + 0`
@@ -290,6 +320,10 @@ pub(crate) struct BlockIo<'a, F> {
     pub value: Option<&'a mut [F]>,
     /// Where the input gradients go.
     pub grad: Option<&'a mut [F]>,
+    /// Where the target gradients go.
+    pub grad_target: Option<&'a mut [F]>,
+    /// Where the second derivatives go.
+    pub hess: Option<&'a mut [F]>,
 }
 
 /// The function that runs one loss, for one want, over a block at a SIMD level: picked once
@@ -351,8 +385,7 @@ struct Block<'a, F, L, W, P> {
     x: &'a [F],
     y: &'a [F],
     pw: P,
-    value: &'a mut [F],
-    grad: &'a mut [F],
+    out: [&'a mut [F]; 4],
 }
 
 impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, F, L, W, P> {
@@ -362,16 +395,11 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, 
     fn run<I: Isa>(self) {
         let n = self.x.len();
         let (x, y) = (&self.x[..n], &self.y[..n]);
-        let value = if W::VALUE {
-            &mut self.value[..n]
-        } else {
-            &mut [][..]
-        };
-        let grad = if W::GRAD {
-            &mut self.grad[..n]
-        } else {
-            &mut [][..]
-        };
+        let [value, grad, grad_target, hess] = self.out;
+        let value = cut(value, n, W::VALUE);
+        let grad = cut(grad, n, W::GRAD);
+        let grad_target = cut(grad_target, n, W::GRAD_TARGET);
+        let hess = cut(hess, n, W::HESS);
         for i in 0..n {
             let i = I::index(i);
             let d = self.loss.eval::<I, W>(x[i], y[i], self.pw.at(i));
@@ -381,7 +409,23 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, 
             if W::GRAD {
                 grad[i] = d.grad;
             }
+            if W::GRAD_TARGET {
+                grad_target[i] = d.grad_target;
+            }
+            if W::HESS {
+                hess[i] = d.hess;
+            }
         }
+    }
+}
+
+/// `s[..n]` where the output is wanted, else an empty slice.
+#[inline(always)]
+fn cut<F>(s: &mut [F], n: usize, wanted: bool) -> &mut [F] {
+    if wanted {
+        &mut s[..n]
+    } else {
+        &mut []
     }
 }
 
@@ -390,10 +434,27 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, 
 fn run_block<F: Real, L: Elementwise<F>, W: Want>(loss: L, level: SimdLevel, io: BlockIo<'_, F>) {
     let n = io.x.len();
     debug_assert!(io.y.len() == n, "target block of another length");
-    debug_assert!(!W::VALUE || io.value.as_ref().is_some_and(|v| v.len() == n));
-    debug_assert!(!W::GRAD || io.grad.as_ref().is_some_and(|v| v.len() == n));
-    let value = io.value.unwrap_or_default();
-    let grad = io.grad.unwrap_or_default();
+    let fits =
+        |v: &Option<&mut [F]>, wanted: bool| !wanted || v.as_ref().is_some_and(|v| v.len() == n);
+    debug_assert!(fits(&io.value, W::VALUE), "a value block of another length");
+    debug_assert!(
+        fits(&io.grad, W::GRAD),
+        "a gradient block of another length"
+    );
+    debug_assert!(
+        fits(&io.grad_target, W::GRAD_TARGET),
+        "a target gradient block"
+    );
+    debug_assert!(
+        fits(&io.hess, W::HESS),
+        "a second derivative block of another length"
+    );
+    let out = [
+        io.value.unwrap_or_default(),
+        io.grad.unwrap_or_default(),
+        io.grad_target.unwrap_or_default(),
+        io.hess.unwrap_or_default(),
+    ];
     let want = core::marker::PhantomData::<W>;
     match io.pw {
         Some(pw) if L::TAKES_POS_WEIGHT => {
@@ -407,8 +468,7 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(loss: L, level: SimdLevel, io:
                     x,
                     y,
                     pw,
-                    value,
-                    grad,
+                    out,
                 },
             );
         }
@@ -422,38 +482,38 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(loss: L, level: SimdLevel, io:
                     x,
                     y,
                     pw,
-                    value,
-                    grad,
+                    out,
                 },
             );
         }
     }
 }
 
-/// The block function of `loss` for the want mask `want` ([`VALUE`] | [`GRAD`]; at least one).
+/// The block function of `loss` for the want mask `want` (of [`VALUE`], [`GRAD`],
+/// [`GRAD_TARGET`], [`HESS`]; at least one): every combination is compiled, so that what a call
+/// does not ask for is not computed.
 pub(crate) fn kernel<F: Real>(loss: &LossKind, want: u8) -> BlockFn<F> {
     macro_rules! by_want {
-        ($make:expr) => {
-            match want & (VALUE | GRAD) {
-                VALUE => {
-                    |p: &Params<F>, level, io| run_block::<F, _, Wants<VALUE>>($make(p), level, io)
-                }
-                GRAD => {
-                    |p: &Params<F>, level, io| run_block::<F, _, Wants<GRAD>>($make(p), level, io)
-                }
+        ($make:expr; $($mask:literal)*) => {
+            match want & (VALUE | GRAD | GRAD_TARGET | HESS) {
+                $($mask => |p: &Params<F>, level, io| {
+                    run_block::<F, _, Wants<$mask>>($make(p), level, io)
+                },)*
                 _ => |p: &Params<F>, level, io| {
-                    run_block::<F, _, Wants<{ VALUE | GRAD }>>($make(p), level, io)
+                    run_block::<F, _, Wants<{ VALUE | GRAD | GRAD_TARGET | HESS }>>($make(p), level, io)
                 },
             }
         };
     }
     match loss {
-        LossKind::Bce => by_want!(|_: &Params<F>| bce::Bce),
-        LossKind::BceWithLogits => by_want!(|_: &Params<F>| logits::Logits),
+        LossKind::Bce => by_want!(|_: &Params<F>| bce::Bce; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        LossKind::BceWithLogits => {
+            by_want!(|_: &Params<F>| logits::Logits; 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+        }
         LossKind::SigmoidFocal { .. } => by_want!(|p: &Params<F>| focal::Focal {
             alpha: p.alpha,
             gamma: p.gamma
-        }),
+        }; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
     }
 }
 
