@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DUMP = r'''
+DUMP = r"""
 import json, pickle, sys
 import numpy as np
 import bcers
@@ -67,9 +67,9 @@ for case in golden["cases"]:
                 res = ["error", type(e).__name__, str(e)]
             out[(case["name"], tag, r)] = res
 pickle.dump(out, open(sys.argv[2], "wb"))
-'''
+"""
 
-TIME = r'''
+TIME = r"""
 import json, sys, time
 import numpy as np
 import bcers
@@ -102,7 +102,7 @@ for name, (f, m) in cases.items():
         times.append((time.perf_counter() - t0) / (reps if m < 10**5 else 1))
     out[name] = statistics.median(times) / m * 1e9 if m >= 10**5 else statistics.median(times) * 1e6
 print(json.dumps(out))
-'''
+"""
 
 
 def run(python: str, code: str, *args: str) -> str:

@@ -351,6 +351,8 @@ impl<'a, F: Float> Walk<'a, F> {
                 pw: pw.as_mut().map(|s| s.block(start, m)),
                 value: values.as_deref_mut(),
                 grad: grads.as_deref_mut(),
+                grad_target: None,
+                hess: None,
             };
             (plan.kernel)(&plan.params, self.level, io);
             let ws = w.as_mut().map(|s| s.block(start, m));
