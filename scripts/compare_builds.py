@@ -70,7 +70,7 @@ pickle.dump(out, open(sys.argv[2], "wb"))
 """
 
 TIME = r"""
-import json, sys, time
+import json, statistics, sys, time
 import numpy as np
 import bcers
 

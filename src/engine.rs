@@ -3,30 +3,47 @@
 //! the crate: the public generic API reaches it through [`run_dyn`] (its views as a
 //! [`DynView`] of one type), the Python bindings through [`run`] for the array's dtype.
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::cpu::{execute, Dest, Operands, Plan, ValueOut};
+use crate::cpu::{execute, Dest, Operands, Outcome, Plan, ValueOut};
 use crate::error::Error;
 use crate::float::{DynArray, DynView};
 use crate::loss::{kernel, Params};
 use crate::math::Real;
-use crate::request::{check, derivative_scale, reduced_value, Reduction, Shapes, Spec};
+use crate::request::{
+    check, denominator, derivative_scale, reduced_value, Checked, Reduction, Shapes, Spec,
+};
 
 pub(crate) use crate::cpu::Interrupt;
+
+/// A reduced loss.
+#[derive(Debug)]
+pub(crate) enum Reduced<F> {
+    /// Over every axis, without `keepdims`: the value in float64.
+    Scalar(f64),
+    /// Over some axes, or with `keepdims`: an array of the reduced shape.
+    Array(ArrayD<F>),
+}
 
 /// What a call returns (what it asked for).
 #[derive(Debug)]
 pub(crate) struct Results<F> {
-    /// The reduced value (`mean`, `sum`), if the value was asked for.
-    pub reduced: Option<f64>,
-    /// The elementwise values (`none`), if asked for and not written to the caller's buffer.
-    pub value: Option<ArrayD<F>>,
-    /// The input gradient, if asked for and not written to the caller's buffer.
-    pub grad: Option<ArrayD<F>>,
+    /// The reduced value, if the value was asked for with a reduction.
+    pub reduced: Option<Reduced<F>>,
+    /// The elementwise outputs not written to the caller's buffers: values (`none`), input
+    /// gradient, target gradient, second derivative.
+    pub arrays: [Option<ArrayD<F>>; 4],
 }
 
-/// Runs `spec` over `ops` (`ops.g` is the grad_output: a scalar for `mean` and `sum`, `None`
-/// for 1), outputs into `dest` where they can go.
+/// The input and target a dropped (masked) element takes inside the block functions: in range
+/// for every loss, with finite results (which are then set to 0).
+fn masked_operands<F: Real>() -> (F, F) {
+    (F::from_f64(0.5), F::from_f64(0.5))
+}
+
+/// Runs `spec` over `ops` (`ops.g` is the grad_output: a scalar for a full reduction, of the
+/// reduced shape for a reduction over axes, per element for `none`), outputs into `dest` where
+/// they can go.
 pub(crate) fn run<F: Real>(
     spec: &Spec,
     mut ops: Operands<'_, F>,
@@ -39,62 +56,180 @@ pub(crate) fn run<F: Real>(
         weight: ops.w.as_ref().map(|v| v.shape()),
         pos_weight: ops.pw.as_ref().map(|v| v.shape()),
         grad_output: ops.g.as_ref().map(|v| v.shape()),
+        mask: ops.mask.as_ref().map(|v| v.shape()),
     };
-    check(spec, &shapes)?;
-    if !(spec.value || spec.grad) {
+    let Checked { kept, shape } = check(spec, &shapes)?;
+    let outputs = spec.outputs;
+    if !outputs.any() {
         return Err(Error::Internal("a call that asks for nothing"));
     }
+    let input_shape = ops.x.shape().to_vec();
     let n = ops.x.len();
-    // A reduced call's grad_output is a scalar factor; `none`'s is a per-element operand.
-    let grad_output = if spec.reduction == Reduction::None {
-        F::ONE
-    } else {
-        ops.g
-            .take()
-            .and_then(|g| g.iter().next().copied())
-            .unwrap_or(F::ONE)
+    let reduction = spec.reduction;
+    let reduces = reduction != Reduction::None;
+    let slots: usize = kept
+        .as_ref()
+        .map_or(1, |kept| kept.iter().map(|&ax| input_shape[ax]).product());
+    let per_slot = n.checked_div(slots).unwrap_or(0);
+    let ls = spec.label_smoothing;
+    let smoothing = (ls != 0.0).then(|| (F::from_f64(1.0 - ls), F::from_f64(ls / 2.0)));
+    let target_factor = F::from_f64(1.0 - ls);
+
+    // The grad_output of a reduction, per slot (C order of the reduced shape).
+    let grad_output: Vec<F> = match (reduces, ops.g.take()) {
+        (false, g) => {
+            ops.g = g.filter(|_| outputs.derivatives());
+            Vec::new()
+        }
+        (true, None) => vec![F::ONE; slots],
+        (true, Some(g)) if kept.is_none() => vec![g.iter().next().copied().unwrap_or(F::ONE)],
+        (true, Some(g)) => g.iter().copied().collect(),
     };
-    if !spec.grad {
-        ops.g = None;
-    }
-    let scale = derivative_scale(spec.reduction, n, grad_output);
-    let plan = Plan {
-        kernel: kernel::<F>(&spec.loss, spec.want()),
+
+    // The denominators: data-dependent with a mask, or for weighted_mean with a weight.
+    let data_dependent = match reduction {
+        Reduction::Mean => ops.mask.is_some(),
+        Reduction::WeightedMean => ops.mask.is_some() || ops.w.is_some(),
+        Reduction::Sum | Reduction::None => false,
+    };
+    let base = |value: ValueOut, derivatives: bool, denominators: bool| Plan {
+        kernel: None,
         params: Params::of(&spec.loss),
+        value,
+        grad: derivatives && outputs.grad,
+        grad_target: derivatives && outputs.grad_target,
+        hess: derivatives && outputs.hess,
+        grad_scale: F::ONE,
+        grad_target_scale: target_factor,
         checks_range: spec.loss.checks_range(),
-        value: match (spec.value, spec.reduction) {
-            (false, _) => ValueOut::None,
-            (true, Reduction::None) => ValueOut::Elementwise,
-            (true, _) => ValueOut::Sum,
-        },
-        grad: spec.grad,
-        grad_scale: scale.factor,
+        smoothing,
+        masked: masked_operands(),
+        denominators,
+        kept: kept.clone(),
     };
+    // With derivatives, the denominators are needed before the pass: a first pass counts them.
+    let mut known: Option<(Vec<f64>, Vec<f64>)> = None;
+    if data_dependent && outputs.derivatives() {
+        let plan = base(ValueOut::None, false, true);
+        let out = execute(&plan, &ops, Dest::default(), interrupt)?;
+        known = Some((out.weights, out.counts));
+    } else if !data_dependent {
+        let c = per_slot as f64;
+        known = Some((vec![c; slots], vec![c; slots]));
+    }
+
+    let mut plan = base(
+        match (outputs.value, reduces) {
+            (false, _) => ValueOut::None,
+            (true, false) => ValueOut::Elementwise,
+            (true, true) => ValueOut::Sum,
+        },
+        true,
+        known.is_none(),
+    );
+    plan.kernel = Some(kernel::<F>(&spec.loss, spec.want()));
+
+    // The derivatives' factors: one for a full reduction (with torch's divide-after for a
+    // subnormal quotient), one per slot (an operand broadcast over the reduced axes) else.
+    let mut divide_after = None;
+    let factors: Option<ArrayD<F>>;
+    if reduces && outputs.derivatives() {
+        let (weights, counts) = known
+            .as_ref()
+            .ok_or(Error::Internal("derivatives without their denominators"))?;
+        let denominators: Vec<f64> = (0..slots)
+            .map(|s| denominator(reduction, counts[s], weights[s]))
+            .collect();
+        if kept.is_none() {
+            let d = denominators.first().copied().unwrap_or(0.0);
+            let scale = derivative_scale(reduction, d, grad_output[0]);
+            plan.grad_scale = scale.factor;
+            plan.grad_target_scale = scale.factor * target_factor;
+            divide_after = scale.divide_after;
+            factors = None;
+        } else {
+            let mut keep_shape = input_shape.clone();
+            for (ax, len) in keep_shape.iter_mut().enumerate() {
+                if !kept.as_ref().is_some_and(|k| k.contains(&ax)) {
+                    *len = 1;
+                }
+            }
+            let per: Vec<F> = (0..slots)
+                .map(|s| derivative_scale(reduction, denominators[s], grad_output[s]))
+                .map(|scale| match scale.divide_after {
+                    Some(d) => F::from_f64(scale.factor.to_f64() / d.to_f64()),
+                    None => scale.factor,
+                })
+                .collect();
+            factors = Some(
+                ArrayD::from_shape_vec(IxDyn(&keep_shape), per)
+                    .map_err(|_| Error::Internal("per-slot factors of the wrong length"))?,
+            );
+        }
+    } else {
+        factors = None;
+    }
+    let ops = Operands {
+        g: match &factors {
+            Some(f) => Some(f.view()),
+            None => ops.g,
+        },
+        x: ops.x,
+        y: ops.y,
+        w: ops.w,
+        pw: ops.pw,
+        mask: ops.mask,
+    };
+
     if plan.value != ValueOut::Elementwise {
         dest.value = None;
     }
-    let out = execute(
-        &plan,
-        &ops,
-        Dest {
-            value: dest.value,
-            grad: dest.grad.as_deref_mut(),
-        },
-        interrupt,
-    )?;
-    let mut grad = out.grad;
-    if let Some(n) = scale.divide_after {
-        match (grad.as_mut(), dest.grad) {
-            (Some(array), _) => array.mapv_inplace(|v| v / n),
-            (None, Some(buffer)) => buffer.iter_mut().for_each(|v| *v = *v / n),
-            (None, None) => {}
+    let Outcome {
+        sums,
+        weights,
+        counts,
+        mut arrays,
+    } = execute(&plan, &ops, dest.reborrow(), interrupt)?;
+    if let Some(d) = divide_after {
+        let divide = |v: &mut F| *v = *v / d;
+        let wanted = [false, plan.grad, plan.grad_target, plan.hess];
+        for (k, array) in arrays.iter_mut().enumerate() {
+            if !wanted[k] {
+                continue;
+            }
+            match array {
+                Some(a) => a.map_inplace(divide),
+                None => {
+                    if let Some(buffer) = dest.slot(k) {
+                        buffer.iter_mut().for_each(divide);
+                    }
+                }
+            }
         }
     }
-    Ok(Results {
-        reduced: (plan.value == ValueOut::Sum).then(|| reduced_value(spec.reduction, out.sum, n)),
-        value: out.value,
-        grad,
-    })
+    let reduced = if plan.value == ValueOut::Sum {
+        let (weights, counts) = known.unwrap_or((weights, counts));
+        let values: Vec<f64> = (0..slots)
+            .map(|s| {
+                let sum = sums.get(s).copied().unwrap_or(0.0);
+                let c = counts.get(s).copied().unwrap_or(0.0);
+                let w = weights.get(s).copied().unwrap_or(0.0);
+                reduced_value(reduction, sum, denominator(reduction, c, w))
+            })
+            .collect();
+        Some(if kept.is_none() && shape.is_empty() {
+            Reduced::Scalar(values.first().copied().unwrap_or(0.0))
+        } else {
+            let typed: Vec<F> = values.into_iter().map(F::from_f64).collect();
+            Reduced::Array(
+                ArrayD::from_shape_vec(IxDyn(&shape), typed)
+                    .map_err(|_| Error::Internal("a reduced value of the wrong length"))?,
+            )
+        })
+    } else {
+        None
+    };
+    Ok(Results { reduced, arrays })
 }
 
 /// The operands of a call, of either float type (all of one).
@@ -104,13 +239,19 @@ pub(crate) struct DynOperands<'a> {
     pub w: Option<DynView<'a>>,
     pub pw: Option<DynView<'a>>,
     pub g: Option<DynView<'a>>,
+    pub mask: Option<ArrayViewD<'a, bool>>,
+}
+
+/// [`Reduced`] of either float type.
+pub(crate) enum DynReduced {
+    Scalar(f64),
+    Array(DynArray),
 }
 
 /// [`Results`] of either float type.
 pub(crate) struct DynResults {
-    pub reduced: Option<f64>,
-    pub value: Option<DynArray>,
-    pub grad: Option<DynArray>,
+    pub reduced: Option<DynReduced>,
+    pub arrays: [Option<DynArray>; 4],
 }
 
 /// [`run`] in the operands' float type, no caller's buffers, no interrupt check.
@@ -131,12 +272,15 @@ pub(crate) fn run_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<DynResults, E
                 w: take(ops.w)?,
                 pw: take(ops.pw)?,
                 g: take(ops.g)?,
+                mask: ops.mask,
             };
             let r = run(spec, ops, Dest::default(), None)?;
             DynResults {
-                reduced: r.reduced,
-                value: r.value.map(DynArray::$variant),
-                grad: r.grad.map(DynArray::$variant),
+                reduced: r.reduced.map(|v| match v {
+                    Reduced::Scalar(v) => DynReduced::Scalar(v),
+                    Reduced::Array(a) => DynReduced::Array(DynArray::$variant(a)),
+                }),
+                arrays: r.arrays.map(|a| a.map(DynArray::$variant)),
             }
         }};
     }

@@ -42,8 +42,32 @@ pub enum Error {
         /// Its value, as the element type prints it (`NaN` for a NaN).
         value: String,
     },
-    /// A reduction name other than `"none"`, `"mean"` or `"sum"`.
+    /// A reduction name other than `"none"`, `"mean"`, `"sum"` or `"weighted_mean"` (or its
+    /// alias `"mean_with_sample_weight"`).
     InvalidReduction(String),
+    /// An axis of a reduction that the input does not have.
+    AxisOutOfBounds {
+        /// The axis as given (negative counts from the end).
+        axis: isize,
+        /// The input's number of axes.
+        ndim: usize,
+    },
+    /// An axis named twice in a reduction's axes.
+    DuplicateAxis,
+    /// Axes given to a call that does not reduce (`reduction = none`).
+    AxisWithoutReduction,
+    /// `grad_output` of a reduction over some axes does not have the reduced loss's shape.
+    GradOutputShape {
+        /// The reduced loss's shape.
+        expected: Vec<usize>,
+        /// The shape that was given.
+        shape: Vec<usize>,
+    },
+    /// An argument the GPU path does not take yet (the CPU functions do).
+    GpuUnsupported {
+        /// The argument.
+        arg: &'static str,
+    },
     /// A loss parameter outside its domain (the focal loss's `alpha` or `gamma`).
     InvalidParameter {
         /// The parameter's name.
@@ -165,6 +189,25 @@ impl fmt::Display for Error {
                 )
             }
             Error::InvalidReduction(name) => write!(f, "{name} is not a valid value for reduction"),
+            Error::AxisOutOfBounds { axis, ndim } => write!(
+                f,
+                "axis {axis} is out of bounds for array of dimension {ndim}"
+            ),
+            Error::DuplicateAxis => f.write_str("duplicate value in 'axis'"),
+            Error::AxisWithoutReduction => f.write_str(
+                "axis reduces over some axes; it needs reduction='mean', 'sum' or \
+                 'weighted_mean', not 'none'",
+            ),
+            Error::GradOutputShape { expected, shape } => write!(
+                f,
+                "grad_output must have the reduced loss's shape {}, got shape {}",
+                Shape(expected),
+                Shape(shape)
+            ),
+            Error::GpuUnsupported { arg } => write!(
+                f,
+                "the GPU path does not take {arg} yet; compute on NumPy arrays (the CPU) for it"
+            ),
             Error::InvalidParameter {
                 name,
                 value,

@@ -85,16 +85,20 @@ pub use loss::LossKind;
 pub use request::Reduction;
 pub use simd::{available_simd_levels, set_simd_level, simd_level, SimdLevel};
 
-use engine::{dyn_view, run_dyn, DynOperands, DynResults};
+use engine::{dyn_view, run_dyn, DynOperands, DynReduced, DynResults};
 use request::Spec;
 
-/// A loss: one value per element (`Reduction::None`) or one reduced value.
+/// A loss: one value per element (`Reduction::None`), the reduced value, or the values
+/// reduced over some axes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Loss<T, D: Dimension> {
     /// The per-element losses, in the input's shape.
     Elementwise(Array<T, D>),
-    /// The mean or sum.
+    /// The mean, sum or weighted mean over every element.
     Reduced(T),
+    /// The mean, sum or weighted mean over some axes ([`Request::axis`]), or over every axis
+    /// with [`Request::keepdims`]: NumPy's shape for such a reduction.
+    Axes(ArrayD<T>),
 }
 
 impl<T: Copy, D: Dimension> Loss<T, D> {
@@ -102,7 +106,7 @@ impl<T: Copy, D: Dimension> Loss<T, D> {
     pub fn reduced(&self) -> Option<T> {
         match self {
             Loss::Reduced(v) => Some(*v),
-            Loss::Elementwise(_) => None,
+            Loss::Elementwise(_) | Loss::Axes(_) => None,
         }
     }
 
@@ -110,7 +114,15 @@ impl<T: Copy, D: Dimension> Loss<T, D> {
     pub fn elementwise(self) -> Option<Array<T, D>> {
         match self {
             Loss::Elementwise(a) => Some(a),
-            Loss::Reduced(_) => None,
+            Loss::Reduced(_) | Loss::Axes(_) => None,
+        }
+    }
+
+    /// The values reduced over some axes, if this is them.
+    pub fn axes(self) -> Option<ArrayD<T>> {
+        match self {
+            Loss::Axes(a) => Some(a),
+            Loss::Reduced(_) | Loss::Elementwise(_) => None,
         }
     }
 }
@@ -119,13 +131,32 @@ impl<T: Copy, D: Dimension> Loss<T, D> {
 /// input (for `grad_output = 1`), shaped like the input.
 pub type ValueAndGrad<T, D> = (Loss<T, D>, Array<T, D>);
 
+pub use request::Outputs;
+
+/// What [`Request::derivatives`] returns: the outputs asked for, `None` for the others. Every
+/// derivative is of the loss as the request reduces it (weight, mask and the reduction's
+/// scaling applied), times `grad_output`, and shaped like the input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Derivatives<T, D: Dimension> {
+    /// The loss.
+    pub value: Option<Loss<T, D>>,
+    /// Its derivative with respect to the input.
+    pub grad: Option<Array<T, D>>,
+    /// Its derivative with respect to the target.
+    pub grad_target: Option<Array<T, D>>,
+    /// Its second derivative with respect to the input, elementwise (the diagonal of the
+    /// Hessian; the focal loss's can be negative).
+    pub hess: Option<Array<T, D>>,
+}
+
 /// One call: a loss with its parameters, its operands and its reduction; then
-/// [`forward`](Request::forward), [`backward`](Request::backward) or
-/// [`value_and_grad`](Request::value_and_grad) compute it (each call of them is one pass over
-/// the data).
+/// [`forward`](Request::forward), [`backward`](Request::backward),
+/// [`value_and_grad`](Request::value_and_grad) or [`derivatives`](Request::derivatives)
+/// compute it (each call of them is one pass over the data; two when a derivative of a masked
+/// or weighted mean needs its denominator first).
 ///
-/// `weight` and `pos_weight` take views of any dimension that broadcast to the input's shape
-/// (trailing axes aligned) without enlarging it; `pos_weight` only for
+/// `weight`, `pos_weight` and `mask` take views of any dimension that broadcast to the input's
+/// shape (trailing axes aligned) without enlarging it; `pos_weight` only for
 /// [`LossKind::BceWithLogits`]. Nothing is computed or checked until a computing method is
 /// called, and those return every bad argument as an [`Error`]: no input makes them panic.
 #[derive(Clone, Debug)]
@@ -135,7 +166,11 @@ pub struct Request<'a, T, D: Dimension> {
     target: ArrayView<'a, T, D>,
     weight: Option<ArrayViewD<'a, T>>,
     pos_weight: Option<ArrayViewD<'a, T>>,
+    mask: Option<ArrayViewD<'a, bool>>,
     reduction: Reduction,
+    label_smoothing: f64,
+    axis: Option<Vec<isize>>,
+    keepdims: bool,
 }
 
 impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
@@ -148,7 +183,11 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
             target,
             weight: None,
             pos_weight: None,
+            mask: None,
             reduction: Reduction::Mean,
+            label_smoothing: 0.0,
+            axis: None,
+            keepdims: false,
         }
     }
 
@@ -165,9 +204,37 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
         self
     }
 
+    /// Which elements count: where `mask` (which broadcasts to the input's shape) is `false`,
+    /// the loss and every derivative are 0, the input and target are not range-checked, and
+    /// `Mean` does not count the element.
+    pub fn mask<E: Dimension>(mut self, mask: ArrayView<'a, bool, E>) -> Self {
+        self.mask = Some(mask.into_dyn());
+        self
+    }
+
     /// How the per-element losses are reduced (default: [`Reduction::Mean`]).
     pub fn reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
+        self
+    }
+
+    /// Label smoothing in `[0, 1]`: the target used is `target (1 - s) + s / 2` (Keras's and
+    /// torch's two-class definition). BCE's range check applies to the target as given.
+    pub fn label_smoothing(mut self, s: f64) -> Self {
+        self.label_smoothing = s;
+        self
+    }
+
+    /// Reduces over these axes only (NumPy's rules: negative from the end, each at most once);
+    /// the loss is then [`Loss::Axes`]. Not with [`Reduction::None`].
+    pub fn axis(mut self, axis: &[isize]) -> Self {
+        self.axis = Some(axis.to_vec());
+        self
+    }
+
+    /// A reduction keeps its axes, of length 1 (NumPy's `keepdims`).
+    pub fn keepdims(mut self, keepdims: bool) -> Self {
+        self.keepdims = keepdims;
         self
     }
 
@@ -183,20 +250,21 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
 
     fn run(
         &self,
-        value: bool,
-        grad: bool,
+        outputs: Outputs,
         grad_output: Option<ArrayViewD<'_, T>>,
-    ) -> Result<DynResults, Error> {
+    ) -> Result<Derivatives<T, D>, Error> {
         let spec = Spec {
             loss: self.loss,
             reduction: self.reduction,
-            value,
-            grad,
+            label_smoothing: self.label_smoothing,
+            axis: self.axis.clone(),
+            keepdims: self.keepdims,
+            outputs,
         };
         fn view<'b, T: Float>(v: &'b Option<ArrayViewD<'_, T>>) -> Option<float::DynView<'b>> {
             v.as_ref().map(|v| dyn_view(v.view()))
         }
-        run_dyn(
+        let DynResults { reduced, arrays } = run_dyn(
             &spec,
             DynOperands {
                 x: dyn_view(self.input.view().into_dyn()),
@@ -204,43 +272,70 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
                 w: view(&self.weight),
                 pw: view(&self.pos_weight),
                 g: grad_output.map(dyn_view),
+                mask: self.mask.as_ref().map(|m| m.view()),
             },
-        )
+        )?;
+        let [value, grad, grad_target, hess] = arrays.map(|a| a.map(typed::<T, D>));
+        let value = match (reduced, value) {
+            (Some(DynReduced::Scalar(v)), _) => Some(Loss::Reduced(T::from_f64(v))),
+            (Some(DynReduced::Array(a)), _) => Some(Loss::Axes(
+                T::from_dyn(a).ok_or(Error::Internal("an output of another float type"))?,
+            )),
+            (None, Some(a)) => Some(Loss::Elementwise(a?)),
+            (None, None) => None,
+        };
+        Ok(Derivatives {
+            value,
+            grad: grad.transpose()?,
+            grad_target: grad_target.transpose()?,
+            hess: hess.transpose()?,
+        })
     }
 
-    /// The loss: one value per element (`Reduction::None`) or the reduced value.
+    /// The loss: one value per element (`Reduction::None`), the reduced value, or the values
+    /// reduced over [`axis`](Request::axis).
     ///
     /// # Errors
     /// - [`Error::TargetShape`] when `target`'s shape differs from `input`'s;
-    /// - [`Error::Broadcast`] when `weight` or `pos_weight` does not broadcast to the input's
-    ///   shape;
-    /// - [`Error::OutOfRange`] (BCE on probabilities) when an element of `input` or `target` is
-    ///   outside `[0, 1]` or NaN;
-    /// - [`Error::InvalidParameter`] for a focal loss's `alpha` or `gamma` out of their domain;
+    /// - [`Error::Broadcast`] when `weight`, `pos_weight` or `mask` does not broadcast to the
+    ///   input's shape;
+    /// - [`Error::OutOfRange`] (BCE on probabilities) when a kept element of `input` or
+    ///   `target` is outside `[0, 1]` or NaN;
+    /// - [`Error::InvalidParameter`] for a focal loss's `alpha` or `gamma`, or a label
+    ///   smoothing, out of their domain;
+    /// - [`Error::AxisOutOfBounds`], [`Error::DuplicateAxis`] or
+    ///   [`Error::AxisWithoutReduction`] for bad axes;
     /// - [`Error::Unsupported`] for a `pos_weight` of a loss that takes none;
     /// - [`Error::OutOfMemory`] when the output cannot be allocated.
     pub fn forward(&self) -> Result<Loss<T, D>, Error> {
-        let r = self.run(true, false, None)?;
-        match (r.reduced, r.value) {
-            (Some(v), _) => Ok(Loss::Reduced(T::from_f64(v))),
-            (None, Some(a)) => Ok(Loss::Elementwise(typed(a)?)),
-            (None, None) => Err(Error::Internal("a forward with no value")),
-        }
+        self.run(
+            Outputs {
+                value: true,
+                ..Outputs::default()
+            },
+            None,
+        )?
+        .value
+        .ok_or(Error::Internal("a forward with no value"))
     }
 
     /// The gradient of the loss with respect to `input`, shaped like it. `grad_output` is the
-    /// gradient flowing into the loss (`None` means 1): a 0-d array for `Mean` and `Sum`; for
-    /// `None`, an array that broadcasts to the input's shape.
+    /// gradient flowing into the loss (`None` means 1): a 0-d array for a full reduction, an
+    /// array of the reduced loss's shape for a reduction over axes; for `None`, an array that
+    /// broadcasts to the input's shape.
     ///
     /// # Errors
-    /// Those of [`Request::forward`], and [`Error::GradOutputNotScalar`] or
-    /// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
+    /// Those of [`Request::forward`], and [`Error::GradOutputNotScalar`],
+    /// [`Error::GradOutputShape`] or [`Error::Broadcast`] for a `grad_output` of the wrong
+    /// shape.
     pub fn backward(&self, grad_output: Option<ArrayViewD<'_, T>>) -> Result<Array<T, D>, Error> {
-        let r = self.run(false, true, grad_output)?;
-        typed(
-            r.grad
-                .ok_or(Error::Internal("a backward with no gradient"))?,
-        )
+        let outputs = Outputs {
+            grad: true,
+            ..Outputs::default()
+        };
+        self.run(outputs, grad_output)?
+            .grad
+            .ok_or(Error::Internal("a backward with no gradient"))
     }
 
     /// The loss and its gradient for `grad_output = 1`, in one pass over the data.
@@ -248,17 +343,38 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
     /// # Errors
     /// Those of [`Request::forward`].
     pub fn value_and_grad(&self) -> Result<ValueAndGrad<T, D>, Error> {
-        let r = self.run(true, true, None)?;
-        let loss = match (r.reduced, r.value) {
-            (Some(v), _) => Loss::Reduced(T::from_f64(v)),
-            (None, Some(a)) => Loss::Elementwise(typed(a)?),
-            (None, None) => return Err(Error::Internal("a value_and_grad with no value")),
+        let outputs = Outputs {
+            value: true,
+            grad: true,
+            ..Outputs::default()
         };
-        let grad = typed(
-            r.grad
-                .ok_or(Error::Internal("a value_and_grad with no gradient"))?,
-        )?;
-        Ok((loss, grad))
+        let d = self.run(outputs, None)?;
+        match (d.value, d.grad) {
+            (Some(v), Some(g)) => Ok((v, g)),
+            _ => Err(Error::Internal("a value_and_grad without its outputs")),
+        }
+    }
+
+    /// The outputs asked for in `outputs` (the loss; its derivatives with respect to the
+    /// input, to the target, and its second derivative with respect to the input), all from
+    /// one pass over the data; `grad_output` as in [`Request::backward`].
+    ///
+    /// # Errors
+    /// Those of [`Request::backward`].
+    pub fn derivatives(
+        &self,
+        outputs: Outputs,
+        grad_output: Option<ArrayViewD<'_, T>>,
+    ) -> Result<Derivatives<T, D>, Error> {
+        if !outputs.any() {
+            return Ok(Derivatives {
+                value: None,
+                grad: None,
+                grad_target: None,
+                hess: None,
+            });
+        }
+        self.run(outputs, grad_output)
     }
 }
 

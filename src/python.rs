@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::float::Float;
 use crate::loss::LossKind;
 use crate::math::Real;
-use crate::request::{Reduction, Spec};
+use crate::request::{Outputs, Reduction, Spec};
 use crate::SimdLevel;
 
 /// The most axes an array handed to this module may have (rust-numpy's views take 32; the
@@ -239,7 +239,7 @@ pub(crate) fn loss_of(name: &str, alpha: f64, gamma: f64) -> PyResult<LossKind> 
 }
 
 /// The grad_output of a call: for `none`, an array that broadcasts to the input's shape; for a
-/// reduction, a scalar (any other shape is that error, whatever its number of axes).
+/// reduction, a scalar or an array of the reduced loss's shape (the request's checks say which).
 fn borrow_grad_output<'py, T: Element + Real>(
     grad_output: Option<&Bound<'py, PyAny>>,
     reduction: Reduction,
@@ -247,91 +247,133 @@ fn borrow_grad_output<'py, T: Element + Real>(
 ) -> PyResult<Option<PyReadonlyArrayDyn<'py, T>>> {
     match grad_output {
         Some(g) if reduction != Reduction::None => {
-            let array = g.cast::<numpy::PyUntypedArray>().ok();
-            match array.filter(|a| a.ndim() != 0) {
-                Some(a) => Err(Error::GradOutputNotScalar {
-                    reduction: reduction.name(),
-                    shape: a.shape().to_vec(),
+            if let Ok(a) = g.cast::<numpy::PyUntypedArray>() {
+                if a.ndim() > MAX_NDIM {
+                    return Err(Error::GradOutputNotScalar {
+                        reduction: reduction.name(),
+                        shape: a.shape().to_vec(),
+                    }
+                    .into());
                 }
-                .into()),
-                None => Ok(Some(borrow::<T>(g, "grad_output")?)),
             }
+            Ok(Some(borrow::<T>(g, "grad_output")?))
         }
         g => borrow_broadcast::<T>(g, "grad_output", input),
     }
 }
 
-/// One call in the input's float type `T`.
-#[allow(clippy::too_many_arguments)]
+/// The mask: a bool ndarray that broadcasts to the input's shape.
+fn borrow_mask<'py>(
+    mask: Option<&Bound<'py, PyAny>>,
+    input: &[usize],
+) -> PyResult<Option<PyReadonlyArrayDyn<'py, bool>>> {
+    let Some(obj) = mask else { return Ok(None) };
+    let array = obj
+        .cast::<PyArrayDyn<bool>>()
+        .map_err(|_| PyTypeError::new_err("mask must be a bool ndarray"))?;
+    if array.ndim() > input.len() {
+        return Err(Error::Broadcast {
+            arg: "mask",
+            shape: array.shape().to_vec(),
+            input: input.to_vec(),
+        }
+        .into());
+    }
+    array
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(format!("mask cannot be read: {e}")))
+        .map(Some)
+}
+
+/// The operands of one call, as Python objects.
+struct Args<'a, 'py> {
+    input: &'a Bound<'py, PyAny>,
+    target: &'a Bound<'py, PyAny>,
+    weight: Option<&'a Bound<'py, PyAny>>,
+    pos_weight: Option<&'a Bound<'py, PyAny>>,
+    grad_output: Option<&'a Bound<'py, PyAny>>,
+    mask: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// One call in the input's float type `T`: the outputs asked for, in order (values, gradient,
+/// target gradient, second derivative), `None` for the others.
 fn compute_t<'py, T: Element + Real>(
     py: Python<'py>,
     spec: &Spec,
-    input: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-    weight: Option<&Bound<'py, PyAny>>,
-    pos_weight: Option<&Bound<'py, PyAny>>,
-    grad_output: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Py<PyAny>> {
-    let x = borrow::<T>(input, "input")?;
+    args: &Args<'_, 'py>,
+) -> PyResult<[Option<Py<PyAny>>; 4]> {
+    let x = borrow::<T>(args.input, "input")?;
     let shape = x.shape().to_vec();
-    let y = borrow::<T>(target, "target")?;
-    let w = borrow_broadcast::<T>(weight, "weight", &shape)?;
-    let pw = borrow_broadcast::<T>(pos_weight, "pos_weight", &shape)?;
-    let g = borrow_grad_output::<T>(grad_output, spec.reduction, &shape)?;
+    let y = borrow::<T>(args.target, "target")?;
+    let w = borrow_broadcast::<T>(args.weight, "weight", &shape)?;
+    let pw = borrow_broadcast::<T>(args.pos_weight, "pos_weight", &shape)?;
+    let g = borrow_grad_output::<T>(args.grad_output, spec.reduction, &shape)?;
+    let mask = borrow_mask(args.mask, &shape)?;
     let ops = Operands {
         x: x.as_array(),
         y: y.as_array(),
         w: w.as_ref().map(|a| a.as_array()),
         pw: pw.as_ref().map(|a| a.as_array()),
         g: g.as_ref().map(|a| a.as_array()),
+        mask: mask.as_ref().map(|a| a.as_array()),
     };
     let n = ops.x.len();
-    let elementwise = spec.value && spec.reduction == Reduction::None;
-    let value_out = if elementwise {
-        numpy_output(py, &ops.x)?
-    } else {
-        None
+    let o = spec.outputs;
+    let elementwise = o.value && spec.reduction == Reduction::None;
+    let wanted = [elementwise, o.grad, o.grad_target, o.hess];
+    let mut ours = Vec::with_capacity(4);
+    for want in wanted {
+        ours.push(if want {
+            numpy_output(py, &ops.x)?
+        } else {
+            None
+        });
+    }
+    let mut guards = Vec::with_capacity(4);
+    for out in &ours {
+        guards.push(writable(out)?);
+    }
+    let [g0, g1, g2, g3] = &mut guards[..] else {
+        return Err(PyRuntimeError::new_err("bcers: the outputs went missing"));
     };
-    let grad_out = if spec.grad {
-        numpy_output(py, &ops.x)?
-    } else {
-        None
-    };
-    let (mut value_guard, mut grad_guard) = (writable(&value_out)?, writable(&grad_out)?);
     let dest = Dest {
-        value: slice_of(&mut value_guard),
-        grad: slice_of(&mut grad_guard),
+        value: slice_of(g0),
+        grad: slice_of(g1),
+        grad_target: slice_of(g2),
+        hess: slice_of(g3),
     };
     let results = run(py, n, move |interrupt| {
         engine::run(spec, ops, dest, interrupt)
     })?;
-    drop((value_guard, grad_guard));
-    let value = match results.reduced {
-        Some(v) => Some(v.into_pyobject(py)?.into_any().unbind()),
-        None if elementwise => Some(output_to_py(py, results.value, value_out)?),
-        None => None,
-    };
-    let grad = if spec.grad {
-        Some(output_to_py(py, results.grad, grad_out)?)
-    } else {
-        None
-    };
-    match (value, grad) {
-        (Some(v), Some(g)) => Ok(PyTuple::new(py, [v, g])?.into_any().unbind()),
-        (Some(v), None) => Ok(v),
-        (None, Some(g)) => Ok(g),
-        (None, None) => Err(PyRuntimeError::new_err(
-            "bcers: a call that asks for nothing",
-        )),
+    drop(guards);
+    let engine::Results { reduced, arrays } = results;
+    let mut out: [Option<Py<PyAny>>; 4] = Default::default();
+    for (k, ((array, our), want)) in arrays.into_iter().zip(ours).zip(wanted).enumerate() {
+        if want {
+            out[k] = Some(output_to_py(py, array, our)?);
+        }
     }
+    out[0] = match reduced {
+        Some(engine::Reduced::Scalar(v)) => Some(v.into_pyobject(py)?.into_any().unbind()),
+        Some(engine::Reduced::Array(a)) => {
+            Some(PyArray::from_owned_array(py, a).into_any().unbind())
+        }
+        None => out[0].take(),
+    };
+    Ok(out)
 }
 
 /// One call of a loss: `loss` (`"bce"`, `"logits"`, `"focal"` with `alpha` and `gamma`) of
-/// `input` against `target`; returns the loss (`value`; a float for `mean`/`sum`, an ndarray
-/// for `none`), its input gradient (`grad`), or both as a tuple. The arrays are native-endian
-/// float32 or float64 ndarrays of one dtype (the Python package sees to it).
+/// `input` against `target`. Without `grad_target` and `hess`, returns the loss (`value`; a
+/// float for a full reduction, an ndarray otherwise), its input gradient (`grad`), or both as
+/// a tuple; with either, the 4-tuple `(value, grad, grad_target, hess)` with `None` for what
+/// was not asked. The arrays are native-endian float32 or float64 ndarrays of one dtype, the
+/// mask a bool ndarray (the Python package sees to it).
 #[pyfunction]
-#[pyo3(signature = (loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad))]
+#[pyo3(signature = (
+    loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad,
+    label_smoothing=0.0, mask=None, axis=None, keepdims=false, grad_target=false, hess=false
+))]
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
     py: Python<'py>,
@@ -346,23 +388,63 @@ fn compute<'py>(
     reduction: &str,
     value: bool,
     grad: bool,
+    label_smoothing: f64,
+    mask: Option<&Bound<'py, PyAny>>,
+    axis: Option<Vec<isize>>,
+    keepdims: bool,
+    grad_target: bool,
+    hess: bool,
 ) -> PyResult<Py<PyAny>> {
+    let outputs = Outputs {
+        value,
+        grad,
+        grad_target,
+        hess,
+    };
+    if !outputs.any() {
+        return Err(PyValueError::new_err(
+            "a call must ask for at least one output",
+        ));
+    }
     let spec = Spec {
         loss: loss_of(loss, alpha, gamma)?,
         reduction: parse_reduction(reduction)?,
-        value,
-        grad,
+        label_smoothing,
+        axis,
+        keepdims,
+        outputs,
     };
-    by_dtype!(
+    let args = Args {
         input,
-        compute_t(py, &spec, input, target, weight, pos_weight, grad_output)
-    )
+        target,
+        weight,
+        pos_weight,
+        grad_output,
+        mask,
+    };
+    let out = by_dtype!(input, compute_t(py, &spec, &args))?;
+    let [v, g, gt, h] = out;
+    if grad_target || hess {
+        let none = || py.None();
+        let items = [v, g, gt, h].map(|o| o.unwrap_or_else(none));
+        return Ok(PyTuple::new(py, items)?.into_any().unbind());
+    }
+    match (v, g) {
+        (Some(v), Some(g)) => Ok(PyTuple::new(py, [v, g])?.into_any().unbind()),
+        (Some(v), None) => Ok(v),
+        (None, Some(g)) => Ok(g),
+        (None, None) => Err(PyRuntimeError::new_err(
+            "bcers: a call that asks for nothing",
+        )),
+    }
 }
 
-/// Checks a loss's parameters (ValueError naming the bad one).
+/// Checks a loss's parameters and a label smoothing (ValueError naming the bad one).
 #[pyfunction]
-fn check_loss(loss: &str, alpha: f64, gamma: f64) -> PyResult<()> {
-    Ok(loss_of(loss, alpha, gamma)?.validate()?)
+#[pyo3(signature = (loss, alpha, gamma, label_smoothing=0.0))]
+fn check_loss(loss: &str, alpha: f64, gamma: f64, label_smoothing: f64) -> PyResult<()> {
+    loss_of(loss, alpha, gamma)?.validate()?;
+    Ok(crate::request::check_label_smoothing(label_smoothing)?)
 }
 
 /// Sets the number of threads large calls use (the Python package checks the argument).

@@ -13,14 +13,18 @@ The functions and classes carry torch's names and arguments::
 from . import gpu
 from ._bcers import __version__, get_num_threads
 from ._functional import (
+    Derivatives,
     binary_cross_entropy,
     binary_cross_entropy_backward,
+    binary_cross_entropy_derivatives,
     binary_cross_entropy_value_and_grad,
     binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_derivatives,
     binary_cross_entropy_with_logits_value_and_grad,
     sigmoid_focal_loss,
     sigmoid_focal_loss_backward,
+    sigmoid_focal_loss_derivatives,
     sigmoid_focal_loss_value_and_grad,
 )
 from ._loss import BCELoss, BCEWithLogitsLoss, SigmoidFocalLoss
@@ -30,19 +34,23 @@ __all__ = [
     "MAX_THREADS",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "Derivatives",
     "SigmoidFocalLoss",
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_backward",
+    "binary_cross_entropy_derivatives",
     "binary_cross_entropy_value_and_grad",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_derivatives",
     "binary_cross_entropy_with_logits_value_and_grad",
     "get_num_threads",
     "gpu",
     "set_num_threads",
     "sigmoid_focal_loss",
     "sigmoid_focal_loss_backward",
+    "sigmoid_focal_loss_derivatives",
     "sigmoid_focal_loss_value_and_grad",
 ]
 

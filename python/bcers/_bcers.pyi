@@ -11,8 +11,9 @@ MAX_THREADS: int
 MAX_NDIM: int
 
 # The array arguments are checked at run time (float32 or float64 ndarrays of one dtype, else
-# TypeError), so any object type-checks here. The result: the loss (a float for "mean"/"sum",
-# an ndarray for "none"), the gradient, or both as a tuple, as `value` and `grad` ask.
+# TypeError), so any object type-checks here. The result: the loss (a float for a full
+# reduction, an ndarray otherwise), the gradient, or both as a tuple, as `value` and `grad`
+# ask; with `grad_target` or `hess`, the 4-tuple (value, grad, grad_target, hess).
 def compute(
     loss: str,
     alpha: float,
@@ -25,8 +26,14 @@ def compute(
     reduction: str,
     value: bool,
     grad: bool,
+    label_smoothing: float = 0.0,
+    mask: Any = None,
+    axis: list[int] | tuple[int, ...] | None = None,
+    keepdims: bool = False,
+    grad_target: bool = False,
+    hess: bool = False,
 ) -> Any: ...
-def check_loss(loss: str, alpha: float, gamma: float) -> None: ...
+def check_loss(loss: str, alpha: float, gamma: float, label_smoothing: float = 0.0) -> None: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def _num_threads_env_problem() -> str | None: ...
@@ -66,4 +73,5 @@ def _gpu_compute(
     reduction: str,
     value: bool,
     grad: bool,
+    label_smoothing: float = 0.0,
 ) -> Any: ...

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import sys
 import warnings
-from typing import Any, Literal, Union, cast
+from typing import Any, Literal, NamedTuple, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,8 @@ from . import gpu as _gpu
 from ._arrays import check_real as _check_real
 from ._arrays import convert as _convert
 
-ReductionName = Literal["none", "mean", "sum"]
+ReductionName = Literal["none", "mean", "sum", "weighted_mean", "mean_with_sample_weight"]
+Axis = Union[int, tuple[int, ...], None]
 ArrayLike = npt.ArrayLike
 Loss = Union[np.floating[Any], npt.NDArray[np.floating[Any]]]
 # The annotations describe the NumPy path; on the GPU path (bcers.gpu) the arrays returned are
@@ -29,7 +31,7 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 # The dtype a float input is computed in; float16 is computed in float32.
 _COMPUTE: dict[np.dtype[Any], np.dtype[Any]] = {_F16: _F32, _F32: _F32, _F64: _F64}
-_REDUCTIONS = frozenset(("none", "mean", "sum"))
+_REDUCTIONS = frozenset(("none", "mean", "sum", "weighted_mean", "mean_with_sample_weight"))
 # The reduction names as interned constants: the fast path below recognises the usual spellings
 # (string literals, which Python interns) by identity, the cheapest test there is; any other
 # value takes the general path, which checks it fully.
@@ -243,6 +245,90 @@ class _Squeeze:
         return ValueError(f"{m.group(1)}[{', '.join(map(str, index))}]{m.group(3)}")
 
 
+class Derivatives(NamedTuple):
+    """What the ``derivatives`` methods and functions return: the outputs asked for, ``None``
+    for the others. Every derivative is of the loss as the call reduces it (weight, mask and
+    the reduction's scaling applied), times ``grad_output``, and has the input's shape."""
+
+    value: Any
+    """The loss, as the loss function returns it."""
+    grad: Any
+    """Its derivative with respect to the input."""
+    grad_target: Any
+    """Its derivative with respect to the target."""
+    hess: Any
+    """Its second derivative with respect to the input, elementwise (the Hessian's diagonal)."""
+
+
+class _Options(NamedTuple):
+    """The keywords beyond torch's, checked: label smoothing, the mask (a bool ndarray, or
+    None), the axes of the reduction (a tuple of ints, or None) and keepdims."""
+
+    label_smoothing: float
+    mask: npt.NDArray[np.bool_] | None
+    axis: tuple[int, ...] | None
+    keepdims: bool
+
+
+_PLAIN_OPTIONS = _Options(0.0, None, None, False)
+
+
+def _label_smoothing(value: Any) -> float:
+    """``label_smoothing`` as a float (its range is checked by the native module)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"label_smoothing must be a real number, got {type(value).__name__}")
+    if isinstance(value, complex) or (isinstance(value, np.number) and np.iscomplexobj(value)):
+        raise TypeError("label_smoothing must be a real number, got a complex one")
+    return float(value)
+
+
+def _axis(axis: Any) -> tuple[int, ...] | None:
+    """``axis`` as a tuple of ints: an int or a sequence of them, as NumPy takes."""
+    if axis is None:
+        return None
+    try:
+        return (operator.index(axis),)
+    except TypeError:
+        pass
+    try:
+        return tuple(operator.index(a) for a in axis)
+    except TypeError:
+        raise TypeError(
+            f"axis must be an int or a tuple of ints, got {type(axis).__name__}"
+        ) from None
+
+
+def _mask(mask: Any) -> npt.NDArray[np.bool_] | None:
+    """``mask`` as a bool ndarray (TypeError for any other dtype)."""
+    if mask is None:
+        return None
+    m = _convert(np.ma.getdata(mask) if isinstance(mask, np.ma.MaskedArray) else mask, "mask")
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask must be an array of booleans, got dtype {m.dtype}")
+    return m
+
+
+def _options(label_smoothing: Any, mask: Any, axis: Any, keepdims: Any) -> _Options:
+    """The keywords beyond torch's, checked (the common case, all defaults, costs little)."""
+    if mask is None and axis is None and keepdims is False and label_smoothing == 0.0:
+        return _PLAIN_OPTIONS
+    return _Options(_label_smoothing(label_smoothing), _mask(mask), _axis(axis), bool(keepdims))
+
+
+def _unmask(input: Any, target: Any, options: _Options) -> tuple[Any, Any, _Options]:
+    """A ``numpy.ma.MaskedArray`` input or target: its data, with its masked elements dropped
+    through the mask."""
+    keep = options.mask
+    for a in (input, target):
+        if isinstance(a, np.ma.MaskedArray):
+            masked = np.ma.getmask(a)
+            if masked is not np.ma.nomask:
+                kept = np.logical_not(masked)
+                keep = kept if keep is None else np.logical_and(keep, kept)
+    data = [np.ma.getdata(a) if isinstance(a, np.ma.MaskedArray) else a for a in (input, target)]
+    return data[0], data[1], options._replace(mask=keep)
+
+
 def _native(
     loss: str,
     alpha: float,
@@ -253,20 +339,39 @@ def _native(
     pw: Any,
     g: Any,
     mode: str,
-    value: bool,
-    grad: bool,
+    outputs: tuple[bool, bool, bool, bool],
+    options: _Options,
 ) -> Any:
     """The native call. An input of more than ``_MAX_NDIM`` axes has every array operand taken
     on its axes longer than 1 (views), and the results given back their shape; a reduction's
     grad_output (a scalar) is passed as it is."""
+    value, grad, grad_target, hess = outputs
+    extra: dict[str, Any] = {}
+    if options is not _PLAIN_OPTIONS:
+        extra = {
+            "label_smoothing": options.label_smoothing,
+            "mask": options.mask,
+            "axis": options.axis,
+            "keepdims": options.keepdims,
+        }
+    if grad_target or hess:
+        extra["grad_target"] = grad_target
+        extra["hess"] = hess
     if x.ndim <= _MAX_NDIM:
-        return _bcers.compute(loss, alpha, gamma, x, y, w, pw, g, mode, value, grad)
+        return _bcers.compute(loss, alpha, gamma, x, y, w, pw, g, mode, value, grad, **extra)
+    if options.axis is not None or options.keepdims:
+        raise ValueError(
+            f"axis and keepdims take inputs of at most {_MAX_NDIM} dimensions; this one has "
+            f"{x.ndim}"
+        )
     squeeze = _Squeeze(x, y)
     fit = squeeze.operand
     g = fit(g, "grad_output") if mode == "none" else g
+    if options.mask is not None:
+        extra["mask"] = fit(options.mask, "mask")
     args = (fit(x, "input"), fit(y, "target"), fit(w, "weight"), fit(pw, "pos_weight"), g)
     try:
-        out = _bcers.compute(loss, alpha, gamma, *args, mode, value, grad)
+        out = _bcers.compute(loss, alpha, gamma, *args, mode, value, grad, **extra)
     except ValueError as e:
         raise squeeze.error(e) from None
     if isinstance(out, tuple):
@@ -294,6 +399,11 @@ def _array(value: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[np.floa
     return value
 
 
+_VALUE = (True, False, False, False)
+_GRAD = (False, True, False, False)
+_VALUE_AND_GRAD = (True, True, False, False)
+
+
 def _run(
     loss: str,
     alpha: float,
@@ -304,23 +414,55 @@ def _run(
     pos_weight: ArrayLike | None,
     grad_output: ArrayLike | None,
     mode: str,
-    value: bool,
-    grad: bool,
+    outputs: tuple[bool, bool, bool, bool],
+    options: _Options = _PLAIN_OPTIONS,
+    as_derivatives: bool = False,
 ) -> Any:
     """The general path of every call: the operands prepared (converted, cast, float16 computed
-    in float32), the native call, the results in the input's dtype; or, when an argument is a
-    ``bcers.gpu.Array``, the GPU. ``mode`` is a checked reduction name."""
+    in float32, masked arrays' masks taken), the native call, the results in the input's dtype;
+    or, when an argument is a ``bcers.gpu.Array``, the GPU. ``mode`` is a checked reduction
+    name. Returns what the native module returns for ``outputs``: one result, a pair (value
+    and gradient), or (with the target gradient or second derivative, or ``as_derivatives``)
+    a :class:`Derivatives`."""
+    value, grad, grad_target, hess = outputs
+    derivatives = grad or grad_target or hess
+    if isinstance(input, np.ma.MaskedArray) or isinstance(target, np.ma.MaskedArray):
+        input, target, options = _unmask(input, target, options)
     try:
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
-        g = _grad_output(grad_output, dtype) if grad else None
+        g = _grad_output(grad_output, dtype) if derivatives else None
     except _OnGpu:
         return _gpu._compute(
-            loss, alpha, gamma, input, target, weight, pos_weight, grad_output, mode, value, grad
+            loss,
+            alpha,
+            gamma,
+            input,
+            target,
+            weight,
+            pos_weight,
+            grad_output,
+            mode,
+            outputs,
+            options,
+            as_derivatives,
         )
-    out = _native(loss, alpha, gamma, x, y, w, pw, g, mode, value, grad)
+    out = _native(loss, alpha, gamma, x, y, w, pw, g, mode, outputs, options)
+    if grad_target or hess:
+        v, gr, gt, h = out
+        return Derivatives(
+            None if v is None else _result(v, dtype),
+            None if gr is None else _array(gr, dtype),
+            None if gt is None else _array(gt, dtype),
+            None if h is None else _array(h, dtype),
+        )
     if value and grad:
-        return _result(out[0], dtype), _array(out[1], dtype)
-    return _result(out, dtype) if value else _array(out, dtype)
+        pair = _result(out[0], dtype), _array(out[1], dtype)
+        return Derivatives(pair[0], pair[1], None, None) if as_derivatives else pair
+    if value:
+        v = _result(out, dtype)
+        return Derivatives(v, None, None, None) if as_derivatives else v
+    gr = _array(out, dtype)
+    return Derivatives(None, gr, None, None) if as_derivatives else gr
 
 
 def _scalar(value: Any, input: Any, reduction: str) -> Any:
@@ -337,17 +479,17 @@ def _forward(
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
     reduction: str,
+    options: _Options,
 ) -> Loss:
     """The loss: the fast path for plain arrays, else the general one."""
-    if _plain(input, target, weight, pos_weight, reduction):
+    if options is _PLAIN_OPTIONS and _plain(input, target, weight, pos_weight, reduction):
         value = _bcers.compute(
             loss, alpha, gamma, input, target, weight, pos_weight, None, reduction, True, False
         )
         return _scalar(value, input, reduction)  # type: ignore[no-any-return]
     mode = _check_reduction(reduction)
-    return cast(
-        Loss, _run(loss, alpha, gamma, input, target, weight, pos_weight, None, mode, True, False)
-    )
+    out = _run(loss, alpha, gamma, input, target, weight, pos_weight, None, mode, _VALUE, options)
+    return cast(Loss, out)
 
 
 def _backward(
@@ -360,11 +502,12 @@ def _backward(
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
     reduction: str,
+    options: _Options,
 ) -> npt.NDArray[np.floating[Any]]:
     """The input gradient."""
     mode = _check_reduction(reduction)
     grad = _run(
-        loss, alpha, gamma, input, target, weight, pos_weight, grad_output, mode, False, True
+        loss, alpha, gamma, input, target, weight, pos_weight, grad_output, mode, _GRAD, options
     )
     return cast(_Grad, grad)
 
@@ -378,17 +521,67 @@ def _value_and_grad(
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
     reduction: str,
+    options: _Options,
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
     """The loss and its input gradient in one pass: the fast path for plain arrays, else the
     general one."""
-    if _plain(input, target, weight, pos_weight, reduction):
+    if options is _PLAIN_OPTIONS and _plain(input, target, weight, pos_weight, reduction):
         value, grad = _bcers.compute(
             loss, alpha, gamma, input, target, weight, pos_weight, None, reduction, True, True
         )
         return _scalar(value, input, reduction), grad
     mode = _check_reduction(reduction)
-    out = _run(loss, alpha, gamma, input, target, weight, pos_weight, None, mode, True, True)
+    out = _run(
+        loss, alpha, gamma, input, target, weight, pos_weight, None, mode, _VALUE_AND_GRAD, options
+    )
     return cast(_LossGrad, out)
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A bool keyword (``value``, ``grad``, ...): True or False, or NumPy's bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+
+
+def _derivatives(
+    loss: str,
+    alpha: float,
+    gamma: float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    flags: tuple[Any, Any, Any, Any],
+    grad_output: ArrayLike | None,
+    options: _Options,
+) -> Derivatives:
+    """The outputs ``flags`` asks for (value, grad, grad_target, hess), in one pass."""
+    names = ("value", "grad", "grad_target", "hess")
+    outputs = cast(
+        "tuple[bool, bool, bool, bool]", tuple(_flag(f, n) for f, n in zip(flags, names))
+    )
+    if not any(outputs):
+        return Derivatives(None, None, None, None)
+    mode = _check_reduction(reduction)
+    if grad_output is not None and not (outputs[1] or outputs[2] or outputs[3]):
+        grad_output = None  # only the value: grad_output has no part in it
+    out = _run(
+        loss,
+        alpha,
+        gamma,
+        input,
+        target,
+        weight,
+        pos_weight,
+        grad_output,
+        mode,
+        outputs,
+        options,
+        as_derivatives=True,
+    )
+    return cast(Derivatives, out)
 
 
 def _legacy(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
@@ -406,6 +599,11 @@ def binary_cross_entropy(
     size_average: bool | None = None,
     reduce: bool | None = None,
     reduction: ReductionName = "mean",
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> Loss:
     """Binary cross entropy between probabilities, as ``torch.nn.functional.binary_cross_entropy``.
 
@@ -418,17 +616,42 @@ def binary_cross_entropy(
         weight: broadcasts to the input's shape (it may not enlarge it).
         size_average: deprecated (torch's legacy argument); overrides ``reduction``.
         reduce: deprecated (torch's legacy argument); overrides ``reduction``.
-        reduction: ``"none"``, ``"mean"`` (divides by the number of elements) or ``"sum"``.
+        reduction: ``"none"``, ``"mean"`` (divides by the number of elements), ``"sum"``, or
+            ``"weighted_mean"`` (alias ``"mean_with_sample_weight"``: divides by the sum of the
+            weights).
+
+    Keywords beyond torch's (every function takes them):
+
+    - ``label_smoothing``: in [0, 1]; the target used is ``target * (1 - label_smoothing) +
+      label_smoothing / 2`` (BCE's range check applies to the target as given).
+    - ``mask``: bool, broadcasts to the input's shape; where False the loss and every
+      derivative are 0, the elements are not range-checked, and ``mean`` does not count them
+      (NaN when none is kept). A ``numpy.ma.MaskedArray`` input or target has its masked
+      elements dropped the same way.
+    - ``axis``, ``keepdims``: reduce over these axes only (NumPy's rules), giving an array; the
+      gradient keeps the input's shape, and a backward's ``grad_output`` has the reduced shape.
 
     Returns:
-        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
+        A NumPy scalar for a full reduction, an array of the input's shape for ``"none"``, an
+        array of the reduced shape with ``axis`` or ``keepdims``.
 
     Raises:
-        ValueError: shapes that do not match, values outside [0, 1], an unknown reduction.
-        TypeError: a non-float input or a non-real argument.
+        ValueError: shapes that do not match, values outside [0, 1], an unknown reduction, bad
+            axes or label smoothing.
+        TypeError: a non-float input, a non-real argument, a non-bool mask.
     """
     mode = _legacy(size_average, reduce, reduction)
-    return _forward("bce", 0.0, 0.0, input, target, weight, None, mode)
+    return _forward(
+        "bce",
+        0.0,
+        0.0,
+        input,
+        target,
+        weight,
+        None,
+        mode,
+        _options(label_smoothing, mask, axis, keepdims),
+    )
 
 
 def binary_cross_entropy_with_logits(
@@ -439,6 +662,11 @@ def binary_cross_entropy_with_logits(
     reduce: bool | None = None,
     reduction: ReductionName = "mean",
     pos_weight: ArrayLike | None = None,
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> Loss:
     """Binary cross entropy on logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
@@ -452,15 +680,36 @@ def binary_cross_entropy_with_logits(
         weight: broadcasts to the input's shape (it may not enlarge it).
         size_average: deprecated (torch's legacy argument); overrides ``reduction``.
         reduce: deprecated (torch's legacy argument); overrides ``reduction``.
-        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+        reduction: as in :func:`binary_cross_entropy`.
         pos_weight: weight of the positive class; broadcasts like ``weight`` (a ``(C,)``
-            array applies along the last axis).
+            array applies along the last axis). Not in ``weighted_mean``'s denominator.
+
+    Keywords beyond torch's (every function takes them):
+
+    - ``label_smoothing``: in [0, 1]; the target used is ``target * (1 - label_smoothing) +
+      label_smoothing / 2`` (BCE's range check applies to the target as given).
+    - ``mask``: bool, broadcasts to the input's shape; where False the loss and every
+      derivative are 0, the elements are not range-checked, and ``mean`` does not count them
+      (NaN when none is kept). A ``numpy.ma.MaskedArray`` input or target has its masked
+      elements dropped the same way.
+    - ``axis``, ``keepdims``: reduce over these axes only (NumPy's rules), giving an array; the
+      gradient keeps the input's shape, and a backward's ``grad_output`` has the reduced shape.
 
     Returns:
-        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
+        As :func:`binary_cross_entropy`.
     """
     mode = _legacy(size_average, reduce, reduction)
-    return _forward("logits", 0.0, 0.0, input, target, weight, pos_weight, mode)
+    return _forward(
+        "logits",
+        0.0,
+        0.0,
+        input,
+        target,
+        weight,
+        pos_weight,
+        mode,
+        _options(label_smoothing, mask, axis, keepdims),
+    )
 
 
 def _grad_output(grad_output: ArrayLike | None, dtype: np.dtype[Any]) -> npt.NDArray[Any] | None:
@@ -481,18 +730,26 @@ def binary_cross_entropy_backward(
     target: ArrayLike,
     weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> npt.NDArray[np.floating[Any]]:
     """The gradient of :func:`binary_cross_entropy` with respect to ``input``.
 
-    ``grad_output`` is the gradient flowing into the loss: a scalar for ``"mean"`` and
-    ``"sum"``; for ``"none"``, an array that broadcasts to the input's shape. ``None`` means 1.
-    Per element: ``grad_output * (input - target) / max((1 - input) * input, 1e-12) *
-    weight``, divided by the number of elements for ``"mean"``.
+    ``grad_output`` is the gradient flowing into the loss: a scalar for a full reduction, an
+    array of the reduced shape with ``axis`` or ``keepdims``; for ``"none"``, an array that
+    broadcasts to the input's shape. ``None`` means 1. Per element: ``grad_output * (input -
+    target) / max((1 - input) * input, 1e-12) * weight``, divided by the number of (kept)
+    elements for ``"mean"``, by the sum of the weights for ``"weighted_mean"``. The keywords
+    are :func:`binary_cross_entropy`'s.
 
     Returns:
         An array of the input's shape and dtype.
     """
-    return _backward("bce", 0.0, 0.0, grad_output, input, target, weight, None, reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _backward("bce", 0.0, 0.0, grad_output, input, target, weight, None, reduction, options)
 
 
 def binary_cross_entropy_with_logits_backward(
@@ -502,17 +759,25 @@ def binary_cross_entropy_with_logits_backward(
     weight: ArrayLike | None = None,
     pos_weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> npt.NDArray[np.floating[Any]]:
     """The gradient of :func:`binary_cross_entropy_with_logits` with respect to ``input``.
 
     Per element: ``grad_output * weight * ((1 - target) * sigmoid(input) - pos_weight *
-    target * sigmoid(-input))``, divided by the number of elements for ``"mean"``.
-    ``grad_output`` as in :func:`binary_cross_entropy_backward`.
+    target * sigmoid(-input))``, scaled by the reduction. ``grad_output`` and the keywords as
+    in :func:`binary_cross_entropy_backward`.
 
     Returns:
         An array of the input's shape and dtype.
     """
-    return _backward("logits", 0.0, 0.0, grad_output, input, target, weight, pos_weight, reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _backward(
+        "logits", 0.0, 0.0, grad_output, input, target, weight, pos_weight, reduction, options
+    )
 
 
 def binary_cross_entropy_value_and_grad(
@@ -520,6 +785,11 @@ def binary_cross_entropy_value_and_grad(
     target: ArrayLike,
     weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
     """:func:`binary_cross_entropy` and its input gradient (for grad_output 1), in one pass.
 
@@ -527,7 +797,8 @@ def binary_cross_entropy_value_and_grad(
         ``(loss, grad_input)``: the loss as :func:`binary_cross_entropy` returns it, and an
         array of the input's shape and dtype.
     """
-    return _value_and_grad("bce", 0.0, 0.0, input, target, weight, None, reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _value_and_grad("bce", 0.0, 0.0, input, target, weight, None, reduction, options)
 
 
 def binary_cross_entropy_with_logits_value_and_grad(
@@ -536,13 +807,21 @@ def binary_cross_entropy_with_logits_value_and_grad(
     weight: ArrayLike | None = None,
     pos_weight: ArrayLike | None = None,
     reduction: ReductionName = "mean",
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
     """:func:`binary_cross_entropy_with_logits` and its input gradient, in one pass.
 
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
-    return _value_and_grad("logits", 0.0, 0.0, input, target, weight, pos_weight, reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _value_and_grad(
+        "logits", 0.0, 0.0, input, target, weight, pos_weight, reduction, options
+    )
 
 
 def sigmoid_focal_loss(
@@ -552,6 +831,11 @@ def sigmoid_focal_loss(
     gamma: float = 2.0,
     reduction: ReductionName = "none",
     weight: ArrayLike | None = None,
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> Loss:
     """Sigmoid focal loss (Lin et al. 2017), as ``torchvision.ops.sigmoid_focal_loss``.
 
@@ -565,21 +849,35 @@ def sigmoid_focal_loss(
 
     Args:
         inputs: logits, float16, float32 or float64 (the result has this dtype).
-        targets: same shape as ``inputs``, in [0, 1] (not checked, as in torchvision); any real
-            or bool dtype.
-        alpha: at most 1, not NaN; negative turns the class weighting off.
+        targets: same shape as ``inputs``, in [0, 1] (not checked, as in torchvision; outside
+            it, ``(1 - p_t) ** gamma`` of a negative base is NaN); any real or bool dtype.
+        alpha: at most 1, not NaN; negative turns the class weighting off. Not in
+            ``weighted_mean``'s denominator.
         gamma: a finite number >= 0.
-        reduction: ``"none"`` (torchvision's default), ``"mean"`` or ``"sum"``.
+        reduction: ``"none"`` (torchvision's default), or as in :func:`binary_cross_entropy`.
         weight: broadcasts to the input's shape (it may not enlarge it).
 
+    Keywords beyond torch's (every function takes them):
+
+    - ``label_smoothing``: in [0, 1]; the target used is ``target * (1 - label_smoothing) +
+      label_smoothing / 2`` (BCE's range check applies to the target as given).
+    - ``mask``: bool, broadcasts to the input's shape; where False the loss and every
+      derivative are 0, the elements are not range-checked, and ``mean`` does not count them
+      (NaN when none is kept). A ``numpy.ma.MaskedArray`` input or target has its masked
+      elements dropped the same way.
+    - ``axis``, ``keepdims``: reduce over these axes only (NumPy's rules), giving an array; the
+      gradient keeps the input's shape, and a backward's ``grad_output`` has the reduced shape.
+
     Returns:
-        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for ``"none"``.
+        As :func:`binary_cross_entropy`.
 
     Raises:
-        ValueError: bad ``alpha`` or ``gamma``, shapes that do not match, an unknown reduction.
-        TypeError: a non-float input or a non-real argument.
+        ValueError: bad ``alpha``, ``gamma``, label smoothing or axes, shapes that do not
+            match, an unknown reduction.
+        TypeError: a non-float input, a non-real argument, a non-bool mask.
     """
-    return _forward("focal", alpha, gamma, inputs, targets, weight, None, reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _forward("focal", alpha, gamma, inputs, targets, weight, None, reduction, options)
 
 
 def sigmoid_focal_loss_backward(
@@ -590,14 +888,22 @@ def sigmoid_focal_loss_backward(
     gamma: float = 2.0,
     reduction: ReductionName = "none",
     weight: ArrayLike | None = None,
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> npt.NDArray[np.floating[Any]]:
     """The gradient of :func:`sigmoid_focal_loss` with respect to ``inputs``; ``grad_output``
-    as in :func:`binary_cross_entropy_backward` (``None`` means 1).
+    and the keywords as in :func:`binary_cross_entropy_backward` (``None`` means 1).
 
     Returns:
         An array of the input's shape and dtype.
     """
-    return _backward("focal", alpha, gamma, grad_output, inputs, targets, weight, None, reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _backward(
+        "focal", alpha, gamma, grad_output, inputs, targets, weight, None, reduction, options
+    )
 
 
 def sigmoid_focal_loss_value_and_grad(
@@ -607,10 +913,140 @@ def sigmoid_focal_loss_value_and_grad(
     gamma: float = 2.0,
     reduction: ReductionName = "none",
     weight: ArrayLike | None = None,
+    *,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
     """:func:`sigmoid_focal_loss` and its input gradient (for grad_output 1), in one pass.
 
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
-    return _value_and_grad("focal", alpha, gamma, inputs, targets, weight, None, reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _value_and_grad("focal", alpha, gamma, inputs, targets, weight, None, reduction, options)
+
+
+_DERIVATIVES_DOC = """
+
+    Every output asked for comes from one pass over the data (two when a derivative of a
+    masked or weighted mean needs its denominator first); what is not asked for is not
+    computed. Every derivative is of the loss as reduced (weight, mask and the reduction's
+    scaling applied), times ``grad_output`` (as in the ``_backward`` function; None means 1).
+
+    Keywords:
+        value: the loss, as the loss function returns it.
+        grad: the derivative with respect to the input.
+        grad_target: the derivative with respect to the target (of the loss as computed, with
+            BCE's log clamp; with label smoothing, times ``1 - label_smoothing``).
+        hess: the second derivative with respect to the input, elementwise (the diagonal of the
+            Hessian; the focal loss's can be negative).
+        grad_output, label_smoothing, mask, axis, keepdims: as in the loss functions.
+
+    Returns:
+        :class:`bcers.Derivatives` ``(value, grad, grad_target, hess)``, None where not asked.
+    """
+
+
+def binary_cross_entropy_derivatives(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    reduction: ReductionName = "mean",
+    *,
+    value: bool = True,
+    grad: bool = True,
+    grad_target: bool = False,
+    hess: bool = False,
+    grad_output: ArrayLike | None = None,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
+) -> Derivatives:
+    flags = (value, grad, grad_target, hess)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _derivatives(
+        "bce", 0.0, 0.0, input, target, weight, None, reduction, flags, grad_output, options
+    )
+
+
+def binary_cross_entropy_with_logits_derivatives(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: ReductionName = "mean",
+    *,
+    value: bool = True,
+    grad: bool = True,
+    grad_target: bool = False,
+    hess: bool = False,
+    grad_output: ArrayLike | None = None,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
+) -> Derivatives:
+    flags = (value, grad, grad_target, hess)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _derivatives(
+        "logits",
+        0.0,
+        0.0,
+        input,
+        target,
+        weight,
+        pos_weight,
+        reduction,
+        flags,
+        grad_output,
+        options,
+    )
+
+
+def sigmoid_focal_loss_derivatives(
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: ReductionName = "none",
+    weight: ArrayLike | None = None,
+    *,
+    value: bool = True,
+    grad: bool = True,
+    grad_target: bool = False,
+    hess: bool = False,
+    grad_output: ArrayLike | None = None,
+    label_smoothing: float = 0.0,
+    mask: ArrayLike | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
+) -> Derivatives:
+    flags = (value, grad, grad_target, hess)
+    options = _options(label_smoothing, mask, axis, keepdims)
+    return _derivatives(
+        "focal",
+        alpha,
+        gamma,
+        inputs,
+        targets,
+        weight,
+        None,
+        reduction,
+        flags,
+        grad_output,
+        options,
+    )
+
+
+binary_cross_entropy_derivatives.__doc__ = (
+    "The outputs of :func:`binary_cross_entropy` asked for." + _DERIVATIVES_DOC
+)
+binary_cross_entropy_with_logits_derivatives.__doc__ = (
+    "The outputs of :func:`binary_cross_entropy_with_logits` asked for." + _DERIVATIVES_DOC
+)
+sigmoid_focal_loss_derivatives.__doc__ = (
+    "The outputs of :func:`sigmoid_focal_loss` asked for." + _DERIVATIVES_DOC
+)

@@ -11,9 +11,15 @@ from . import _bcers
 from ._arrays import check_real, convert
 from ._functional import (
     ArrayLike,
+    Axis,
+    Derivatives,
     Loss,
     ReductionName,
+    _axis,
+    _derivatives,
+    _label_smoothing,
     _legacy_reduction,
+    _options,
     _validate_reduction,
     binary_cross_entropy,
     binary_cross_entropy_backward,
@@ -39,10 +45,18 @@ def _stored(value: ArrayLike | None, name: str) -> npt.NDArray[Any] | Array | No
 
 
 class _Loss:
-    """What both loss classes share: torch's constructor arguments, ``weight`` and ``reduction``."""
+    """What the loss classes share: torch's constructor arguments, ``weight`` and
+    ``reduction``, and the keywords beyond torch's, ``label_smoothing``, ``axis`` and
+    ``keepdims``, checked at construction."""
 
     weight: npt.NDArray[Any] | Array | None
     reduction: ReductionName
+    label_smoothing: float
+    axis: int | tuple[int, ...] | None
+    keepdims: bool
+    # The functions of the loss: forward, backward, value_and_grad; and its name for
+    # ``derivatives``.
+    _loss: str = ""
 
     def __init__(
         self,
@@ -50,6 +64,9 @@ class _Loss:
         size_average: bool | None,
         reduce: bool | None,
         reduction: ReductionName,
+        label_smoothing: float,
+        axis: Axis,
+        keepdims: bool,
     ) -> None:
         if size_average is not None or reduce is not None:
             # As torch: the legacy pair overrides reduction, with a warning, at construction.
@@ -59,28 +76,112 @@ class _Loss:
             _validate_reduction(reduction)
         self.weight = _stored(weight, "weight")
         self.reduction = reduction
+        self.label_smoothing = _label_smoothing(label_smoothing)
+        _bcers.check_loss("bce", 0.0, 0.0, self.label_smoothing)
+        checked = _axis(axis)
+        if checked is not None and reduction == "none":
+            raise ValueError(
+                "axis reduces over some axes; it needs reduction='mean', 'sum' or "
+                "'weighted_mean', not 'none'"
+            )
+        self.axis = checked
+        if checked is not None and len(checked) == 1 and not hasattr(axis, "__len__"):
+            self.axis = checked[0]  # an int stays an int
+        self.keepdims = bool(keepdims)
+
+    def _extra(self) -> str:
+        """The keywords beyond torch's that differ from their defaults, for the repr."""
+        parts = []
+        if self.label_smoothing != 0.0:
+            parts.append(f"label_smoothing={self.label_smoothing!r}")
+        if self.axis is not None:
+            parts.append(f"axis={self.axis!r}")
+        if self.keepdims:
+            parts.append("keepdims=True")
+        return ", ".join(parts)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({self._extra()})"
 
-    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+    def _kw(self, mask: ArrayLike | None) -> dict[str, Any]:
+        return {
+            "label_smoothing": self.label_smoothing,
+            "mask": mask,
+            "axis": self.axis,
+            "keepdims": self.keepdims,
+        }
+
+    def _params(self) -> tuple[float, float, Any]:
+        """The loss's parameters for ``_derivatives``: alpha, gamma, pos_weight."""
+        return 0.0, 0.0, None
+
+    def forward(
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> Loss:
         """The loss of ``input`` against ``target``."""
         raise NotImplementedError
 
-    def __call__(self, input: ArrayLike, target: ArrayLike) -> Loss:
+    def __call__(
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> Loss:
         """``self.forward(input, target)``: a subclass's ``forward`` is what a call runs, as in
-        torch."""
-        return self.forward(input, target)
+        torch (``mask`` is passed on only when given)."""
+        if mask is None:
+            return self.forward(input, target)
+        return self.forward(input, target, mask=mask)
+
+    def derivatives(
+        self,
+        input: ArrayLike,
+        target: ArrayLike,
+        *,
+        value: bool = True,
+        grad: bool = True,
+        grad_target: bool = False,
+        hess: bool = False,
+        grad_output: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
+    ) -> Derivatives:
+        """The loss and its derivatives asked for, from one pass over the data.
+
+        ``grad`` is the derivative with respect to ``input``, ``grad_target`` with respect to
+        ``target``, ``hess`` the second derivative with respect to ``input`` (elementwise: the
+        diagonal of the Hessian). Every derivative is of the loss as this object reduces it
+        (weight, mask and the reduction's scaling applied), times ``grad_output`` (None means
+        1; as in ``backward``). What is not asked for is not computed.
+
+        Returns:
+            :class:`bcers.Derivatives` ``(value, grad, grad_target, hess)``, None where not
+            asked.
+        """
+        alpha, gamma, pos_weight = self._params()
+        options = _options(self.label_smoothing, mask, self.axis, self.keepdims)
+        return _derivatives(
+            self._loss,
+            alpha,
+            gamma,
+            input,
+            target,
+            self.weight,
+            pos_weight,
+            self.reduction,
+            (value, grad, grad_target, hess),
+            grad_output,
+            options,
+        )
 
 
 class BCELoss(_Loss):
     """Binary cross entropy between probabilities, as ``torch.nn.BCELoss``.
 
     ``loss_fn(input, target)`` (or ``.forward``) computes the loss, ``.backward(input,
-    target, grad_output=None)`` its gradient with respect to ``input``, and
-    ``.value_and_grad(input, target)`` both in one pass. See
+    target, grad_output=None)`` its gradient with respect to ``input``,
+    ``.value_and_grad(input, target)`` both in one pass, and ``.derivatives(...)`` any of the
+    loss and its first and second derivatives. Each takes ``mask=`` as a keyword. See
     :func:`bcers.binary_cross_entropy` for the arguments.
     """
+
+    _loss = "bce"
 
     def __init__(
         self,
@@ -88,27 +189,40 @@ class BCELoss(_Loss):
         size_average: bool | None = None,
         reduce: bool | None = None,
         reduction: ReductionName = "mean",
+        *,
+        label_smoothing: float = 0.0,
+        axis: Axis = None,
+        keepdims: bool = False,
     ) -> None:
-        super().__init__(weight, size_average, reduce, reduction)
+        super().__init__(weight, size_average, reduce, reduction, label_smoothing, axis, keepdims)
 
-    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+    def forward(
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> Loss:
         """The loss of ``input`` against ``target``."""
-        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+        return binary_cross_entropy(
+            input, target, self.weight, reduction=self.reduction, **self._kw(mask)
+        )
 
     def backward(
-        self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
+        self,
+        input: ArrayLike,
+        target: ArrayLike,
+        grad_output: ArrayLike | None = None,
+        *,
+        mask: ArrayLike | None = None,
     ) -> npt.NDArray[np.floating[Any]]:
         """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
         return binary_cross_entropy_backward(
-            grad_output, input, target, self.weight, reduction=self.reduction
+            grad_output, input, target, self.weight, reduction=self.reduction, **self._kw(mask)
         )
 
     def value_and_grad(
-        self, input: ArrayLike, target: ArrayLike
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
     ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
         """``(loss, grad_input)`` in one pass over the data."""
         return binary_cross_entropy_value_and_grad(
-            input, target, self.weight, reduction=self.reduction
+            input, target, self.weight, reduction=self.reduction, **self._kw(mask)
         )
 
 
@@ -120,6 +234,7 @@ class BCEWithLogitsLoss(_Loss):
     """
 
     pos_weight: npt.NDArray[Any] | Array | None
+    _loss = "logits"
 
     def __init__(
         self,
@@ -128,30 +243,60 @@ class BCEWithLogitsLoss(_Loss):
         reduce: bool | None = None,
         reduction: ReductionName = "mean",
         pos_weight: ArrayLike | None = None,
+        *,
+        label_smoothing: float = 0.0,
+        axis: Axis = None,
+        keepdims: bool = False,
     ) -> None:
-        super().__init__(weight, size_average, reduce, reduction)
+        super().__init__(weight, size_average, reduce, reduction, label_smoothing, axis, keepdims)
         self.pos_weight = _stored(pos_weight, "pos_weight")
 
-    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+    def _params(self) -> tuple[float, float, Any]:
+        return 0.0, 0.0, self.pos_weight
+
+    def forward(
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> Loss:
         """The loss of ``input`` (logits) against ``target``."""
         return binary_cross_entropy_with_logits(
-            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+            input,
+            target,
+            self.weight,
+            reduction=self.reduction,
+            pos_weight=self.pos_weight,
+            **self._kw(mask),
         )
 
     def backward(
-        self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
+        self,
+        input: ArrayLike,
+        target: ArrayLike,
+        grad_output: ArrayLike | None = None,
+        *,
+        mask: ArrayLike | None = None,
     ) -> npt.NDArray[np.floating[Any]]:
         """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
         return binary_cross_entropy_with_logits_backward(
-            grad_output, input, target, self.weight, self.pos_weight, reduction=self.reduction
+            grad_output,
+            input,
+            target,
+            self.weight,
+            self.pos_weight,
+            reduction=self.reduction,
+            **self._kw(mask),
         )
 
     def value_and_grad(
-        self, input: ArrayLike, target: ArrayLike
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
     ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
         """``(loss, grad_input)`` in one pass over the data."""
         return binary_cross_entropy_with_logits_value_and_grad(
-            input, target, self.weight, self.pos_weight, reduction=self.reduction
+            input,
+            target,
+            self.weight,
+            self.pos_weight,
+            reduction=self.reduction,
+            **self._kw(mask),
         )
 
 
@@ -159,14 +304,16 @@ class SigmoidFocalLoss(_Loss):
     """Sigmoid focal loss (Lin et al. 2017), callable like :class:`BCEWithLogitsLoss`.
 
     ``loss_fn(inputs, targets)`` (or ``.forward``), ``.backward(inputs, targets,
-    grad_output=None)`` and ``.value_and_grad(inputs, targets)``, as the other classes; see
-    :func:`bcers.sigmoid_focal_loss` for the arguments. The parameters are checked at
-    construction (ValueError naming the bad one). The default reduction is ``"mean"``, as for
-    torch's loss classes (the function's, like torchvision's, is ``"none"``).
+    grad_output=None)``, ``.value_and_grad(inputs, targets)`` and ``.derivatives(...)``, as
+    the other classes; see :func:`bcers.sigmoid_focal_loss` for the arguments. The parameters
+    are checked at construction (ValueError naming the bad one). The default reduction is
+    ``"mean"``, as for torch's loss classes (the function's, like torchvision's, is
+    ``"none"``).
     """
 
     alpha: float
     gamma: float
+    _loss = "focal"
 
     def __init__(
         self,
@@ -174,26 +321,47 @@ class SigmoidFocalLoss(_Loss):
         gamma: float = 2.0,
         reduction: ReductionName = "mean",
         weight: ArrayLike | None = None,
+        *,
+        label_smoothing: float = 0.0,
+        axis: Axis = None,
+        keepdims: bool = False,
     ) -> None:
         _bcers.check_loss("focal", alpha, gamma)
-        super().__init__(weight, None, None, reduction)
+        super().__init__(weight, None, None, reduction, label_smoothing, axis, keepdims)
         self.alpha = float(alpha)
         self.gamma = float(gamma)
 
+    def _params(self) -> tuple[float, float, Any]:
+        return self.alpha, self.gamma, None
+
     def __repr__(self) -> str:
+        extra = self._extra()
         return (
             f"{type(self).__name__}(alpha={self.alpha!r}, gamma={self.gamma!r}, "
-            f"reduction={self.reduction!r})"
+            f"reduction={self.reduction!r}{', ' + extra if extra else ''})"
         )
 
-    def forward(self, input: ArrayLike, target: ArrayLike) -> Loss:
+    def forward(
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> Loss:
         """The loss of ``input`` (logits) against ``target``."""
         return sigmoid_focal_loss(
-            input, target, self.alpha, self.gamma, reduction=self.reduction, weight=self.weight
+            input,
+            target,
+            self.alpha,
+            self.gamma,
+            reduction=self.reduction,
+            weight=self.weight,
+            **self._kw(mask),
         )
 
     def backward(
-        self, input: ArrayLike, target: ArrayLike, grad_output: ArrayLike | None = None
+        self,
+        input: ArrayLike,
+        target: ArrayLike,
+        grad_output: ArrayLike | None = None,
+        *,
+        mask: ArrayLike | None = None,
     ) -> npt.NDArray[np.floating[Any]]:
         """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
         return sigmoid_focal_loss_backward(
@@ -204,12 +372,19 @@ class SigmoidFocalLoss(_Loss):
             self.gamma,
             reduction=self.reduction,
             weight=self.weight,
+            **self._kw(mask),
         )
 
     def value_and_grad(
-        self, input: ArrayLike, target: ArrayLike
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
     ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
         """``(loss, grad_input)`` in one pass over the data."""
         return sigmoid_focal_loss_value_and_grad(
-            input, target, self.alpha, self.gamma, reduction=self.reduction, weight=self.weight
+            input,
+            target,
+            self.alpha,
+            self.gamma,
+            reduction=self.reduction,
+            weight=self.weight,
+            **self._kw(mask),
         )

@@ -140,22 +140,48 @@ def _compute(
     pos_weight: Any,
     grad_output: Any,
     reduction: str,
-    value: bool,
-    grad: bool,
+    outputs: tuple[bool, bool, bool, bool],
+    options: Any,
+    as_derivatives: bool = False,
 ) -> Any:
     """One call on the GPU (bcers' functions make it when an argument is an :class:`Array`):
     the loss (a ``np.float32`` for ``mean``/``sum``, an :class:`Array` for ``none``), the
-    gradient (an :class:`Array`), or both as a tuple. ``grad_output`` None means 1."""
+    gradient (an :class:`Array`), or both as a tuple; a ``Derivatives`` with
+    ``as_derivatives``. ``grad_output`` None means 1. The GPU takes label smoothing and every
+    reduction, not yet a mask, axes, the target gradient or the second derivative."""
+    value, grad, grad_target, hess = outputs
+    for name, unsupported in (
+        ("mask", options.mask is not None),
+        ("axis", options.axis is not None or options.keepdims),
+        ("grad_target", grad_target),
+        ("hess", hess),
+    ):
+        if unsupported:
+            raise ValueError(
+                f"the GPU path does not take {name} yet; compute on NumPy arrays (the CPU) for it"
+            )
     x = _upload(input, "input", True)
     y = _upload(target, "target", False)
     w = _optional(weight, "weight")
     pw = _optional(pos_weight, "pos_weight")
     g = _optional(grad_output, "grad_output") if grad else None
-    out = _bcers._gpu_compute(loss, alpha, gamma, x, y, w, pw, g, reduction, value, grad)
+    out = _bcers._gpu_compute(
+        loss, alpha, gamma, x, y, w, pw, g, reduction, value, grad, options.label_smoothing
+    )
 
     def scalar(v: Any) -> Any:
         return np.float32(v) if type(v) is float else v
 
     if value and grad:
-        return scalar(out[0]), out[1]
-    return scalar(out) if value else out
+        pair = scalar(out[0]), out[1]
+    elif value:
+        pair = scalar(out), None
+    else:
+        pair = None, out
+    if as_derivatives:
+        from ._functional import Derivatives
+
+        return Derivatives(pair[0], pair[1], None, None)
+    if value and grad:
+        return pair
+    return pair[0] if value else pair[1]

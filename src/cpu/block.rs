@@ -1,29 +1,63 @@
-//! What the executor does to a block besides the loss: BCE's range check, weighting and
-//! scaling the loss's outputs, and summing the values. Each is one generic loop, compiled per
+//! What the executor does to a block besides the loss (whose block function also runs BCE's
+//! range check): weighting and scaling the loss's outputs, and summing the values. Each is one generic loop, compiled per
 //! SIMD level by the dispatch (like the losses' block functions), generic over the float type
 //! only.
 
 use crate::float::Float;
-use crate::loss::{unit_key, weighted};
+use crate::loss::weighted;
 use crate::simd::{dispatch, Isa, Kernel, SimdLevel};
 
 /// Number of `f64` accumulators a sum is spread over (one vector of them per few lanes).
 const LANES: usize = 16;
 
-/// What a chunk reports back.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// What a chunk reports back: per slot of the reduction, from slot `first` on, the sums of
+/// its values, of its kept elements' weights and of their count; and what went wrong.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Partial {
-    /// Sum of the (weighted) values, for the reductions.
-    pub sum: f64,
-    /// An input element was outside `[0, 1]` (BCE only).
+    /// The slot of `sums[0]`.
+    first: usize,
+    /// Per slot: the sum of the (weighted) values.
+    pub sums: Vec<f64>,
+    /// Per slot: the sum of the kept elements' weights (1 each without a weight).
+    pub weights: Vec<f64>,
+    /// Per slot: the number of kept elements.
+    pub counts: Vec<f64>,
+    /// A kept input element was outside `[0, 1]` (BCE only).
     pub bad_input: bool,
-    /// A target element was outside `[0, 1]` (BCE only).
+    /// A kept target element was outside `[0, 1]` (BCE only).
     pub bad_target: bool,
     /// The chunk did not fit the plan (a bug: the executor reports it as such).
     pub broken: bool,
 }
 
+/// `v[i]`, the vector grown with zeros to reach it.
+fn entry(v: &mut Vec<f64>, i: usize) -> &mut f64 {
+    if v.len() <= i {
+        v.resize(i + 1, 0.0);
+    }
+    &mut v[i]
+}
+
 impl Partial {
+    /// The report of a chunk whose first element belongs to slot `first`.
+    pub(crate) fn starting_at(first: usize) -> Partial {
+        Partial {
+            first,
+            ..Partial::default()
+        }
+    }
+
+    /// The running total of a call with `slots` slots.
+    pub(crate) fn total(slots: usize) -> Partial {
+        Partial {
+            first: 0,
+            sums: vec![0.0; slots],
+            weights: vec![0.0; slots],
+            counts: vec![0.0; slots],
+            ..Partial::default()
+        }
+    }
+
     /// The report of a chunk that did not fit the plan.
     pub(crate) fn broken() -> Partial {
         Partial {
@@ -32,74 +66,211 @@ impl Partial {
         }
     }
 
-    /// Combines two partials in order.
-    pub(crate) fn then(self, next: Partial) -> Partial {
-        Partial {
-            sum: self.sum + next.sum,
-            bad_input: self.bad_input | next.bad_input,
-            bad_target: self.bad_target | next.bad_target,
-            broken: self.broken | next.broken,
+    /// Records a block function's range flags.
+    pub(crate) fn flag(&mut self, (input, target): (bool, bool)) {
+        self.bad_input |= input;
+        self.bad_target |= target;
+    }
+
+    /// Adds the sum so far of `lanes`' slot to it, and empties `lanes`.
+    pub(crate) fn close(&mut self, lanes: &mut LaneSum) {
+        let sum = lanes.take();
+        match lanes.slot.checked_sub(self.first) {
+            Some(i) => *entry(&mut self.sums, i) += sum,
+            None => self.broken = true,
         }
     }
 
-    /// Records whether any element of `x` or `y` lies outside `[0, 1]` (or is NaN).
-    pub(crate) fn check_range<F: Float>(&mut self, level: SimdLevel, x: &[F], y: &[F]) {
-        let (kx, ky) = dispatch(level, LargestKeys { x, y });
-        self.bad_input |= kx > F::ONE.to_bits();
-        self.bad_target |= ky > F::ONE.to_bits();
+    /// Adds `weight` and `count` to the denominators of `slot`.
+    pub(crate) fn add_denominators(&mut self, slot: usize, weight: f64, count: f64) {
+        match slot.checked_sub(self.first) {
+            Some(i) => {
+                *entry(&mut self.weights, i) += weight;
+                *entry(&mut self.counts, i) += count;
+            }
+            None => self.broken = true,
+        }
+    }
+
+    /// Adds the next chunk's report (in chunk order) to this running total.
+    pub(crate) fn merge(&mut self, next: Partial) {
+        self.bad_input |= next.bad_input;
+        self.bad_target |= next.bad_target;
+        self.broken |= next.broken;
+        let first = self.first;
+        let mut broken = false;
+        for (mine, theirs) in [
+            (&mut self.sums, &next.sums),
+            (&mut self.weights, &next.weights),
+            (&mut self.counts, &next.counts),
+        ] {
+            for (i, &v) in theirs.iter().enumerate() {
+                match (next.first + i)
+                    .checked_sub(first)
+                    .and_then(|j| mine.get_mut(j))
+                {
+                    Some(m) => *m += v,
+                    None => broken = true,
+                }
+            }
+        }
+        self.broken |= broken;
     }
 }
 
-/// The largest [`unit_key`] of each of two slices: the range check in two operations an
-/// element.
-struct LargestKeys<'a, F> {
-    x: &'a [F],
-    y: &'a [F],
+/// The running sum of one slot's values within a block: spread over [`LANES`] `f64`
+/// accumulators in order (element `i` of the run into accumulator `i % LANES`), then added
+/// pairwise in a fixed order when the run ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LaneSum {
+    /// The slot the values belong to.
+    pub slot: usize,
+    acc: [f64; LANES],
+    /// The accumulator of the next value.
+    pos: usize,
 }
 
-impl<F: Float> Kernel for LargestKeys<'_, F> {
-    type Output = (F::Bits, F::Bits);
+impl LaneSum {
+    /// An empty sum of slot `slot`.
+    pub(crate) fn for_slot(slot: usize) -> LaneSum {
+        LaneSum {
+            slot,
+            ..LaneSum::default()
+        }
+    }
+
+    /// Adds `values`, in order.
+    pub(crate) fn add<F: Float>(&mut self, level: SimdLevel, values: &[F]) {
+        dispatch(
+            level,
+            AddLanes {
+                acc: &mut self.acc,
+                pos: self.pos,
+                v: values,
+            },
+        );
+        self.pos = (self.pos + values.len()) % LANES;
+    }
+
+    /// The sum of the values added since the last call, added pairwise in a fixed order.
+    fn take(&mut self) -> f64 {
+        let mut acc = core::mem::take(&mut self.acc);
+        self.pos = 0;
+        let mut width = LANES;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                acc[i] += acc[i + width];
+            }
+        }
+        acc[0]
+    }
+}
+
+struct AddLanes<'a, F> {
+    acc: &'a mut [f64; LANES],
+    pos: usize,
+    v: &'a [F],
+}
+
+impl<F: Float> Kernel for AddLanes<'_, F> {
+    type Output = ();
 
     #[inline(always)]
-    fn run<I: Isa>(self) -> (F::Bits, F::Bits) {
-        let largest = |v: &[F]| {
-            let mut m = F::ZERO.to_bits();
-            for i in 0..v.len() {
-                let k = unit_key(v[I::index(i)]);
-                m = if k > m { k } else { m };
+    fn run<I: Isa>(self) {
+        let acc = self.acc;
+        // Up to the next multiple of LANES one by one, then whole rows of LANES.
+        let pos = self.pos % LANES;
+        let head = ((LANES - pos) % LANES).min(self.v.len());
+        let (first, rest) = self.v.split_at(head);
+        for (a, &x) in acc[pos..].iter_mut().zip(first) {
+            *a += x.to_f64();
+        }
+        let mut chunks = rest.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += x.to_f64();
             }
-            m
-        };
-        (largest(self.x), largest(self.y))
+        }
+        for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+            *a += x.to_f64();
+        }
     }
 }
 
-/// Weights and scales a block's outputs in place: each value becomes `weighted(w, v)`, each
-/// derivative `weighted(w, d) * (g * scale)` (`w` and `g` are 1 where absent).
+/// The sum of `w` over the elements kept by `keep` (every element without a mask; 1 each
+/// without a weight), and their count: the denominators of a run of `len` elements.
+pub(crate) fn weights_and_count<F: Float>(
+    w: Option<&[F]>,
+    keep: Option<&[bool]>,
+    len: usize,
+) -> (f64, f64) {
+    match (w, keep) {
+        (None, None) => (len as f64, len as f64),
+        (None, Some(keep)) => {
+            let count = keep.iter().filter(|&&k| k).count() as f64;
+            (count, count)
+        }
+        (Some(w), None) => (w.iter().map(|v| v.to_f64()).sum(), len as f64),
+        (Some(w), Some(keep)) => {
+            let mut sum = 0.0;
+            let mut count = 0usize;
+            for (&v, &k) in w.iter().zip(keep) {
+                if k {
+                    sum += v.to_f64();
+                    count += 1;
+                }
+            }
+            (sum, count as f64)
+        }
+    }
+}
+
+/// `buf[i] = buf[i] * a + b`: label smoothing's target.
+pub(crate) fn affine<F: Float>(level: SimdLevel, buf: &mut [F], a: F, b: F) {
+    dispatch(level, Affine { buf, a, b });
+}
+
+struct Affine<'a, F> {
+    buf: &'a mut [F],
+    a: F,
+    b: F,
+}
+
+impl<F: Float> Kernel for Affine<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let (a, b) = (self.a, self.b);
+        for v in self.buf.iter_mut() {
+            *v = *v * a + b;
+        }
+    }
+}
+
+/// Weights and scales a block's outputs in place: each value becomes `weighted(w, v)`, the
+/// input's derivatives `weighted(w, d) * (g * scale_x)`, the target's `weighted(w, d) *
+/// (g * scale_y)` (`w` and `g` are 1 where absent).
 pub(crate) fn finish<F: Float>(
     level: SimdLevel,
     value: Option<&mut [F]>,
-    grad: Option<&mut [F]>,
+    input_derivatives: [Option<&mut [F]>; 2],
+    grad_target: Option<&mut [F]>,
     w: Option<&[F]>,
     g: Option<&[F]>,
-    scale: F,
+    (scale_x, scale_y): (F, F),
 ) {
     if let (Some(value), Some(w)) = (value, w) {
         dispatch(level, Weigh { w, out: value });
     }
-    if let Some(grad) = grad {
+    let [a, b] = input_derivatives;
+    for (out, scale) in [(a, scale_x), (b, scale_x), (grad_target, scale_y)] {
+        let Some(out) = out else { continue };
         match (w, g) {
             // The common case: nothing to do but a factor of 1.
             (None, None) if scale == F::ONE => {}
-            (w, g) => dispatch(
-                level,
-                Scale {
-                    w,
-                    g,
-                    scale,
-                    out: grad,
-                },
-            ),
+            (w, g) => dispatch(level, Scale { w, g, scale, out }),
         }
     }
 }
@@ -170,41 +341,5 @@ impl<F: Float> Kernel for Scale<'_, F> {
                 }
             }
         }
-    }
-}
-
-/// The sum of a block's values in float64: spread over [`LANES`] accumulators in order, then
-/// added pairwise in a fixed order.
-pub(crate) fn sum<F: Float>(level: SimdLevel, v: &[F]) -> f64 {
-    dispatch(level, Sum { v })
-}
-
-struct Sum<'a, F> {
-    v: &'a [F],
-}
-
-impl<F: Float> Kernel for Sum<'_, F> {
-    type Output = f64;
-
-    #[inline(always)]
-    fn run<I: Isa>(self) -> f64 {
-        let mut acc = [0.0f64; LANES];
-        let mut chunks = self.v.chunks_exact(LANES);
-        for c in &mut chunks {
-            for (a, &x) in acc.iter_mut().zip(c) {
-                *a += x.to_f64();
-            }
-        }
-        for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
-            *a += x.to_f64();
-        }
-        let mut width = LANES;
-        while width > 1 {
-            width /= 2;
-            for i in 0..width {
-                acc[i] += acc[i + width];
-            }
-        }
-        acc[0]
     }
 }

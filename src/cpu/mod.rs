@@ -3,12 +3,17 @@
 //! A call's elements (in the canonical layout of [`layout`]) are cut into chunks of a fixed
 //! size that depends on the shape alone, never on the number of threads; chunks run on the
 //! crate's pool ([`pool`]) or on the caller's thread. Each chunk is taken block by block: the
-//! operands' blocks are read in place or gathered, BCE's range check looks at them, the loss's
-//! block function ([`crate::loss::kernel`]) writes the values and derivatives asked for, and
-//! [`block`] weights and scales them and sums the values (in float64, per chunk; the chunks'
-//! sums are added in chunk order). So `mean` and `sum` are bitwise identical whatever the
-//! thread count, and small calls, which run on the caller's thread, give the same bits as
-//! large ones would.
+//! operands' blocks are read in place or gathered; a mask replaces its dropped elements by
+//! harmless ones of weight 0; label smoothing rewrites the target; the loss's block function
+//! ([`crate::loss::kernel`], which runs BCE's range check too) writes the values and
+//! derivatives asked for; and [`block`] weights and scales them and sums the values.
+//!
+//! Sums are per slot: one slot for a full reduction, one per element of the result for a
+//! reduction over some axes (the walk then visits the kept axes outermost, so that each slot's
+//! elements come one after the other). Each slot's sum is float64: per block, then the blocks'
+//! sums in order, then the chunks' in chunk order. So `mean` and `sum` are bitwise identical
+//! whatever the thread count, and small calls, which run on the caller's thread, give the same
+//! bits as large ones would.
 //!
 //! Everything here is generic over the float type only, and compiled inside the crate for
 //! `f32` and `f64` ([`crate::engine`]).
@@ -25,7 +30,7 @@ use crate::float::Float;
 use crate::loss::{in_unit_interval, BlockFn, BlockIo, Params};
 use crate::math::Real;
 use crate::simd::{simd_level, SimdLevel};
-use block::Partial;
+use block::{LaneSum, Partial};
 use layout::Canonical;
 pub(crate) use pool::get_num_threads;
 
@@ -51,8 +56,11 @@ pub(crate) struct Operands<'a, F> {
     pub y: ArrayViewD<'a, F>,
     pub w: Option<ArrayViewD<'a, F>>,
     pub pw: Option<ArrayViewD<'a, F>>,
-    /// The per-element grad_output (reduction `none`).
+    /// The per-element factor of the derivatives (a `none` call's grad_output; a reduction
+    /// over axes' per-slot factor, broadcast).
     pub g: Option<ArrayViewD<'a, F>>,
+    /// Which elements count (`false`: as if absent).
+    pub mask: Option<ArrayViewD<'a, bool>>,
 }
 
 /// How the loss values come out of a call.
@@ -62,53 +70,101 @@ pub(crate) enum ValueOut {
     None,
     /// One per element.
     Elementwise,
-    /// Their sum.
+    /// Their sum, per slot.
     Sum,
 }
 
 /// What the executor computes for one call.
 pub(crate) struct Plan<F> {
-    /// The loss's block function for what is asked.
-    pub kernel: BlockFn<F>,
+    /// The loss's block function for what is asked (`None`: no loss, only the denominators).
+    pub kernel: Option<BlockFn<F>>,
     /// The loss's parameters.
     pub params: Params<F>,
-    /// Whether input and target must lie in `[0, 1]`.
-    pub checks_range: bool,
     /// The values.
     pub value: ValueOut,
-    /// Whether the input gradient is asked for.
+    /// The derivatives asked for: with respect to the input, to the target, the second.
     pub grad: bool,
-    /// What every derivative is multiplied by (with the per-element grad_output).
+    pub grad_target: bool,
+    pub hess: bool,
+    /// What the input's derivatives (first and second) are multiplied by, with the
+    /// per-element factor.
     pub grad_scale: F,
+    /// What the target gradient is multiplied by, likewise.
+    pub grad_target_scale: F,
+    /// Whether the loss takes input and target in `[0, 1]` only (its block function checks).
+    pub checks_range: bool,
+    /// Label smoothing: the target used is `y * .0 + .1`.
+    pub smoothing: Option<(F, F)>,
+    /// The input and target a masked element takes (finite, in range: its loss and
+    /// derivatives are then finite, and weighted by 0).
+    pub masked: (F, F),
+    /// Sum, per slot, the weights of the kept elements (1 each without a weight) and count
+    /// them: the denominators of `weighted_mean` and of a masked `mean`.
+    pub denominators: bool,
+    /// A reduction over some axes: the axes kept (one slot per element of their shape).
+    /// `None`: one slot.
+    pub kept: Option<Vec<usize>>,
 }
 
 impl<F> Plan<F> {
-    fn outputs(&self) -> (bool, bool) {
-        (self.value == ValueOut::Elementwise, self.grad)
+    /// The elementwise outputs: values, gradient, target gradient, second derivative.
+    fn outputs(&self) -> [bool; 4] {
+        [
+            self.value == ValueOut::Elementwise,
+            self.grad,
+            self.grad_target,
+            self.hess,
+        ]
     }
 }
 
-/// Where a call's outputs go: buffers of the caller's, of the input's element count and in C
-/// order of its shape, or (`None`) buffers the executor allocates. A caller's buffer is used
-/// when the walk is in C order (always, for inputs in C order); otherwise the executor
-/// allocates one and says so in the [`Outcome`].
+/// Where a call's elementwise outputs go: buffers of the caller's, of the input's element
+/// count and in C order of its shape, or (`None`) buffers the executor allocates. A caller's
+/// buffer is used when the walk is in C order (always, for inputs in C order and calls that
+/// reduce over no axes); otherwise the executor allocates one and says so in the [`Outcome`].
 #[derive(Default)]
 pub(crate) struct Dest<'o, F> {
-    /// For the elementwise values.
     pub value: Option<&'o mut [F]>,
-    /// For the input gradient.
     pub grad: Option<&'o mut [F]>,
+    pub grad_target: Option<&'o mut [F]>,
+    pub hess: Option<&'o mut [F]>,
+}
+
+impl<F> Dest<'_, F> {
+    /// The same buffers, borrowed for a shorter time.
+    pub(crate) fn reborrow(&mut self) -> Dest<'_, F> {
+        Dest {
+            value: self.value.as_deref_mut(),
+            grad: self.grad.as_deref_mut(),
+            grad_target: self.grad_target.as_deref_mut(),
+            hess: self.hess.as_deref_mut(),
+        }
+    }
+
+    /// Output `k`'s buffer: values, gradient, target gradient, second derivative.
+    pub(crate) fn slot(&mut self, k: usize) -> Option<&mut [F]> {
+        match k {
+            0 => self.value.as_deref_mut(),
+            1 => self.grad.as_deref_mut(),
+            2 => self.grad_target.as_deref_mut(),
+            3 => self.hess.as_deref_mut(),
+            _ => None,
+        }
+    }
 }
 
 /// What a call produced.
 pub(crate) struct Outcome<F> {
-    /// The sum of the values (for [`ValueOut::Sum`]).
-    pub sum: f64,
-    /// The elementwise values, in the input's shape, when the executor allocated them
-    /// (`None`: they are in the caller's buffer, or were not asked for).
-    pub value: Option<ArrayD<F>>,
-    /// The input gradient, likewise.
-    pub grad: Option<ArrayD<F>>,
+    /// Per slot: the sum of the (weighted) values.
+    pub sums: Vec<f64>,
+    /// Per slot: the sum of the kept elements' weights (with [`Plan::denominators`]).
+    pub weights: Vec<f64>,
+    /// Per slot: the number of kept elements (with [`Plan::denominators`]).
+    pub counts: Vec<f64>,
+    /// The elementwise outputs, in the input's shape, that the executor allocated (`None`:
+    /// in the caller's buffer, or not asked for): values, gradient, target gradient, second
+    /// derivative.
+    pub arrays: [Option<ArrayD<F>>; 4],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,14 +234,20 @@ impl Geometry {
         }
     }
 
+    /// The walk index of chunk `c`'s first element.
+    fn first_index(&self, c: usize) -> usize {
+        let (panel, rows, cols) = self.locate(c);
+        (panel * self.rows + rows.start) * self.cols + cols.start
+    }
+
     fn len(&self, c: usize) -> usize {
         let (_, rows, cols) = self.locate(c);
         rows.len() * cols.len()
     }
 }
 
-/// A chunk's index and its parts of the two outputs.
-type ChunkOutputs<'s, F> = (usize, (&'s mut [F], &'s mut [F]));
+/// A chunk's index and its parts of the four outputs.
+type ChunkOutputs<'s, F> = (usize, [&'s mut [F]; 4]);
 
 /// Cuts `out` into one slice per chunk of `range`, in chunk order.
 fn split_chunks<'s, F>(
@@ -209,7 +271,7 @@ fn split_chunks<'s, F>(
 // Reading one operand's part of a chunk.
 
 /// One operand's part of a chunk, handed out block by block as contiguous slices.
-enum Source<'a, F> {
+enum Source<'a, F: Copy> {
     /// Contiguous in memory: used in place.
     Slice(&'a [F]),
     /// One value repeated (a broadcast): a buffer filled once.
@@ -218,7 +280,7 @@ enum Source<'a, F> {
     Gather(ndarray::iter::Iter<'a, F, Ix2>, Vec<F>),
 }
 
-impl<'a, F: Float> Source<'a, F> {
+impl<'a, F: Copy + Default> Source<'a, F> {
     fn new(view: ArrayView2<'a, F>) -> Self {
         let len = view.len();
         if let Some(slice) = view.to_slice() {
@@ -231,7 +293,7 @@ impl<'a, F: Float> Source<'a, F> {
             .all(|(&stride, &n)| stride == 0 || n <= 1);
         match view.first() {
             Some(&v) if constant => Source::Const(vec![v; len.min(BLOCK)]),
-            _ => Source::Gather(view.into_iter(), vec![F::ZERO; len.min(BLOCK)]),
+            _ => Source::Gather(view.into_iter(), vec![F::default(); len.min(BLOCK)]),
         }
     }
 
@@ -265,19 +327,26 @@ impl<'a, F: Float> Source<'a, F> {
 // ---------------------------------------------------------------------------------------------
 // The walk over the operands, chunk by chunk.
 
-/// The operands' order in [`Walk`]: input, target, then weight, pos_weight, grad_output.
+/// The operands' order in [`Walk`]: input, target, weight, pos_weight, per-element factor.
 const X: usize = 0;
 const Y: usize = 1;
+/// The number of float operands.
+const OPERANDS: usize = 5;
 
 struct Walk<'a, F> {
-    /// The canonical layout; `None` when every operand is contiguous in C order (then the
-    /// walk is that order, over `slices`).
+    /// The canonical layout; `None` when every operand is contiguous in C order and the walk
+    /// is that order (over `slices`).
     canon: Option<Canonical<'a, F>>,
-    /// Operand `k`'s position among the canonical views, if present.
-    position: [Option<usize>; 5],
+    /// Float operand `k`'s position among the canonical views, if present.
+    position: [Option<usize>; OPERANDS],
     /// With one canonical axis (or none built), each present operand that is contiguous.
-    slices: [Option<&'a [F]>; 5],
+    slices: [Option<&'a [F]>; OPERANDS],
+    /// The mask: contiguous, or in the canonical layout's mask view.
+    mask_slice: Option<&'a [bool]>,
+    has_mask: bool,
     geometry: Geometry,
+    /// Elements per slot, in walk order.
+    per_slot: usize,
     level: SimdLevel,
 }
 
@@ -302,22 +371,46 @@ impl<'a, F: Float> Walk<'a, F> {
         ))
     }
 
-    /// Runs chunk `c` of `plan`, writing its parts of the outputs (`value`, `grad`: each the
+    fn mask_source(
+        &self,
+        panel: usize,
+        rows: &core::ops::Range<usize>,
+        cols: &core::ops::Range<usize>,
+    ) -> Option<Source<'a, bool>> {
+        if let Some(slice) = self.mask_slice {
+            return slice.get(cols.clone()).map(Source::Slice);
+        }
+        let canon = self.canon.as_ref()?;
+        let view = canon.mask.as_ref()?;
+        let panel = canon.panel(view, panel)?;
+        Some(Source::new(
+            panel.slice_move(s![rows.clone(), cols.clone()]),
+        ))
+    }
+
+    /// Runs chunk `c` of `plan`, writing its parts of the elementwise outputs (each the
     /// chunk's length, or empty when the plan has no such output).
-    fn run_chunk(&self, plan: &Plan<F>, c: usize, value: &mut [F], grad: &mut [F]) -> Partial
+    fn run_chunk(&self, plan: &Plan<F>, c: usize, out: [&mut [F]; 4]) -> Partial
     where
         F: Real,
     {
         let (panel, rows, cols) = self.geometry.locate(c);
         let len = rows.len() * cols.len();
-        let mut sources: [Option<Source<'a, F>>; 5] =
+        let first = self.geometry.first_index(c);
+        let per_slot = self.per_slot.max(1);
+        let mut sources: [Option<Source<'a, F>>; OPERANDS] =
             core::array::from_fn(|k| self.source(k, panel, &rows, &cols));
-        let (want_value, want_grad) = plan.outputs();
+        let mut mask = if self.has_mask {
+            self.mask_source(panel, &rows, &cols)
+        } else {
+            None
+        };
+        let wanted = plan.outputs();
         let planned = sources[X].is_some()
             && sources[Y].is_some()
-            && (!want_value || value.len() == len)
-            && (!want_grad || grad.len() == len)
-            && (1..5).all(|k| sources[k].is_some() == self.position[k].is_some());
+            && out.iter().zip(wanted).all(|(o, w)| !w || o.len() == len)
+            && (1..OPERANDS).all(|k| sources[k].is_some() == self.position[k].is_some())
+            && mask.is_some() == self.has_mask;
         if !planned {
             debug_assert!(
                 false,
@@ -325,8 +418,20 @@ impl<'a, F: Float> Walk<'a, F> {
             );
             return Partial::broken();
         }
-        let mut tmp = [F::ZERO; BLOCK];
-        let mut partial = Partial::default();
+        let mut out = out;
+        let mut partial = Partial::starting_at(first / per_slot);
+        // Buffers for the blocks the mask or label smoothing change: input, target.
+        let changes = self.has_mask || plan.smoothing.is_some();
+        let m = if changes { len.min(BLOCK) } else { 0 };
+        let mut scratch_x = vec![F::ZERO; m];
+        let mut scratch_y = vec![F::ZERO; m];
+        // The values of a block, when they are summed.
+        let mut sums_buffer = if plan.value == ValueOut::Sum {
+            vec![F::ZERO; len.min(BLOCK)]
+        } else {
+            Vec::new()
+        };
+        let mut lanes = LaneSum::for_slot(first / per_slot);
         let mut start = 0;
         while start < len {
             let m = (len - start).min(BLOCK);
@@ -335,35 +440,172 @@ impl<'a, F: Float> Walk<'a, F> {
             let (Some(x), Some(y)) = (x.as_mut(), y.as_mut()) else {
                 return Partial::broken();
             };
-            let (xs, ys) = (x.block(start, m), y.block(start, m));
-            if plan.checks_range {
-                partial.check_range(self.level, xs, ys);
-            }
-            let mut values = match plan.value {
-                ValueOut::None => None,
-                ValueOut::Elementwise => Some(&mut value[start..end]),
-                ValueOut::Sum => Some(&mut tmp[..m]),
-            };
-            let mut grads = want_grad.then(|| &mut grad[start..end]);
-            let io = BlockIo {
-                x: xs,
-                y: ys,
-                pw: pw.as_mut().map(|s| s.block(start, m)),
-                value: values.as_deref_mut(),
-                grad: grads.as_deref_mut(),
-                grad_target: None,
-                hess: None,
-            };
-            (plan.kernel)(&plan.params, self.level, io);
+            let mut xs = x.block(start, m);
+            let mut ys = y.block(start, m);
             let ws = w.as_mut().map(|s| s.block(start, m));
+            let pws = pw.as_mut().map(|s| s.block(start, m));
             let gs = g.as_mut().map(|s| s.block(start, m));
-            block::finish(self.level, values, grads, ws, gs, plan.grad_scale);
-            if plan.value == ValueOut::Sum {
-                partial.sum += block::sum(self.level, &tmp[..m]);
+            // The mask: its dropped elements take a harmless input and target (no range
+            // error, finite results), and their outputs are set to 0 below.
+            let keep = mask.as_mut().map(|s| s.block(start, m));
+            let keep = keep.filter(|k| !k.iter().all(|&k| k));
+            if let Some(keep) = keep {
+                let (bx, by) = (&mut scratch_x[..m], &mut scratch_y[..m]);
+                for i in 0..m {
+                    bx[i] = if keep[i] { xs[i] } else { plan.masked.0 };
+                    by[i] = if keep[i] { ys[i] } else { plan.masked.1 };
+                }
+                xs = &scratch_x[..m];
             }
+            // Label smoothing rewrites the target, after the range check of the target as
+            // given (the block function checks what it is handed).
+            if let Some((a, b)) = plan.smoothing {
+                let given = if keep.is_some() { &scratch_y[..m] } else { ys };
+                if plan.checks_range && plan.kernel.is_some() {
+                    partial.bad_target |= !given.iter().all(|&v| in_unit_interval(v));
+                }
+                if keep.is_none() {
+                    scratch_y[..m].copy_from_slice(ys);
+                }
+                block::affine(self.level, &mut scratch_y[..m], a, b);
+            }
+            if keep.is_some() || plan.smoothing.is_some() {
+                ys = &scratch_y[..m];
+            }
+
+            let summed = plan.value == ValueOut::Sum;
+            let [value, grad, grad_target, hess] = &mut out;
+            let mut outs = [
+                if summed {
+                    sums_buffer.get_mut(..m)
+                } else {
+                    sub(value, wanted[0], start, end)
+                },
+                sub(grad, plan.grad, start, end),
+                sub(grad_target, plan.grad_target, start, end),
+                sub(hess, plan.hess, start, end),
+            ];
+            let flags = self.run_piece(plan, xs, ys, pws, &mut outs, ws, gs);
+            partial.flag(flags);
+            if let Some(keep) = keep {
+                zero_dropped(&mut outs, keep);
+            }
+            if summed || plan.denominators {
+                self.add_runs(
+                    &mut partial,
+                    &mut lanes,
+                    first + start,
+                    m,
+                    summed.then(|| &sums_buffer[..m]),
+                    ws,
+                    keep,
+                    plan.denominators,
+                );
+            }
+            // The sum so far of this block's last slot: a block's sum is its own.
+            partial.close(&mut lanes);
             start = end;
         }
         partial
+    }
+
+    /// The block function and the weighting over one piece (`outs`: values, gradient, target
+    /// gradient, second derivative); the range flags.
+    #[allow(clippy::too_many_arguments)]
+    fn run_piece(
+        &self,
+        plan: &Plan<F>,
+        x: &[F],
+        y: &[F],
+        pw: Option<&[F]>,
+        outs: &mut [Option<&mut [F]>; 4],
+        w: Option<&[F]>,
+        g: Option<&[F]>,
+    ) -> (bool, bool)
+    where
+        F: Real,
+    {
+        let Some(kernel) = plan.kernel else {
+            return (false, false);
+        };
+        let [value, grad, grad_target, hess] = outs;
+        let io = BlockIo {
+            x,
+            y,
+            pw,
+            value: value.as_deref_mut(),
+            grad: grad.as_deref_mut(),
+            grad_target: grad_target.as_deref_mut(),
+            hess: hess.as_deref_mut(),
+        };
+        let flags = kernel(&plan.params, self.level, io);
+        block::finish(
+            self.level,
+            value.as_deref_mut(),
+            [grad.as_deref_mut(), hess.as_deref_mut()],
+            grad_target.as_deref_mut(),
+            w,
+            g,
+            (plan.grad_scale, plan.grad_target_scale),
+        );
+        flags
+    }
+
+    /// Adds the values of a piece of `n` elements (and, with `denominators`, its kept
+    /// elements' weights and count) to the sums of their slots: the piece starts at walk index
+    /// `first`; `keep` is its part of the mask, if any element of its block is dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn add_runs(
+        &self,
+        partial: &mut Partial,
+        lanes: &mut LaneSum,
+        first: usize,
+        n: usize,
+        values: Option<&[F]>,
+        w: Option<&[F]>,
+        keep: Option<&[bool]>,
+        denominators: bool,
+    ) {
+        let per_slot = self.per_slot.max(1);
+        let mut i = 0;
+        while i < n {
+            let slot = (first + i) / per_slot;
+            let run_end = n.min((slot + 1) * per_slot - first);
+            if slot != lanes.slot {
+                partial.close(lanes);
+                lanes.slot = slot;
+            }
+            if let Some(values) = values {
+                lanes.add(self.level, &values[i..run_end]);
+            }
+            if denominators {
+                let ws = w.map(|w| &w[i..run_end]);
+                let ks = keep.map(|k| &k[i..run_end]);
+                let (weight, count) = block::weights_and_count(ws, ks, run_end - i);
+                partial.add_denominators(slot, weight, count);
+            }
+            i = run_end;
+        }
+    }
+}
+
+/// Sets the outputs of the elements `keep` drops to 0.
+fn zero_dropped<F: Float>(outs: &mut [Option<&mut [F]>; 4], keep: &[bool]) {
+    for out in outs.iter_mut().flatten() {
+        for (v, &k) in out.iter_mut().zip(keep) {
+            if !k {
+                *v = F::ZERO;
+            }
+        }
+    }
+}
+
+/// `out[a..b]` if the output is wanted.
+fn sub<F>(out: &mut [F], wanted: bool, a: usize, b: usize) -> Option<&mut [F]> {
+    if wanted {
+        out.get_mut(a..b)
+    } else {
+        None
     }
 }
 
@@ -375,13 +617,13 @@ pub(crate) fn execute<'v, 'o, F: Real>(
     dest: Dest<'o, F>,
     interrupt: Interrupt<'_>,
 ) -> Result<Outcome<F>, Error> {
-    let shape = ops.x.shape().to_vec();
+    let shape = ops.x.shape();
     let n: usize = shape.iter().product();
-    let (want_value, want_grad) = plan.outputs();
-    fn broadcast<'v, F>(
-        v: &'v Option<ArrayViewD<'_, F>>,
+    let wanted = plan.outputs();
+    fn broadcast<'v, T>(
+        v: &'v Option<ArrayViewD<'_, T>>,
         shape: &[usize],
-    ) -> Result<Option<ArrayViewD<'v, F>>, Error> {
+    ) -> Result<Option<ArrayViewD<'v, T>>, Error> {
         match v {
             None => Ok(None),
             Some(v) => v.broadcast(IxDyn(shape)).map(Some).ok_or(Error::Internal(
@@ -389,93 +631,124 @@ pub(crate) fn execute<'v, 'o, F: Real>(
             )),
         }
     }
-    let w = broadcast(&ops.w, &shape)?;
-    let pw = broadcast(&ops.pw, &shape)?;
-    let g = broadcast(&ops.g, &shape)?;
-    if ops.y.shape() != shape.as_slice() {
+    let w = broadcast(&ops.w, shape)?;
+    let pw = broadcast(&ops.pw, shape)?;
+    let g = broadcast(&ops.g, shape)?;
+    let mask = broadcast(&ops.mask, shape)?;
+    if ops.y.shape() != shape {
         return Err(Error::Internal(
             "a target of another shape passed the checks",
         ));
     }
+    // The slots: the kept axes' elements.
+    let slots: usize = plan.kept.as_ref().map_or(1, |kept| {
+        kept.iter()
+            .map(|&ax| shape.get(ax).copied().unwrap_or(1))
+            .product()
+    });
     if n == 0 {
         // Nothing to write: a caller's (empty) buffers are as good as ours.
-        let empty = || ArrayD::from_elem(IxDyn(&shape), F::ZERO);
+        let empty = |d: bool, w: bool| (w && !d).then(|| ArrayD::from_elem(IxDyn(shape), F::ZERO));
+        let given = [
+            dest.value.is_some(),
+            dest.grad.is_some(),
+            dest.grad_target.is_some(),
+            dest.hess.is_some(),
+        ];
         return Ok(Outcome {
-            sum: 0.0,
-            value: (want_value && dest.value.is_none()).then(empty),
-            grad: (want_grad && dest.grad.is_none()).then(empty),
+            sums: vec![0.0; slots],
+            weights: vec![0.0; slots],
+            counts: vec![0.0; slots],
+            arrays: core::array::from_fn(|k| empty(given[k], wanted[k])),
         });
     }
+    let per_slot = n / slots.max(1);
 
     // The operands present, in the walk's order.
-    let present: [Option<ArrayViewD<'_, F>>; 5] =
+    let present: [Option<ArrayViewD<'_, F>>; OPERANDS] =
         [Some(ops.x.view()), Some(ops.y.view()), w, pw, g];
-    let mut position = [None; 5];
-    let mut views = Vec::with_capacity(5);
-    for (k, v) in present.into_iter().enumerate() {
-        if let Some(v) = v {
-            position[k] = Some(views.len());
-            views.push(v);
+    let mut position = [None; OPERANDS];
+    let mut count = 0;
+    for (k, v) in present.iter().enumerate() {
+        if v.is_some() {
+            position[k] = Some(count);
+            count += 1;
         }
     }
-    // Every operand contiguous in C order (the common case): one axis, no layout work and no
-    // allocation. Otherwise the canonical layout.
-    let flat: Option<Vec<&[F]>> = views.iter().map(|v| v.to_slice()).collect();
-    let mut slices = [None; 5];
-    let (canon, geometry) = match flat {
-        Some(flat) => {
-            for (slot, s) in slices.iter_mut().zip(flat) {
-                *slot = Some(s);
+    // Every operand contiguous in C order, and the walk in C order (no axes reduced, or the
+    // trailing ones): one axis, no layout work, no allocation. Otherwise the canonical layout.
+    let c_order_slots = plan
+        .kept
+        .as_ref()
+        .is_none_or(|kept| kept.iter().enumerate().all(|(i, &ax)| i == ax));
+    let mut slices = [None; OPERANDS];
+    let mut flat = c_order_slots;
+    for (slot, v) in slices.iter_mut().zip(present.iter().flatten()) {
+        *slot = v.to_slice();
+        flat &= slot.is_some();
+    }
+    let mask_flat = mask.as_ref().map(|m| m.to_slice());
+    flat &= mask_flat.is_none_or(|m| m.is_some());
+    let (canon, geometry, mask_slice) = if flat {
+        (None, Geometry::new(1, 1, n), mask_flat.flatten())
+    } else {
+        let views: Vec<ArrayViewD<'_, F>> = present.into_iter().flatten().collect();
+        let canon = Canonical::new(views, mask.clone(), plan.kept.as_deref());
+        let (rows, cols) = canon.panel_shape();
+        let geometry = Geometry::new(canon.panels(), rows, cols);
+        slices = [None; OPERANDS];
+        let mut mask_slice = None;
+        if canon.shape.len() == 1 {
+            for (slot, v) in slices.iter_mut().zip(&canon.views) {
+                *slot = v.to_slice();
             }
-            (None, Geometry::new(1, 1, n))
+            mask_slice = canon.mask.as_ref().and_then(|m| m.to_slice());
         }
-        None => {
-            let canon = Canonical::new(views);
-            let (rows, cols) = canon.panel_shape();
-            let geometry = Geometry::new(canon.panels(), rows, cols);
-            if canon.shape.len() == 1 {
-                for (slot, v) in slices.iter_mut().zip(&canon.views) {
-                    *slot = v.to_slice();
-                }
-            }
-            (Some(canon), geometry)
-        }
+        (Some(canon), geometry, mask_slice)
     };
-    let perm: Vec<usize> = match &canon {
-        Some(c) => c.perm.clone(),
-        None => (0..shape.len()).collect(),
-    };
+    let has_mask = ops.mask.is_some();
+    // The walk's axis order, when it is not the input's.
+    let perm: Option<Vec<usize>> = canon.as_ref().map(|c| c.perm.clone());
     let walk = Walk {
         canon,
         position,
         slices,
+        mask_slice,
+        has_mask,
         geometry,
+        per_slot,
         level: simd_level(),
     };
 
     // The caller's buffers, when the walk is in C order (they are in C order of the shape);
     // otherwise buffers of our own, in the walk's order, permuted back at the end.
-    let c_order = perm.iter().filter(|&&ax| shape[ax] > 1).is_sorted();
+    let c_order = perm
+        .as_ref()
+        .is_none_or(|perm| perm.iter().filter(|&&ax| shape[ax] > 1).is_sorted());
     let usable = |d: Option<&'o mut [F]>| d.filter(|s| c_order && s.len() == n);
-    let (dest_value, dest_grad) = (usable(dest.value), usable(dest.grad));
-    let mut value_vec = Vec::new();
-    let mut grad_vec = Vec::new();
-    let value: &mut [F] = match dest_value {
-        Some(s) => s,
-        None if want_value => {
-            value_vec = zeroed(n, "the output")?;
-            &mut value_vec
-        }
-        None => &mut [],
-    };
-    let grad: &mut [F] = match dest_grad {
-        Some(s) => s,
-        None if want_grad => {
-            grad_vec = zeroed(n, "the output")?;
-            &mut grad_vec
-        }
-        None => &mut [],
-    };
+    let dests = [
+        usable(dest.value),
+        usable(dest.grad),
+        usable(dest.grad_target),
+        usable(dest.hess),
+    ];
+    let mut owned: [Vec<F>; 4] = Default::default();
+    let mut outputs: [&mut [F]; 4] = Default::default();
+    for (((out, dest), own), want) in outputs
+        .iter_mut()
+        .zip(dests)
+        .zip(owned.iter_mut())
+        .zip(wanted)
+    {
+        *out = match dest {
+            Some(s) => s,
+            None if want => {
+                *own = zeroed(n, "the output")?;
+                own
+            }
+            None => &mut [],
+        };
+    }
     let chunks = geometry.count();
     let pool = if n >= PARALLEL_MIN && chunks > 1 {
         match get_num_threads() {
@@ -487,21 +760,25 @@ pub(crate) fn execute<'v, 'o, F: Real>(
     };
     let total = run_batches(
         &walk.geometry,
-        (want_value, want_grad),
-        value,
-        grad,
+        wanted,
+        outputs,
+        slots,
         pool.as_deref(),
         interrupt,
-        |c, a, b| walk.run_chunk(plan, c, a, b),
+        |c, out| walk.run_chunk(plan, c, out),
     )?;
     if total.broken {
         return Err(Error::Internal("a chunk did not fit the plan"));
     }
     if total.bad_input || total.bad_target {
-        return Err(first_out_of_range(&ops.x, &ops.y));
+        return Err(first_out_of_range(&ops.x, &ops.y, mask.as_ref()));
     }
 
     let to_array = |data: Vec<F>| -> Result<ArrayD<F>, Error> {
+        let Some(perm) = &perm else {
+            return ArrayD::from_shape_vec(IxDyn(shape), data)
+                .map_err(|_| Error::Internal("an output of the wrong length"));
+        };
         let permuted: Vec<usize> = perm.iter().map(|&ax| shape[ax]).collect();
         let mut inverse = vec![0; perm.len()];
         for (i, &ax) in perm.iter().enumerate() {
@@ -511,22 +788,32 @@ pub(crate) fn execute<'v, 'o, F: Real>(
             .map(|a| a.permuted_axes(inverse))
             .map_err(|_| Error::Internal("an output of the wrong length"))
     };
+    let mut arrays: [Option<ArrayD<F>>; 4] = Default::default();
+    for (slot, data) in arrays.iter_mut().zip(owned) {
+        if !data.is_empty() {
+            *slot = Some(to_array(data)?);
+        }
+    }
     Ok(Outcome {
-        sum: total.sum,
-        value: (!value_vec.is_empty())
-            .then(|| to_array(value_vec))
-            .transpose()?,
-        grad: (!grad_vec.is_empty())
-            .then(|| to_array(grad_vec))
-            .transpose()?,
+        sums: total.sums,
+        weights: total.weights,
+        counts: total.counts,
+        arrays,
     })
 }
 
-/// The error for the first element out of `[0, 1]` in C order, the input's before the
+/// The error for the first kept element out of `[0, 1]` in C order, the input's before the
 /// target's at the same index (torch's check goes element by element, the input first).
-fn first_out_of_range<F: Float>(x: &ArrayViewD<'_, F>, y: &ArrayViewD<'_, F>) -> Error {
+fn first_out_of_range<F: Float>(
+    x: &ArrayViewD<'_, F>,
+    y: &ArrayViewD<'_, F>,
+    mask: Option<&ArrayViewD<'_, bool>>,
+) -> Error {
     // `indexed_iter` walks in logical (C) order.
     for ((index, &a), &b) in x.indexed_iter().zip(y.iter()) {
+        if mask.is_some_and(|m| !m.get(index.slice()).copied().unwrap_or(true)) {
+            continue;
+        }
         for (arg, v) in [("input", a), ("target", b)] {
             if !in_unit_interval(v) {
                 return Error::OutOfRange {
@@ -567,7 +854,7 @@ const MAX_BATCH: usize = 1 << 16;
 const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// The parts of an output (`present`) for the chunks `range` (of `len` elements in all), cut
-/// off the front of `rest`; empty slices for an output the job lacks.
+/// off the front of `rest`; empty slices for an output the plan lacks.
 fn take_batch<'s, F>(
     rest: &mut &'s mut [F],
     present: bool,
@@ -585,42 +872,49 @@ fn take_batch<'s, F>(
     split_chunks(head, geometry, range)
 }
 
-/// Runs `run(c, value_c, grad_c)` for every chunk `c`, with `value_c` and `grad_c` its parts
-/// of the outputs (empty for outputs the plan lacks), on `pool` (or the caller's thread), and
-/// combines the partials in chunk order: the result does not depend on the threads or the
-/// batches. The chunks are taken in batches; between two, `interrupt` is called and a range
-/// error stops the call early.
+/// Runs `run(c, outputs_c)` for every chunk `c`, with `outputs_c` its parts of the four outputs
+/// (empty for outputs the plan lacks), on `pool` (or the caller's thread), and combines the
+/// partials in chunk order: the result does not depend on the threads or the batches. The
+/// chunks are taken in batches; between two, `interrupt` is called and a range error stops the
+/// call early.
 fn run_batches<F: Float>(
     geometry: &Geometry,
-    (want_value, want_grad): (bool, bool),
-    mut value: &mut [F],
-    mut grad: &mut [F],
+    wanted: [bool; 4],
+    mut outputs: [&mut [F]; 4],
+    slots: usize,
     pool: Option<&rayon::ThreadPool>,
     interrupt: Interrupt<'_>,
-    run: impl Fn(usize, &mut [F], &mut [F]) -> Partial + Sync,
+    run: impl Fn(usize, [&mut [F]; 4]) -> Partial + Sync,
 ) -> Result<Partial, Error> {
     let chunks = geometry.count();
-    let mut total = Partial::default();
+    let mut total = Partial::total(slots);
     let mut start = 0;
     let mut batch = FIRST_BATCH;
     while start < chunks {
         let end = chunks.min(start + batch);
         let len: usize = (start..end).map(|c| geometry.len(c)).sum();
-        let firsts = take_batch(&mut value, want_value, len, geometry, start..end);
-        let seconds = take_batch(&mut grad, want_grad, len, geometry, start..end);
-        let work: Vec<ChunkOutputs<'_, F>> =
-            (start..end).zip(firsts.into_iter().zip(seconds)).collect();
+        let mut parts = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        for ((part, out), want) in parts.iter_mut().zip(outputs.iter_mut()).zip(wanted) {
+            *part = take_batch(out, want, len, geometry, start..end);
+        }
+        let [a, b, c, d] = parts;
+        let work: Vec<ChunkOutputs<'_, F>> = (start..end)
+            .zip(a.into_iter().zip(b).zip(c.into_iter().zip(d)))
+            .map(|(k, ((a, b), (c, d)))| (k, [a, b, c, d]))
+            .collect();
         let clock = std::time::Instant::now();
         let partials: Vec<Partial> = match pool {
             Some(pool) => pool.install(|| {
                 work.into_par_iter()
                     .with_max_len(CHUNKS_PER_JOB)
-                    .map(|(c, (a, b))| run(c, a, b))
+                    .map(|(c, out)| run(c, out))
                     .collect()
             }),
-            None => work.into_iter().map(|(c, (a, b))| run(c, a, b)).collect(),
+            None => work.into_iter().map(|(c, out)| run(c, out)).collect(),
         };
-        total = partials.into_iter().fold(total, Partial::then);
+        for p in partials {
+            total.merge(p);
+        }
         start = end;
         if start < chunks {
             if total.bad_input || total.bad_target || total.broken {

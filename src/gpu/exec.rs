@@ -35,6 +35,8 @@ pub(crate) struct GpuPlan {
     pub loss: u32,
     pub alpha: f32,
     pub gamma: f32,
+    /// Label smoothing: the target used is `y * .0 + .1` (`(1, 0)`: none).
+    pub smoothing: (f32, f32),
     /// Whether BCE's range check runs.
     pub checks_range: bool,
     /// The values are summed.
@@ -71,6 +73,8 @@ fn params(
     p[6] = flag_base;
     p[7] = plan.alpha.to_bits();
     p[8] = plan.gamma.to_bits();
+    p[9] = plan.smoothing.0.to_bits();
+    p[10] = plan.smoothing.1.to_bits();
     // Shape and start coordinates, innermost axis first.
     let start = geometry.coords(pass.start);
     for (d, (&len, &c)) in geometry.shape.iter().zip(&start).rev().enumerate() {

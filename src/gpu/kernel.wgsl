@@ -55,8 +55,9 @@ struct Params {
     // The loss's parameters (focal: alpha, gamma).
     alpha: f32,
     gamma: f32,
-    pad0: u32,
-    pad1: u32,
+    // Label smoothing: the target used is y * smooth_a + smooth_b (1 and 0: none).
+    smooth_a: f32,
+    smooth_b: f32,
     pad2: u32,
     // The collapsed shape of the input, innermost axis first.
     shape: array<vec4<u32>, 2>,
@@ -166,7 +167,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if i < P.len {
             let j = P.xoff + i;
             let x = X[j];
-            let y = Y[j];
+            var y = Y[j];
             if LOSS == 0u {
                 if !in_unit(x) {
                     bad_x = min(bad_x, i);
@@ -174,6 +175,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 if !in_unit(y) {
                     bad_y = min(bad_y, i);
                 }
+            }
+            // After the range check, which is of the target as given.
+            if P.smooth_a != 1.0 || P.smooth_b != 0.0 {
+                y = y * P.smooth_a + P.smooth_b;
             }
             let w = weight_at(i);
             let d = eval(x, y, i);

@@ -57,7 +57,7 @@ pub use device::{is_available, AdapterDescription, Gpu, GpuOptions};
 use crate::cpu::Interrupt;
 use crate::error::Error;
 use crate::loss::LossKind;
-use crate::request::{check, derivative_scale, reduced_value, Reduction, Shapes, Spec};
+use crate::request::{check, derivative_scale, reduced_value, Outputs, Reduction, Shapes, Spec};
 use exec::{execute, GpuPlan, Operands, ROLE_GRAD, ROLE_VALUE};
 
 /// A loss computed on the GPU: one value per element, on the device, or the reduced value.
@@ -97,6 +97,9 @@ pub(crate) struct Results {
 
 /// Runs `spec` on the GPU; `g` is the grad_output (for a reduction, a 0-d array whose value is
 /// read back to fold it into the derivatives' factor).
+///
+/// The GPU takes label smoothing and every reduction; it does not take a mask, axes, the
+/// target gradient or the second derivative yet ([`Error::GpuUnsupported`]).
 pub(crate) fn run(
     spec: &Spec,
     x: &GpuArray,
@@ -112,37 +115,63 @@ pub(crate) fn run(
         weight: w.map(GpuArray::shape),
         pos_weight: pw.map(GpuArray::shape),
         grad_output: g.map(GpuArray::shape),
+        mask: None,
     };
-    check(spec, &shapes)?;
-    if !(spec.value || spec.grad) {
-        return Err(Error::Internal("a call that asks for nothing"));
+    let checked = check(spec, &shapes)?;
+    let outputs = spec.outputs;
+    if spec.axis.is_some() || spec.keepdims {
+        return Err(Error::GpuUnsupported { arg: "axis" });
+    }
+    if outputs.grad_target {
+        return Err(Error::GpuUnsupported { arg: "grad_target" });
+    }
+    if outputs.hess {
+        return Err(Error::GpuUnsupported { arg: "hess" });
+    }
+    if !(outputs.value || outputs.grad) || checked.kept.is_some() {
+        return Err(Error::Internal(
+            "a GPU call that asks for nothing it can do",
+        ));
     }
     let n = x.len();
     let (g, grad_output) = match (spec.reduction, g) {
-        (Reduction::None, g) => (g.filter(|_| spec.grad), 1.0),
-        (_, Some(g)) if spec.grad => (None, g.element(0)?),
+        (Reduction::None, g) => (g.filter(|_| outputs.grad), 1.0),
+        (_, Some(g)) if outputs.grad => (None, g.element(0)?),
         _ => (None, 1.0),
     };
-    let scale = derivative_scale(spec.reduction, n, grad_output);
-    let elementwise = spec.value && spec.reduction == Reduction::None;
-    let mut outputs = Vec::new();
+    // The denominator: the number of elements, or the sum of the weights broadcast to the
+    // input's shape (each weight element stands for n / weight.len() input elements).
+    let count = n as f64;
+    let denominator = match (spec.reduction, w) {
+        (Reduction::WeightedMean, Some(w)) if !w.is_empty() => {
+            let host = w.to_array()?;
+            let sum: f64 = host.iter().map(|&v| f64::from(v)).sum();
+            sum * (count / w.len() as f64)
+        }
+        _ => count,
+    };
+    let scale = derivative_scale(spec.reduction, denominator, grad_output);
+    let elementwise = outputs.value && spec.reduction == Reduction::None;
+    let mut roles = Vec::new();
     if elementwise {
-        outputs.push(ROLE_VALUE);
+        roles.push(ROLE_VALUE);
     }
-    if spec.grad {
-        outputs.push(ROLE_GRAD);
+    if outputs.grad {
+        roles.push(ROLE_GRAD);
     }
     let (alpha, gamma) = match spec.loss {
         LossKind::SigmoidFocal { alpha, gamma } => (alpha as f32, gamma as f32),
         _ => (0.0, 0.0),
     };
+    let ls = spec.label_smoothing;
     let plan = GpuPlan {
         loss: spec.loss.gpu_id(),
         alpha,
         gamma,
+        smoothing: ((1.0 - ls) as f32, (ls / 2.0) as f32),
         checks_range: spec.loss.checks_range(),
-        sum: spec.value && !elementwise,
-        outputs,
+        sum: outputs.value && !elementwise,
+        outputs: roles,
         factor: scale.factor,
         divisor: scale.divide_after.unwrap_or(1.0),
     };
@@ -154,14 +183,14 @@ pub(crate) fn run(
             .next()
             .ok_or(Error::Internal("the kernel lost an output"))?;
         Some(GpuLoss::Elementwise(a))
-    } else if spec.value {
+    } else if outputs.value {
         Some(GpuLoss::Reduced(
-            reduced_value(spec.reduction, out.sum, n) as f32
+            reduced_value(spec.reduction, out.sum, denominator) as f32,
         ))
     } else {
         None
     };
-    let grad = if spec.grad {
+    let grad = if outputs.grad {
         Some(
             arrays
                 .next()
@@ -184,6 +213,7 @@ pub struct Request<'a> {
     weight: Option<&'a GpuArray>,
     pos_weight: Option<&'a GpuArray>,
     reduction: Reduction,
+    label_smoothing: f64,
 }
 
 impl<'a> Request<'a> {
@@ -196,7 +226,14 @@ impl<'a> Request<'a> {
             weight: None,
             pos_weight: None,
             reduction: Reduction::Mean,
+            label_smoothing: 0.0,
         }
+    }
+
+    /// Label smoothing in `[0, 1]`, as [`crate::Request::label_smoothing`].
+    pub fn label_smoothing(mut self, s: f64) -> Self {
+        self.label_smoothing = s;
+        self
     }
 
     /// Each element's loss multiplied by `weight`, which broadcasts to the input's shape.
@@ -225,12 +262,16 @@ impl<'a> Request<'a> {
     }
 
     fn run(&self, value: bool, grad: bool, g: Option<&GpuArray>) -> Result<Results, Error> {
-        let spec = Spec {
-            loss: self.loss,
-            reduction: self.reduction,
-            value,
-            grad,
-        };
+        let mut spec = Spec::new(
+            self.loss,
+            self.reduction,
+            Outputs {
+                value,
+                grad,
+                ..Outputs::default()
+            },
+        );
+        spec.label_smoothing = self.label_smoothing;
         run(
             &spec,
             self.input,

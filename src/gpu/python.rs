@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyTuple};
 use super::{Gpu, GpuArray, GpuLoss};
 use crate::error::Shape;
 use crate::python::{loss_of, run, too_many_axes, MAX_NDIM};
-use crate::request::Spec;
+use crate::request::{Outputs, Spec};
 
 /// A float32 array on the GPU (`bcers.gpu.Array`): made by `bcers.gpu.asarray`, returned by
 /// the losses and gradients computed there.
@@ -161,7 +161,7 @@ fn loss_to_py(py: Python<'_>, loss: GpuLoss) -> PyResult<Py<PyAny>> {
 /// One call on the GPU, as `bcers._bcers.compute`: the loss (a float for `mean`/`sum`, an
 /// Array for `none`), the gradient (an Array), or both as a tuple.
 #[pyfunction]
-#[pyo3(signature = (loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad))]
+#[pyo3(signature = (loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad, label_smoothing=0.0))]
 #[allow(clippy::too_many_arguments)]
 fn _gpu_compute<'py>(
     py: Python<'py>,
@@ -176,13 +176,18 @@ fn _gpu_compute<'py>(
     reduction: &str,
     value: bool,
     grad: bool,
+    label_smoothing: f64,
 ) -> PyResult<Py<PyAny>> {
-    let spec = Spec {
-        loss: loss_of(loss, alpha, gamma)?,
-        reduction: reduction.parse()?,
-        value,
-        grad,
-    };
+    let mut spec = Spec::new(
+        loss_of(loss, alpha, gamma)?,
+        reduction.parse()?,
+        Outputs {
+            value,
+            grad,
+            ..Outputs::default()
+        },
+    );
+    spec.label_smoothing = label_smoothing;
     let (x, y, w, pw, g) = (
         &input.get().inner,
         &target.get().inner,

@@ -25,6 +25,8 @@ pub(crate) const GRAD_EPS: f32 = 1e-12;
 pub(crate) struct Bce;
 
 impl<F: Real> Elementwise<F> for Bce {
+    const CHECKS_RANGE: bool = true;
+
     /// The logarithms are the variants for `x` in `[0, 1]`: other inputs are rejected by the
     /// range check.
     #[inline(always)]

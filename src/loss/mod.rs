@@ -221,6 +221,9 @@ pub(crate) struct Derivs<F> {
 pub(crate) trait Elementwise<F: Real>: Copy + Send + Sync {
     /// Whether the loss reads a positive-class weight (else it is never passed).
     const TAKES_POS_WEIGHT: bool = false;
+    /// Whether input and target must lie in `[0, 1]`: the block function checks them in the
+    /// loop that computes the loss (a separate pass would cost the loads again).
+    const CHECKS_RANGE: bool = false;
 
     /// The unweighted results for input `x`, target `y` and positive-class weight `pw` (1 for
     /// the losses that take none).
@@ -326,9 +329,13 @@ pub(crate) struct BlockIo<'a, F> {
     pub hess: Option<&'a mut [F]>,
 }
 
+/// What a block function reports: whether an input and whether a target element lay outside
+/// `[0, 1]` (or was NaN), for the losses that check the range (else both false).
+pub(crate) type RangeFlags = (bool, bool);
+
 /// The function that runs one loss, for one want, over a block at a SIMD level: picked once
 /// per call by [`kernel`], called once per block.
-pub(crate) type BlockFn<F> = fn(&Params<F>, SimdLevel, BlockIo<'_, F>);
+pub(crate) type BlockFn<F> = fn(&Params<F>, SimdLevel, BlockIo<'_, F>) -> RangeFlags;
 
 /// A loss's parameters in the call's float type.
 #[derive(Clone, Copy, Debug)]
@@ -389,10 +396,10 @@ struct Block<'a, F, L, W, P> {
 }
 
 impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, F, L, W, P> {
-    type Output = ();
+    type Output = RangeFlags;
 
     #[inline(always)]
-    fn run<I: Isa>(self) {
+    fn run<I: Isa>(self) -> RangeFlags {
         let n = self.x.len();
         let (x, y) = (&self.x[..n], &self.y[..n]);
         let [value, grad, grad_target, hess] = self.out;
@@ -400,8 +407,15 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, 
         let grad = cut(grad, n, W::GRAD);
         let grad_target = cut(grad_target, n, W::GRAD_TARGET);
         let hess = cut(hess, n, W::HESS);
+        // The range check: the largest `unit_key` of each operand, folded into this loop.
+        let (mut kx, mut ky) = (F::ZERO.to_bits(), F::ZERO.to_bits());
         for i in 0..n {
             let i = I::index(i);
+            if L::CHECKS_RANGE {
+                let (a, b) = (unit_key(x[i]), unit_key(y[i]));
+                kx = if a > kx { a } else { kx };
+                ky = if b > ky { b } else { ky };
+            }
             let d = self.loss.eval::<I, W>(x[i], y[i], self.pw.at(i));
             if W::VALUE {
                 value[i] = d.value;
@@ -416,6 +430,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, 
                 hess[i] = d.hess;
             }
         }
+        (kx > F::ONE.to_bits(), ky > F::ONE.to_bits())
     }
 }
 
@@ -431,7 +446,11 @@ fn cut<F>(s: &mut [F], n: usize, wanted: bool) -> &mut [F] {
 
 /// Runs `loss` for want `W` over one block (`io`'s slices all have `io.x`'s length; the
 /// executor plans them so).
-fn run_block<F: Real, L: Elementwise<F>, W: Want>(loss: L, level: SimdLevel, io: BlockIo<'_, F>) {
+fn run_block<F: Real, L: Elementwise<F>, W: Want>(
+    loss: L,
+    level: SimdLevel,
+    io: BlockIo<'_, F>,
+) -> RangeFlags {
     let n = io.x.len();
     debug_assert!(io.y.len() == n, "target block of another length");
     let fits =
@@ -470,7 +489,7 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(loss: L, level: SimdLevel, io:
                     pw,
                     out,
                 },
-            );
+            )
         }
         _ => {
             let (x, y, pw) = (io.x, io.y, NoPosWeight);
@@ -484,7 +503,7 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(loss: L, level: SimdLevel, io:
                     pw,
                     out,
                 },
-            );
+            )
         }
     }
 }
