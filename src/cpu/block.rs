@@ -178,7 +178,9 @@ impl<F: Float> Kernel for AddLanes<'_, F> {
 
     #[inline(always)]
     fn run<I: Isa>(self) {
-        let acc = self.acc;
+        // The accumulators live in registers for the loop (a local copy: through the
+        // reference, every addition would be a store), written back at the end.
+        let mut acc = *self.acc;
         // Up to the next multiple of LANES one by one, then whole rows of LANES.
         let pos = self.pos % LANES;
         let head = ((LANES - pos) % LANES).min(self.v.len());
@@ -195,6 +197,7 @@ impl<F: Float> Kernel for AddLanes<'_, F> {
         for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
             *a += x.to_f64();
         }
+        *self.acc = acc;
     }
 }
 
