@@ -44,6 +44,31 @@
 //! # Ok::<(), bcers::Error>(())
 //! ```
 //!
+//! Beyond torch, a request takes a `mask` (elements where it is false count for nothing and are
+//! not range-checked), `label_smoothing`, [`Reduction::WeightedMean`], an `axis` list (with
+//! `keepdims`) to reduce over some axes only, and computes the derivative with respect to the
+//! target and the second derivative beside the loss, in one pass:
+//!
+//! ```
+//! use bcers::{LossKind, Outputs, Reduction, Request};
+//! use ndarray::array;
+//!
+//! let x = array![[0.9f32, 0.2, 0.6], [0.3, 0.8, 0.5]];
+//! let y = array![[1.0f32, 0.0, 255.0], [0.0, 1.0, 1.0]]; // 255: no label
+//! let keep = y.mapv(|v| v != 255.0);
+//! let request = Request::new(LossKind::Bce, x.view(), y.view())
+//!     .mask(keep.view())
+//!     .reduction(Reduction::Mean)
+//!     .axis(&[1]); // one mean per row, over its kept elements
+//! let per_row = request.forward()?.axes().unwrap();
+//! assert_eq!(per_row.shape(), [2]);
+//! let wanted = Outputs { value: false, grad: true, grad_target: false, hess: true };
+//! let d = request.derivatives(wanted, None)?;
+//! assert_eq!(d.hess.unwrap()[[0, 2]], 0.0); // the masked element
+//! assert!(d.value.is_none());
+//! # Ok::<(), bcers::Error>(())
+//! ```
+//!
 //! `weight` and `pos_weight` broadcast to the input's shape (trailing axes aligned) but may not
 //! enlarge it. `mean` divides by the number of elements. Where bcers differs from torch on
 //! purpose (infinite logits, tiny logit gradients) the README says so.

@@ -13,12 +13,13 @@ _REAL_KINDS = frozenset("biuf")
 def convert(value: Any, name: str) -> npt.NDArray[Any]:
     """``np.asarray(value)``, keeping the TypeError/ValueError contract whatever the conversion
     raises (an exception of another class, or with another constructor, is chained to ours).
-    A masked array is refused rather than have its mask dropped."""
+    A masked array is refused rather than have its mask dropped (the input's and target's
+    masks are taken before: they become the ``mask`` argument)."""
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(
             f"{name} is a numpy.ma.MaskedArray, whose mask bcers would ignore: pass "
-            f"np.ma.getdata({name}) to use every element, or {name}.compressed() (with the "
-            "other arrays compressed alike) to drop the masked ones"
+            f"np.ma.getdata({name}) to use every element, or drop elements with the mask "
+            "argument (a masked input or target is honoured)"
         )
     try:
         return np.asarray(value)

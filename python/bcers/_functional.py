@@ -302,7 +302,7 @@ def _mask(mask: Any) -> npt.NDArray[np.bool_] | None:
     """``mask`` as a bool ndarray (TypeError for any other dtype)."""
     if mask is None:
         return None
-    m = _convert(np.ma.getdata(mask) if isinstance(mask, np.ma.MaskedArray) else mask, "mask")
+    m = _convert(mask, "mask")  # a MaskedArray is refused: a mask of a mask means nothing
     if m.dtype != np.bool_:
         raise TypeError(f"mask must be an array of booleans, got dtype {m.dtype}")
     return m
