@@ -139,14 +139,16 @@ impl LaneSum {
         }
     }
 
-    /// Adds `values`, in order.
-    pub(crate) fn add<F: Float>(&mut self, level: SimdLevel, values: &[F]) {
+    /// Adds `values`, in order; with `keep`, only the values it keeps (a dropped one adds
+    /// 0 to its accumulator, so the lanes the others go to do not change).
+    pub(crate) fn add<F: Float>(&mut self, level: SimdLevel, values: &[F], keep: Option<&[bool]>) {
         dispatch(
             level,
             AddLanes {
                 acc: &mut self.acc,
                 pos: self.pos,
                 v: values,
+                keep,
             },
         );
         self.pos = (self.pos + values.len()) % LANES;
@@ -171,6 +173,7 @@ struct AddLanes<'a, F> {
     acc: &'a mut [f64; LANES],
     pos: usize,
     v: &'a [F],
+    keep: Option<&'a [bool]>,
 }
 
 impl<F: Float> Kernel for AddLanes<'_, F> {
@@ -178,27 +181,65 @@ impl<F: Float> Kernel for AddLanes<'_, F> {
 
     #[inline(always)]
     fn run<I: Isa>(self) {
-        // The accumulators live in registers for the loop (a local copy: through the
-        // reference, every addition would be a store), written back at the end.
-        let mut acc = *self.acc;
-        // Up to the next multiple of LANES one by one, then whole rows of LANES.
-        let pos = self.pos % LANES;
-        let head = ((LANES - pos) % LANES).min(self.v.len());
-        let (first, rest) = self.v.split_at(head);
-        for (a, &x) in acc[pos..].iter_mut().zip(first) {
-            *a += x.to_f64();
-        }
-        let mut chunks = rest.chunks_exact(LANES);
-        for c in &mut chunks {
-            for (a, &x) in acc.iter_mut().zip(c) {
-                *a += x.to_f64();
+        match self.keep {
+            None => add_lanes(self.acc, self.pos, self.v, |x: F| x.to_f64()),
+            Some(keep) => {
+                // The values zipped with their flags: a dropped value counts as 0 (its own
+                // value may be anything: the block function ran on a placeholder).
+                let n = self.v.len().min(keep.len());
+                let pairs = (&self.v[..n], &keep[..n]);
+                add_lanes_kept(self.acc, self.pos, pairs);
             }
         }
-        for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
-            *a += x.to_f64();
-        }
-        *self.acc = acc;
     }
+}
+
+/// `acc[(pos + i) % LANES] += f(v[i])`, with the accumulators in registers for the loop (a
+/// local copy: through the reference, every addition would be a store).
+#[inline(always)]
+fn add_lanes<F: Copy>(acc_out: &mut [f64; LANES], pos: usize, v: &[F], f: impl Fn(F) -> f64) {
+    let mut acc = *acc_out;
+    // Up to the next multiple of LANES one by one, then whole rows of LANES.
+    let pos = pos % LANES;
+    let head = ((LANES - pos) % LANES).min(v.len());
+    let (first, rest) = v.split_at(head);
+    for (a, &x) in acc[pos..].iter_mut().zip(first) {
+        *a += f(x);
+    }
+    let mut chunks = rest.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(x);
+    }
+    *acc_out = acc;
+}
+
+/// [`add_lanes`] of the values `keep` keeps, 0 for the others.
+#[inline(always)]
+fn add_lanes_kept<F: Float>(acc_out: &mut [f64; LANES], pos: usize, (v, keep): (&[F], &[bool])) {
+    let mut acc = *acc_out;
+    let pos = pos % LANES;
+    let head = ((LANES - pos) % LANES).min(v.len());
+    let kept = |x: F, k: bool| if k { x.to_f64() } else { 0.0 };
+    for ((a, &x), &k) in acc[pos..].iter_mut().zip(&v[..head]).zip(&keep[..head]) {
+        *a += kept(x, k);
+    }
+    let (v, keep) = (&v[head..], &keep[head..]);
+    let mut chunks = v.chunks_exact(LANES);
+    let mut flags = keep.chunks_exact(LANES);
+    for (c, f) in (&mut chunks).zip(&mut flags) {
+        for ((a, &x), &k) in acc.iter_mut().zip(c).zip(f) {
+            *a += kept(x, k);
+        }
+    }
+    for ((a, &x), &k) in acc.iter_mut().zip(chunks.remainder()).zip(flags.remainder()) {
+        *a += kept(x, k);
+    }
+    *acc_out = acc;
 }
 
 /// The sum of `w` over the elements kept by `keep` (every element without a mask; 1 each
@@ -225,29 +266,6 @@ pub(crate) fn weights_and_count<F: Float>(
                 }
             }
             (sum, count as f64)
-        }
-    }
-}
-
-/// `buf[i] = buf[i] * a + b`: label smoothing's target.
-pub(crate) fn affine<F: Float>(level: SimdLevel, buf: &mut [F], a: F, b: F) {
-    dispatch(level, Affine { buf, a, b });
-}
-
-struct Affine<'a, F> {
-    buf: &'a mut [F],
-    a: F,
-    b: F,
-}
-
-impl<F: Float> Kernel for Affine<'_, F> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run<I: Isa>(self) {
-        let (a, b) = (self.a, self.b);
-        for v in self.buf.iter_mut() {
-            *v = *v * a + b;
         }
     }
 }
@@ -343,6 +361,108 @@ impl<F: Float> Kernel for Scale<'_, F> {
                     out[i] = weighted(w[i], out[i]) * (g[i] * scale);
                 }
             }
+        }
+    }
+}
+
+/// The input and target a block function is handed when a mask or label smoothing changes
+/// them: `x_out[i] = keep[i] ? x[i] : fill.0`, `y_out[i] = keep[i] ? y[i] * a + b : fill.1`
+/// (`(a, b) = (1, 0)` without smoothing); with `check_target`, whether a kept target as given
+/// lies outside `[0, 1]`. Branch-free: a mask is as random as the data.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare<F: Float>(
+    level: SimdLevel,
+    keep: Option<&[bool]>,
+    (x, y): (&[F], &[F]),
+    (x_out, y_out): (&mut [F], &mut [F]),
+    fill: (F, F),
+    smoothing: Option<(F, F)>,
+    check_target: bool,
+) -> bool {
+    dispatch(
+        level,
+        Prepare {
+            keep,
+            x,
+            y,
+            x_out,
+            y_out,
+            fill,
+            smoothing,
+            check_target,
+        },
+    )
+}
+
+struct Prepare<'a, F> {
+    keep: Option<&'a [bool]>,
+    x: &'a [F],
+    y: &'a [F],
+    x_out: &'a mut [F],
+    y_out: &'a mut [F],
+    fill: (F, F),
+    smoothing: Option<(F, F)>,
+    check_target: bool,
+}
+
+impl<F: Float> Kernel for Prepare<'_, F> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn run<I: Isa>(self) -> bool {
+        let n = self.y_out.len();
+        let (y, y_out) = (&self.y[..n], &mut self.y_out[..n]);
+        let (a, b) = self.smoothing.unwrap_or((F::ONE, F::ZERO));
+        let one = F::ONE.to_bits();
+        let mut bad = false;
+        match self.keep {
+            None => {
+                // Label smoothing alone: the input is used as it is.
+                for i in 0..n {
+                    let i = I::index(i);
+                    let v = y[i];
+                    bad |= crate::loss::unit_key(v) > one;
+                    y_out[i] = v * a + b;
+                }
+            }
+            Some(keep) => {
+                let (keep, x) = (&keep[..n], &self.x[..n]);
+                let x_out = &mut self.x_out[..n];
+                let (fx, fy) = self.fill;
+                for i in 0..n {
+                    let i = I::index(i);
+                    let k = keep[i];
+                    let v = y[i];
+                    bad |= k & (crate::loss::unit_key(v) > one);
+                    x_out[i] = if k { x[i] } else { fx };
+                    y_out[i] = if k { v * a + b } else { fy };
+                }
+            }
+        }
+        self.check_target && bad
+    }
+}
+
+/// Sets the outputs of the elements `keep` drops to 0, branch-free.
+pub(crate) fn zero_dropped<F: Float>(level: SimdLevel, out: &mut [F], keep: &[bool]) {
+    dispatch(level, ZeroDropped { out, keep });
+}
+
+struct ZeroDropped<'a, F> {
+    out: &'a mut [F],
+    keep: &'a [bool],
+}
+
+impl<F: Float> Kernel for ZeroDropped<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let n = self.out.len();
+        let (out, keep) = (&mut self.out[..n], &self.keep[..n]);
+        for i in 0..n {
+            let i = I::index(i);
+            out[i] = if keep[i] { out[i] } else { F::ZERO };
         }
     }
 }

@@ -446,30 +446,25 @@ impl<'a, F: Float> Walk<'a, F> {
             let pws = pw.as_mut().map(|s| s.block(start, m));
             let gs = g.as_mut().map(|s| s.block(start, m));
             // The mask: its dropped elements take a harmless input and target (no range
-            // error, finite results), and their outputs are set to 0 below.
+            // error, finite results), and their outputs are set to 0 below. Label smoothing
+            // rewrites the target, after the range check of the target as given (the block
+            // function checks what it is handed).
             let keep = mask.as_mut().map(|s| s.block(start, m));
             let keep = keep.filter(|k| !k.iter().all(|&k| k));
-            if let Some(keep) = keep {
-                let (bx, by) = (&mut scratch_x[..m], &mut scratch_y[..m]);
-                for i in 0..m {
-                    bx[i] = if keep[i] { xs[i] } else { plan.masked.0 };
-                    by[i] = if keep[i] { ys[i] } else { plan.masked.1 };
-                }
-                xs = &scratch_x[..m];
-            }
-            // Label smoothing rewrites the target, after the range check of the target as
-            // given (the block function checks what it is handed).
-            if let Some((a, b)) = plan.smoothing {
-                let given = if keep.is_some() { &scratch_y[..m] } else { ys };
-                if plan.checks_range && plan.kernel.is_some() {
-                    partial.bad_target |= !given.iter().all(|&v| in_unit_interval(v));
-                }
-                if keep.is_none() {
-                    scratch_y[..m].copy_from_slice(ys);
-                }
-                block::affine(self.level, &mut scratch_y[..m], a, b);
-            }
             if keep.is_some() || plan.smoothing.is_some() {
+                let check = plan.smoothing.is_some() && plan.checks_range && plan.kernel.is_some();
+                partial.bad_target |= block::prepare(
+                    self.level,
+                    keep,
+                    (xs, ys),
+                    (&mut scratch_x[..m], &mut scratch_y[..m]),
+                    plan.masked,
+                    plan.smoothing,
+                    check,
+                );
+                if keep.is_some() {
+                    xs = &scratch_x[..m];
+                }
                 ys = &scratch_y[..m];
             }
 
@@ -488,7 +483,11 @@ impl<'a, F: Float> Walk<'a, F> {
             let flags = self.run_piece(plan, xs, ys, pws, &mut outs, ws, gs);
             partial.flag(flags);
             if let Some(keep) = keep {
-                zero_dropped(&mut outs, keep);
+                // A summed value's buffer is ours: the sum skips its dropped elements.
+                let skip = usize::from(summed);
+                for out in outs.iter_mut().skip(skip).flatten() {
+                    block::zero_dropped(self.level, out, keep);
+                }
             }
             if summed || plan.denominators {
                 self.add_runs(
@@ -576,7 +575,7 @@ impl<'a, F: Float> Walk<'a, F> {
                 lanes.slot = slot;
             }
             if let Some(values) = values {
-                lanes.add(self.level, &values[i..run_end]);
+                lanes.add(self.level, &values[i..run_end], keep.map(|k| &k[i..run_end]));
             }
             if denominators {
                 let ws = w.map(|w| &w[i..run_end]);
@@ -585,17 +584,6 @@ impl<'a, F: Float> Walk<'a, F> {
                 partial.add_denominators(slot, weight, count);
             }
             i = run_end;
-        }
-    }
-}
-
-/// Sets the outputs of the elements `keep` drops to 0.
-fn zero_dropped<F: Float>(outs: &mut [Option<&mut [F]>; 4], keep: &[bool]) {
-    for out in outs.iter_mut().flatten() {
-        for (v, &k) in out.iter_mut().zip(keep) {
-            if !k {
-                *v = F::ZERO;
-            }
         }
     }
 }
