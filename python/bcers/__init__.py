@@ -10,7 +10,7 @@ The functions and classes carry torch's names and arguments::
     loss(np.array([0.4498, 0.9845], np.float32), np.array([0.2345, 0.5565], np.float32))
 """
 
-from . import gpu
+from . import gbdt, gpu
 from ._bcers import __version__, get_num_threads
 from ._functional import (
     Derivatives,
@@ -45,6 +45,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_backward",
     "binary_cross_entropy_with_logits_derivatives",
     "binary_cross_entropy_with_logits_value_and_grad",
+    "gbdt",
     "get_num_threads",
     "gpu",
     "set_num_threads",
