@@ -16,10 +16,20 @@
 //! loss over two arrays can be faster. `BCERS_BENCH_LARGE=1` adds n = 1e8 (about 3.2 GB of
 //! float64 operands). `cargo bench --bench kernels -- --test` runs each benchmark once (a
 //! smoke test); a filter such as `-- f32/bce_forward` or `-- focal` selects groups.
+//!
+//! `accumulate/<dtype>/<values>` (filter `-- accumulate`) times the summation of blocks of 1024
+//! values, as the executor sums a block of losses: `exact` is `ExactSum::add_*_block` at the
+//! best SIMD level, `lanes16` the executor's 16-lane `f64` sum (a copy of `cpu::block`'s
+//! `AddLanes`, compiled for AVX2 where the processor has it, as the crate's dispatch does).
+//! Four different blocks (16 KiB of `f32`, in L1 like the executor's block buffer) per
+//! iteration; the values: `bce` losses of the operands below, `confident` losses of logits in
+//! [-30, 30] (down to 1e-13), `signed_wide` signed magnitudes log-uniform in [2^-60, 2^10],
+//! `full_range` every finite `f32`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use bcers::accumulate::ExactSum;
 use bcers::{
     available_simd_levels, binary_cross_entropy, binary_cross_entropy_backward,
     binary_cross_entropy_value_and_grad, binary_cross_entropy_with_logits,
@@ -259,6 +269,7 @@ fn kernels(c: &mut Criterion) {
         best.name(),
         thread_counts()
     );
+    bench_accumulate(c);
     bench_dtype::<f32>(c, "f32");
     bench_dtype::<f64>(c, "f64");
 }
@@ -319,4 +330,140 @@ fn read_pool(threads: usize) -> std::sync::Arc<rayon::ThreadPool> {
                 .expect("a rayon pool"),
         )
     }))
+}
+
+/// Values per block, as the executor's block buffer holds.
+const ACC_BLOCK: usize = 1024;
+/// Blocks per iteration.
+const ACC_BLOCKS: usize = 4;
+
+/// `ACC_BLOCKS` blocks of values of the kind `kind` names.
+fn accumulate_values(kind: &str) -> Vec<f64> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..ACC_BLOCK * ACC_BLOCKS)
+        .map(|_| match kind {
+            "bce" => {
+                let x = 1e-6 + (1.0 - 2e-6) * uniform();
+                let y = uniform();
+                -(y * x.ln() + (1.0 - y) * (-x).ln_1p())
+            }
+            "confident" => {
+                let z = 60.0 * uniform() - 30.0;
+                (-z).exp().ln_1p().max(0.0)
+            }
+            "signed_wide" => {
+                let m = (70.0 * uniform() - 60.0).exp2();
+                if uniform() < 0.5 {
+                    -m
+                } else {
+                    m
+                }
+            }
+            _ => {
+                let bits = (uniform() * f64::from(u32::MAX)) as u32;
+                let v = f32::from_bits(bits);
+                if v.is_finite() {
+                    f64::from(v)
+                } else {
+                    0.0
+                }
+            }
+        })
+        .collect()
+}
+
+fn bench_accumulate(c: &mut Criterion) {
+    for kind in ["bce", "confident", "signed_wide", "full_range"] {
+        let values = accumulate_values(kind);
+        let v32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        let mut group = c.benchmark_group(format!("accumulate/f32/{kind}"));
+        group
+            .throughput(Throughput::Elements(v32.len() as u64))
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+        group.bench_function("exact", |b| {
+            b.iter(|| {
+                let mut s = ExactSum::new();
+                for block in black_box(&v32).chunks(ACC_BLOCK) {
+                    s.add_f32_block(block);
+                }
+                black_box(s.finish())
+            });
+        });
+        group.bench_function("lanes16", |b| {
+            b.iter(|| {
+                let mut acc = [0.0f64; 16];
+                for block in black_box(&v32).chunks(ACC_BLOCK) {
+                    lanes16(&mut acc, block);
+                }
+                black_box(acc.iter().sum::<f64>())
+            });
+        });
+        group.finish();
+        if kind == "bce" || kind == "signed_wide" {
+            let mut group = c.benchmark_group(format!("accumulate/f64/{kind}"));
+            group
+                .throughput(Throughput::Elements(values.len() as u64))
+                .warm_up_time(Duration::from_millis(300))
+                .measurement_time(Duration::from_secs(2));
+            group.bench_function("exact", |b| {
+                b.iter(|| {
+                    let mut s = ExactSum::new();
+                    for block in black_box(&values).chunks(ACC_BLOCK) {
+                        s.add_f64_block(block);
+                    }
+                    black_box(s.finish())
+                });
+            });
+            group.bench_function("lanes16", |b| {
+                b.iter(|| {
+                    let mut acc = [0.0f64; 16];
+                    for block in black_box(&values).chunks(ACC_BLOCK) {
+                        lanes16(&mut acc, block);
+                    }
+                    black_box(acc.iter().sum::<f64>())
+                });
+            });
+            group.finish();
+        }
+    }
+}
+
+/// The executor's 16-lane sum (`cpu::block::AddLanes` from lane 0), at the best level this
+/// processor has of AVX2 and the baseline, as the crate dispatches it.
+fn lanes16<F: Float>(acc: &mut [f64; 16], v: &[F]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA, the features `lanes16_avx2` enables, were just detected.
+        unsafe { lanes16_avx2(acc, v) };
+        return;
+    }
+    lanes16_body(acc, v);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn lanes16_avx2<F: Float>(acc: &mut [f64; 16], v: &[F]) {
+    lanes16_body(acc, v);
+}
+
+#[inline(always)]
+fn lanes16_body<F: Float>(acc_out: &mut [f64; 16], v: &[F]) {
+    let mut acc = *acc_out;
+    let mut chunks = v.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x.to_f64();
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += x.to_f64();
+    }
+    *acc_out = acc;
 }

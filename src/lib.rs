@@ -83,6 +83,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// Exact, order-independent summation: [`ExactSum`](accumulate::ExactSum).
+pub mod accumulate;
 mod cpu;
 mod engine;
 mod error;

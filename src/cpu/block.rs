@@ -236,7 +236,11 @@ fn add_lanes_kept<F: Float>(acc_out: &mut [f64; LANES], pos: usize, (v, keep): (
             *a += kept(x, k);
         }
     }
-    for ((a, &x), &k) in acc.iter_mut().zip(chunks.remainder()).zip(flags.remainder()) {
+    for ((a, &x), &k) in acc
+        .iter_mut()
+        .zip(chunks.remainder())
+        .zip(flags.remainder())
+    {
         *a += kept(x, k);
     }
     *acc_out = acc;

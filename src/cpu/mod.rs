@@ -575,7 +575,11 @@ impl<'a, F: Float> Walk<'a, F> {
                 lanes.slot = slot;
             }
             if let Some(values) = values {
-                lanes.add(self.level, &values[i..run_end], keep.map(|k| &k[i..run_end]));
+                lanes.add(
+                    self.level,
+                    &values[i..run_end],
+                    keep.map(|k| &k[i..run_end]),
+                );
             }
             if denominators {
                 let ws = w.map(|w| &w[i..run_end]);
