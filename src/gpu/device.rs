@@ -442,6 +442,10 @@ impl PipelineKey {
     }
 }
 
+/// The memory a device in host memory must have left beyond a new buffer (see
+/// [`Inner::create_buffer`]).
+const HOST_MARGIN: u64 = 64 << 20;
+
 impl Inner {
     /// The pipeline of `key`, made on first use.
     pub(crate) fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline, Error> {
@@ -527,8 +531,18 @@ impl Inner {
             || desc.usage.contains(wgpu::BufferUsages::MAP_READ)
             || self.info.device_type == wgpu::DeviceType::Cpu;
         if host {
+            // wgpu and the drivers do not all report a failed allocation: lavapipe's (a device
+            // in host memory) ends in a write through a null mapping. So the memory is asked of
+            // the allocator first, and given back: twice the size for a buffer mapped at
+            // creation there (the buffer's memory and the mapping's), with a margin for what
+            // the driver allocates around it, so that the last buffers before memory runs out
+            // fail here and not in the driver.
+            let cpu = self.info.device_type == wgpu::DeviceType::Cpu;
+            let copies = if desc.mapped_at_creation && cpu { 2 } else { 1 };
+            let margin = if cpu { HOST_MARGIN } else { 0 };
             let mut probe: Vec<u8> = Vec::new();
-            let bytes = usize::try_from(desc.size).unwrap_or(usize::MAX);
+            let bytes = usize::try_from(desc.size.saturating_mul(copies).saturating_add(margin))
+                .unwrap_or(usize::MAX);
             probe
                 .try_reserve_exact(bytes)
                 .map_err(|_| Error::OutOfMemory {
