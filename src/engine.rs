@@ -130,8 +130,10 @@ pub(crate) fn run<F: Real>(
     plan.kernel = Some(kernel::<F>(&spec.loss, spec.want()));
 
     // The derivatives' factors: one for a full reduction (with torch's divide-after for a
-    // subnormal quotient), one per slot (an operand broadcast over the reduced axes) else.
+    // quotient that would be subnormal or overflow), one per slot (an operand broadcast over
+    // the reduced axes) else, with the slots' divisors (1 where none is needed) likewise.
     let mut divide_after = None;
+    let mut slot_divisors: Option<ArrayD<F>> = None;
     let factors: Option<ArrayD<F>>;
     if reduces && outputs.derivatives() {
         let (weights, counts) = known
@@ -154,13 +156,20 @@ pub(crate) fn run<F: Real>(
                     *len = 1;
                 }
             }
-            let per: Vec<F> = (0..slots)
+            let scales: Vec<_> = (0..slots)
                 .map(|s| derivative_scale(reduction, denominators[s], grad_output[s]))
-                .map(|scale| match scale.divide_after {
-                    Some(d) => F::from_f64(scale.factor.to_f64() / d.to_f64()),
-                    None => scale.factor,
-                })
                 .collect();
+            if scales.iter().any(|scale| scale.divide_after.is_some()) {
+                let divisors = scales
+                    .iter()
+                    .map(|scale| scale.divide_after.unwrap_or(F::ONE))
+                    .collect();
+                slot_divisors = Some(
+                    ArrayD::from_shape_vec(IxDyn(&keep_shape), divisors)
+                        .map_err(|_| Error::Internal("per-slot divisors of the wrong length"))?,
+                );
+            }
+            let per: Vec<F> = scales.iter().map(|scale| scale.factor).collect();
             factors = Some(
                 ArrayD::from_shape_vec(IxDyn(&keep_shape), per)
                     .map_err(|_| Error::Internal("per-slot factors of the wrong length"))?,
@@ -202,6 +211,29 @@ pub(crate) fn run<F: Real>(
                 None => {
                     if let Some(buffer) = dest.slot(k) {
                         buffer.iter_mut().for_each(divide);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(divisors) = &slot_divisors {
+        // Dividing by 1 (the slots that need no divisor) leaves the bits as they are.
+        let per_element = divisors
+            .broadcast(IxDyn(&input_shape))
+            .ok_or(Error::Internal("per-slot divisors that do not broadcast"))?;
+        let wanted = [false, plan.grad, plan.grad_target, plan.hess];
+        for (k, array) in arrays.iter_mut().enumerate() {
+            if !wanted[k] {
+                continue;
+            }
+            match array {
+                Some(a) => a.zip_mut_with(&per_element, |v, d| *v = *v / *d),
+                None => {
+                    if let Some(buffer) = dest.slot(k) {
+                        // The caller's buffers are in C order of the input's shape.
+                        for (v, d) in buffer.iter_mut().zip(per_element.iter()) {
+                            *v = *v / *d;
+                        }
                     }
                 }
             }

@@ -289,7 +289,9 @@ pub(crate) fn check(spec: &Spec, shapes: &Shapes<'_>) -> Result<Checked, Error> 
 /// the reduction's denominator (the number of elements for `mean`, the sum of the weights for
 /// `weighted_mean`). When that quotient would be subnormal (or 0) in the element type, the
 /// factor is `grad_output` and the derivatives are divided by the denominator afterwards
-/// (`divide_after`), in torch's order, so that no precision is lost.
+/// (`divide_after`), in torch's order, so that no precision is lost; likewise when it would
+/// overflow the element type (a denominator below `1 / MAX`: weights of subnormal size), so
+/// that a finite derivative does not become infinite.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Scale<F> {
     /// What every derivative is multiplied by.
@@ -317,7 +319,9 @@ pub(crate) fn derivative_scale<F: Float>(
         },
         Reduction::Mean | Reduction::WeightedMean => {
             let folded = grad_output.to_f64() / denominator;
-            if grad_output != F::ZERO && folded.abs() < F::MIN_POSITIVE.to_f64() {
+            let tiny = grad_output != F::ZERO && folded.abs() < F::MIN_POSITIVE.to_f64();
+            let overflows = folded.is_finite() && F::from_f64(folded).to_f64().is_infinite();
+            if tiny || overflows {
                 Scale {
                     factor: grad_output,
                     divide_after: Some(F::from_f64(denominator)),

@@ -613,3 +613,394 @@ def focal_backward(
     _check_reduction(reduction)
     ops = Operands.of(input, target, weight)
     return _grad(*focal_grad_elementwise(ops, alpha, gamma), grad_output, reduction, ops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond torch: the target gradient and the second derivative of each loss, label smoothing,
+# masks, the weighted mean and reductions over some axes (``Derivatives`` of bcers' calls).
+#
+# The per-element formulas below are derived here from the losses' definitions (the target
+# gradient is the derivative of the loss with respect to the target, the second derivative
+# that of the input gradient with respect to the input); the tests hold them against torch's
+# autograd (``fixtures/torch_extra.json``) and against high-precision finite differences.
+#
+# BCE (the loss as computed, with torch's log floor; torch's autograd target gradient is the
+# unclamped ``log(1-x) - log(x)``)::
+#
+#     grad_target = w * (max(log1p(-x), -100) - max(log(x), -100))
+#     hess        = w * (y / max(x**2, EPS) + (1 - y) / max((1 - x)**2, EPS))
+#
+# BCE with logits, ``loss = (1-y)*x + (1+(pw-1)*y)*softplus(-x)``::
+#
+#     grad_target = w * (pw * softplus(-x) - softplus(x))
+#     hess        = w * (1 + (pw - 1)*y) * sigmoid(x) * sigmoid(-x)
+#
+# The focal loss ``w * alpha_t * ce * q**gamma`` (``q = 1 - p_t``, ``p = sigmoid(x)``): with
+# ``dq/dx = (1-2y) p (1-p)``, ``r = dq/dx / q`` (as above), ``dr/dx = r (1-2p) - r**2``,
+# ``dce/dx = p - y``, ``d2ce/dx2 = p (1-p)``, ``dce/dy = -x``, ``dq/dy = 1 - 2p``,
+# ``dalpha_t/dy = 2 alpha - 1`` (0 for a negative alpha)::
+#
+#     hess        = w * alpha_t * q**gamma * (p (1-p) + 2 gamma r dce
+#                                            + gamma ce ((gamma - 1) r**2 + (1 - 2p) r))
+#     grad_target = w * q**gamma * (dalpha_t * ce + alpha_t * (-x + gamma * ce * (1-2p) / q))
+#
+# ``1 - 2p = tanh(-x/2)``; ``ce / q`` is, for a hard target on the side of its class
+# (``y = 1, x > 0`` or ``y = 0, x < 0``, where both underflow together), ``(1 + t) log1p(t) / t``
+# with ``t = exp(-|x|)`` (1 at ``t = 0``). At infinite logits they give the limits.
+#
+# Error bounds: as above, ``RTOL`` of the sum of the absolute values of the terms, the factors'
+# errors propagated to first order, ``ATOL`` for underflow. Label smoothing: bcers takes the
+# constants ``1 - s`` and ``s / 2`` in the compute dtype (as every operand) and computes the
+# target ``y (1 - s) + s / 2`` in it, within ``SMOOTHING_ULPS`` units of roundoff of
+# ``|y| (1 - s) + s / 2`` (the product and the sum, with a margin of 2) plus the smallest
+# subnormal step (below the normal range a rounding is absolute); that error
+# ``dy`` is carried through each output by evaluating it at the smoothed target plus and minus
+# ``dy`` in float64 (its change is the first-order error, with float64's own rounding, far
+# below the tolerances, on top).
+
+#: The outputs of a ``derivatives`` call, in the order of ``bcers.Derivatives``.
+OUTPUTS = ("value", "grad", "grad_target", "hess")
+#: Units of roundoff of ``|y| (1 - s) + s / 2`` in bcers' smoothed target.
+SMOOTHING_ULPS = 4.0
+#: The value a dropped (masked) element takes in the reference before its results are zeroed.
+_SAFE = 0.5
+
+
+def bce_grad_target_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """BCE's target gradient per element: ``w * (max(log1p(-x), -100) - max(log x, -100))``."""
+    x, w = ops.x, ops.w
+    with np.errstate(all="ignore"):
+        log_x = np.maximum(np.log(x), LOG_FLOOR)
+        log_1mx = np.maximum(np.log1p(-x), LOG_FLOOR)
+        value = _times(w, log_1mx - log_x)
+        mag = _times(np.abs(w), np.abs(log_x) + np.abs(log_1mx))
+        atol = ATOL[ops.compute] * (1.0 + np.abs(w))
+    return value, RTOL[ops.compute] * mag + atol
+
+
+def bce_hess_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """BCE's second derivative per element: ``w * (y / max(x^2, EPS) + (1-y) / max((1-x)^2,
+    EPS))``."""
+    x, y, w = ops.x, ops.y, ops.w
+    with np.errstate(all="ignore"):
+        t1 = y / np.maximum(x * x, EPS)
+        t2 = (1.0 - y) / np.maximum((1.0 - x) ** 2, EPS)
+        value = _times(w, t1 + t2)
+        mag = _times(np.abs(w), np.abs(t1) + np.abs(t2))
+        atol = ATOL[ops.compute] * (1.0 + np.abs(w))
+    return value, RTOL[ops.compute] * mag + atol
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def logits_grad_target_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """BCE with logits' target gradient per element: ``w * (pw softplus(-x) - softplus(x))``."""
+    x, w, pw = ops.x, ops.w, ops.pw
+    with np.errstate(all="ignore"):
+        a, b = _softplus(-x), _softplus(x)
+        pa = _times(pw, a)
+        value = _times(w, pa - b)
+        mag = _times(np.abs(w), np.abs(pa) + b)
+        atol = ATOL[ops.compute] * (1.0 + _times(np.abs(w), 1.0 + np.abs(pw)))
+    return value, RTOL[ops.compute] * mag + atol
+
+
+def logits_hess_elementwise(ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+    """BCE with logits' second derivative per element: ``w (1 + (pw-1) y) sigmoid(x)
+    sigmoid(-x)``."""
+    x, y, w, pw = ops.x, ops.y, ops.w, ops.pw
+    with np.errstate(all="ignore"):
+        s = _sigmoid(x) * _sigmoid(-x)
+        spread = _times(pw - 1.0, y)
+        value = _times(w, _times(1.0 + spread, s))
+        coef = _times(np.abs(w), 1.0 + np.abs(spread))
+        atol = ATOL[ops.compute] * (1.0 + coef)
+    return value, RTOL[ops.compute] * _times(coef, s) + atol
+
+
+def _focal_ce_over_q(x: np.ndarray, y: np.ndarray, ce: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``ce / q``, also where both underflow (a hard target on the side of its class)."""
+    with np.errstate(all="ignore"):
+        t = np.exp(-np.abs(x))
+        log1p_over_t = np.where(t == 0, 1.0, np.log1p(t) / np.where(t == 0, 1.0, t))
+        closed = (1.0 + t) * log1p_over_t
+        right = ((y == 1) & (x > 0)) | ((y == 0) & (x < 0))
+        return np.where(right, closed, ce / q)
+
+
+def focal_grad_target_elementwise(
+    ops: Operands, alpha: float, gamma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The focal loss's target gradient per element, ``w q^gamma (dalpha_t ce + alpha_t (-x +
+    gamma ce (1-2p) / q))``, and its bound (finite logits)."""
+    t = _focal_terms(ops, alpha, gamma)
+    x, y, w, g = ops.x, ops.y, ops.w, t.gamma
+    alpha = focal_parameters(alpha, gamma, ops.compute)[0]
+    rtol, atol = RTOL[ops.compute], ATOL[ops.compute]
+    with np.errstate(all="ignore"):
+        dalpha = 2.0 * alpha - 1.0 if alpha >= 0 else 0.0
+        q = np.exp(t.log_q)
+        one_m_2p = np.tanh(-x / 2.0)
+        ce_q = _focal_ce_over_q(x, y, t.ce, q)
+        t_c = g * ce_q * one_m_2p
+        inner = -x + t_c
+        term_a = dalpha * t.ce * t.mod
+        term_b = t.a * t.mod * inner
+        value = _times(w, term_a + term_b)
+        mag = np.abs(term_a) + t.a * t.mod * (np.abs(x) + np.abs(t_c))
+        # ce/q carries ce's error and q's (relative RTOL, and 2 ATOL absolute where q's small
+        # term is subnormal, as for q**gamma); q**gamma and alpha_t their own.
+        q_rel = np.where((y == 0) | (y == 1), 0.0, 2.0 * atol / q)
+        ce_q_err = np.abs(ce_q) * (t.ce_err / np.maximum(t.ce, atol) + rtol + q_rel) + atol
+        propagated = (
+            np.abs(dalpha) * (t.ce_err * t.mod + t.ce * t.mod_err)
+            + t.a * t.mod * g * ce_q_err
+            + (t.a * t.mod_err + t.a_err * t.mod) * np.abs(inner)
+        )
+        error = _times(np.abs(w), rtol * mag + propagated) + atol * (1.0 + np.abs(w))
+        # At an infinite logit: the limit, |x| times m (dalpha_t c - s alpha_t (1 + gamma)),
+        # s = sign(x), c = q's limit (1-y for x > 0, y below), the rest vanishing; where c = 0
+        # (a hard target on the side of its class) q**gamma vanishes unless gamma = 0, and the
+        # limit is -s alpha_t inf then.
+        inf = np.isinf(x)
+        s = np.sign(x)
+        c = np.where(x > 0, 1.0 - y, y)
+        coef = np.where(c > 0, dalpha * c - s * t.a * (1.0 + g), np.where(g == 0, -s * t.a, 0.0))
+        limit = _times(w, _times(coef, np.full_like(x, np.inf)))
+        value = np.where(inf, limit, value)
+        error = np.where(inf, 0.0, error)
+    return value, error
+
+
+def focal_hess_elementwise(
+    ops: Operands, alpha: float, gamma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The focal loss's second derivative per element, ``w alpha_t q^gamma (p(1-p) + 2 gamma r
+    dce + gamma ce ((gamma-1) r^2 + (1-2p) r))``, and its bound (finite logits)."""
+    t = _focal_terms(ops, alpha, gamma)
+    x, y, w, g = ops.x, ops.y, ops.w, t.gamma
+    rtol, atol = RTOL[ops.compute], ATOL[ops.compute]
+    plain = Operands(x, y, np.ones_like(x), np.ones_like(x), ops.dtype, ops.compute)
+    dce, dce_err = logits_grad_elementwise(plain)
+    with np.errstate(all="ignore"):
+        pp = _sigmoid(x) * _sigmoid(-x)
+        one_m_2p = np.tanh(-x / 2.0)
+        r = (1.0 - 2.0 * y) / _focal_r_denominator(x, y)
+        r_err = rtol * (np.abs(1.0 - y) + np.abs(y)) / _focal_r_denominator(x, y)
+        t2 = 2.0 * g * r * dce
+        curv = (g - 1.0) * r * r + one_m_2p * r
+        t3 = g * t.ce * curv
+        inner = pp + t2 + t3
+        mag = pp + np.abs(t2) + g * t.ce * (np.abs(g - 1.0) * r * r + np.abs(r))
+        # where exp(-|x|) is subnormal r is known to about ATOL (as in the gradient), and is
+        # multiplied by ce ~ |x| and by 2 gamma dce.
+        underflow = g * atol * (2.0 + np.minimum(np.abs(x), UNDERFLOW_X_CAP)) * (2.0 + g)
+        inner_err = (
+            rtol * mag
+            + 2.0 * g * (dce_err * np.abs(r) + r_err * np.abs(dce))
+            + g * t.ce_err * np.abs(curv)
+            + g * t.ce * r_err * (2.0 * np.abs(g - 1.0) * np.abs(r) + 1.0)
+            + underflow
+            + atol
+        )
+        value = _times(w, t.a * t.mod * inner)
+        propagated = (
+            t.a * t.mod * inner_err
+            + t.a * t.mod_err * np.abs(inner)
+            + t.a_err * t.mod * np.abs(inner)
+        )
+        error = _times(np.abs(w), propagated) + rtol * np.abs(value) + atol * (1.0 + np.abs(w))
+        # At an infinite logit every term vanishes (r, or q**gamma, decays exponentially).
+        inf = np.isinf(x)
+        value = np.where(inf, _times(w, np.zeros_like(x)), value)
+        error = np.where(inf, 0.0, error)
+    return value, error
+
+
+def elementwise(
+    loss: str, ops: Operands, output: str, alpha: float = 0.25, gamma: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One output of one loss (``"bce"``, ``"logits"`` or ``"focal"``) per element, weighted,
+    with its bound."""
+    if loss == "bce":
+        return {
+            "value": bce_elementwise,
+            "grad": bce_grad_elementwise,
+            "grad_target": bce_grad_target_elementwise,
+            "hess": bce_hess_elementwise,
+        }[output](ops)
+    if loss == "logits":
+        return {
+            "value": logits_elementwise,
+            "grad": logits_grad_elementwise,
+            "grad_target": logits_grad_target_elementwise,
+            "hess": logits_hess_elementwise,
+        }[output](ops)
+    if loss == "focal":
+        return {
+            "value": focal_elementwise,
+            "grad": focal_grad_elementwise,
+            "grad_target": focal_grad_target_elementwise,
+            "hess": focal_hess_elementwise,
+        }[output](ops, alpha, gamma)
+    raise ValueError(loss)
+
+
+def normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+    """NumPy's axes: all for None, negative ones from the end, increasing."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = sorted(int(a) + ndim if a < 0 else int(a) for a in axes)
+    if any(not 0 <= a < ndim for a in out) or len(set(out)) != len(out):
+        raise ValueError(f"bad axis {axis} for {ndim} dimensions")
+    return tuple(out)
+
+
+def _slot_sums(
+    v: np.ndarray, e: np.ndarray, axes: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot (``keepdims``): the float64 sum of ``v`` and a bound on its error, which is the
+    elements' bounds plus ``(n + 1) * U64 * sum(|v| + e)`` for bcers' order of summation, and
+    as much again for NumPy's, which computes the reference (pairwise, within the same bound).
+    A slot holding a non-finite value has NumPy's sum (inf or NaN) and a bound of 0."""
+    n = int(np.prod([v.shape[a] for a in axes], dtype=np.int64)) if axes else 1
+    with np.errstate(all="ignore"):
+        total = np.sum(v, axis=axes, keepdims=True)
+        bound = np.sum(e, axis=axes, keepdims=True) + 2 * (n + 1) * U64 * np.sum(
+            np.abs(v) + e, axis=axes, keepdims=True
+        )
+        finite = np.all(np.isfinite(v), axis=axes, keepdims=True)
+    return total, np.where(finite, bound, 0.0)
+
+
+def expected_outputs(
+    loss: str,
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    grad_output: Any = None,
+    label_smoothing: float = 0.0,
+    mask: Any = None,
+    axis: Any = None,
+    keepdims: bool = False,
+    outputs: tuple[str, ...] = OUTPUTS,
+) -> dict[str, Expected]:
+    """The expected outputs of a bcers call of ``loss`` (``"bce"``, ``"logits"``, ``"focal"``)
+    with the keywords beyond torch's: ``{name: Expected}`` for each of ``outputs``.
+
+    ``mask`` (bool, broadcast to the input's shape) zeroes the dropped elements' results and
+    leaves them out of the counts; ``weighted_mean`` divides by the sum of the kept weights;
+    ``axis``/``keepdims`` reduce per slot (NumPy's shapes); the derivatives of a reduction are
+    scaled per slot by ``grad_output`` (of the reduced shape; None means 1) over the slot's
+    denominator, the target gradient also by ``1 - label_smoothing``.
+    """
+    reduction = {"mean_with_sample_weight": "weighted_mean"}.get(reduction, reduction)
+    if reduction not in (*REDUCTIONS, "weighted_mean"):
+        raise ValueError(reduction)
+    ops = Operands.of(input, target, weight, pos_weight)
+    shape = ops.x.shape
+    keep = np.ones(shape, bool) if mask is None else broadcast(np.asarray(mask), shape, "mask")
+    if keep.dtype != np.bool_:
+        raise TypeError("mask must be bool")
+    ls = float(label_smoothing)
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError("label_smoothing")
+    with np.errstate(all="ignore"):
+        x = np.where(keep, ops.x, _SAFE)
+        y0 = np.where(keep, ops.y, _SAFE)
+        # The smoothing's constants 1 - s and s / 2 in the compute dtype, as every operand (a
+        # tiny s / 2 is 0 there: no smoothing).
+        a, b = float(ops.compute.type(1.0 - ls)), float(ops.compute.type(ls / 2.0))
+        y = y0 * a + b
+        dy = SMOOTHING_ULPS * UNIT[ops.compute] * (np.abs(y0) * a + b)
+        # (below the normal range a rounding is absolute: a subnormal step at most)
+        dy = dy + float(np.finfo(ops.compute).smallest_subnormal)
+    dy = np.where(ls == 0.0, 0.0, dy)
+
+    def at(yy: np.ndarray) -> Operands:
+        if loss == "focal":
+            yy = np.clip(yy, 0.0, 1.0)
+        return Operands(x, yy, ops.w, ops.pw, ops.dtype, ops.compute)
+
+    per_element: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in outputs:
+        v, e = elementwise(loss, at(y), name, alpha, gamma)
+        if ls != 0.0:
+            with np.errstate(all="ignore"):
+                up = elementwise(loss, at(y + dy), name, alpha, gamma)[0]
+                down = elementwise(loss, at(y - dy), name, alpha, gamma)[0]
+                change = np.maximum(np.abs(up - v), np.abs(down - v))
+            e = e + np.where(np.isfinite(change), change, 0.0)
+        if name == "grad_target":
+            # The chain rule's factor, as autograd applies it (an infinite target gradient
+            # times 0, at label smoothing 1, is NaN).
+            with np.errstate(invalid="ignore"):
+                v, e = v * (1.0 - ls), e * (1.0 - ls)
+        per_element[name] = (np.where(keep, v, 0.0), np.where(keep, e, 0.0))
+
+    result: dict[str, Expected] = {}
+    if reduction == "none":
+        if axis is not None:
+            raise ValueError("axis with reduction='none'")
+        g = np.ones(shape) if grad_output is None else cast(grad_output, ops.dtype)
+        g = broadcast(g, shape, "grad_output")
+        for name, (v, e) in per_element.items():
+            if name == "value":
+                result[name] = Expected(v, e, ops.dtype, ops.compute, reduced=False)
+                continue
+            with np.errstate(all="ignore"):
+                scaled = np.where(keep, v * g, 0.0)
+                err = np.where(keep, e * np.abs(g) + ATOL[ops.compute], 0.0)
+            result[name] = Expected(scaled, err, ops.dtype, ops.compute, reduced=False)
+        return result
+
+    axes = normalize_axis(axis, len(shape))
+    n = int(np.prod([shape[a] for a in axes], dtype=np.int64)) if axes else 1
+    if reduction == "sum":
+        den, den_err = np.ones_like(np.sum(keep, axis=axes, keepdims=True), dtype=float), 0.0
+    elif reduction == "mean":
+        den, den_err = np.sum(keep, axis=axes, keepdims=True).astype(float), 0.0
+    else:
+        kept_w = np.where(keep, ops.w, 0.0)
+        den = np.sum(kept_w, axis=axes, keepdims=True)
+        den_err = 2 * (n + 1) * U64 * np.sum(np.abs(kept_w), axis=axes, keepdims=True)
+    out_shape = np.sum(np.zeros(shape), axis=axes, keepdims=keepdims).shape
+    scalar = out_shape == ()  # NumPy's rule: every axis reduced, without keepdims
+
+    for name, (v, e) in per_element.items():
+        if name != "value":
+            continue
+        total, bound = _slot_sums(v, e, axes)
+        with np.errstate(all="ignore"):
+            value = total / den
+            error = bound / np.abs(den) + np.abs(value) * (den_err / np.abs(den) + U64)
+            error = np.where(np.isfinite(value), error, 0.0)
+        value, error = value.reshape(out_shape), error.reshape(out_shape)
+        result[name] = Expected(value, error, ops.dtype, ops.compute, reduced=scalar)
+
+    if any(name != "value" for name in per_element):
+        g = np.ones(out_shape) if grad_output is None else cast(grad_output, ops.dtype)
+        if g.shape != out_shape and not (g.ndim == 0 and axis is None):
+            raise ValueError(f"grad_output of shape {g.shape} for a result of {out_shape}")
+        keep_shape = np.sum(np.zeros(shape), axis=axes, keepdims=True).shape
+        with np.errstate(all="ignore"):
+            factor = np.broadcast_to(np.reshape(g, keep_shape) / den, shape)
+            rel_den = np.broadcast_to(den_err / np.abs(den), shape)
+        for name, (v, e) in per_element.items():
+            if name == "value":
+                continue
+            with np.errstate(all="ignore"):
+                scaled = np.where(keep, v * factor, 0.0)
+                err = e * np.abs(factor) + np.abs(scaled) * rel_den + ATOL[ops.compute]
+                err = np.where(keep, err, 0.0)
+            result[name] = Expected(scaled, err, ops.dtype, ops.compute, reduced=False)
+    return {name: result[name] for name in outputs}

@@ -152,7 +152,8 @@ def _compute(
     value, grad, grad_target, hess = outputs
     for name, unsupported in (
         ("mask", options.mask is not None),
-        ("axis", options.axis is not None or options.keepdims),
+        ("axis", options.axis is not None),
+        ("keepdims", options.keepdims),
         ("grad_target", grad_target),
         ("hess", hess),
     ):

@@ -119,6 +119,14 @@ impl<F: Real> Elementwise<F> for Focal<F> {
             let m_inner = if is_inf(inner) { m_for_inf } else { modulating };
             d.grad_target =
                 weighted(dalpha, weighted(ce, m_ce)) + weighted(alpha_t, weighted(m_inner, inner));
+            // At an infinite logit both terms can be infinite, of opposite signs (inf - inf):
+            // the limit is |x| (1 - p_t)^gamma (dalpha c1 - s alpha_t (1 + gamma)), with c1 the
+            // limit of 1 - p_t (> 0 here) and s the sign of x; the rest vanishes.
+            if is_inf(x) && !hard && !modulating.is_nan() {
+                let s_alpha_t = if nonneg { alpha_t } else { -alpha_t };
+                let coef = dalpha * c1 - s_alpha_t * (F::ONE + self.gamma);
+                d.grad_target = weighted(coef, abs);
+            }
         }
         d
     }
