@@ -880,6 +880,21 @@ fn run_batches<F: Float>(
 ) -> Result<Partial, Error> {
     let chunks = geometry.count();
     let mut total = Partial::total(slots);
+    if chunks == 1 {
+        // One chunk (every call below CHUNK elements): its outputs are the whole outputs, and
+        // there is nothing to batch, time or share (the per-call cost matters for small calls).
+        let lens_fit = outputs.iter().zip(wanted).all(|(o, w)| {
+            if w {
+                o.len() == geometry.len(0)
+            } else {
+                o.is_empty()
+            }
+        });
+        if lens_fit {
+            total.merge(run(0, outputs));
+            return Ok(total);
+        }
+    }
     let mut start = 0;
     let mut batch = FIRST_BATCH;
     while start < chunks {
