@@ -139,16 +139,14 @@ impl LaneSum {
         }
     }
 
-    /// Adds `values`, in order; with `keep`, only the values it keeps (a dropped one adds
-    /// 0 to its accumulator, so the lanes the others go to do not change).
-    pub(crate) fn add<F: Float>(&mut self, level: SimdLevel, values: &[F], keep: Option<&[bool]>) {
+    /// Adds `values`, in order.
+    pub(crate) fn add<F: Float>(&mut self, level: SimdLevel, values: &[F]) {
         dispatch(
             level,
             AddLanes {
                 acc: &mut self.acc,
                 pos: self.pos,
                 v: values,
-                keep,
             },
         );
         self.pos = (self.pos + values.len()) % LANES;
@@ -173,7 +171,6 @@ struct AddLanes<'a, F> {
     acc: &'a mut [f64; LANES],
     pos: usize,
     v: &'a [F],
-    keep: Option<&'a [bool]>,
 }
 
 impl<F: Float> Kernel for AddLanes<'_, F> {
@@ -181,16 +178,7 @@ impl<F: Float> Kernel for AddLanes<'_, F> {
 
     #[inline(always)]
     fn run<I: Isa>(self) {
-        match self.keep {
-            None => add_lanes(self.acc, self.pos, self.v, |x: F| x.to_f64()),
-            Some(keep) => {
-                // The values zipped with their flags: a dropped value counts as 0 (its own
-                // value may be anything: the block function ran on a placeholder).
-                let n = self.v.len().min(keep.len());
-                let pairs = (&self.v[..n], &keep[..n]);
-                add_lanes_kept(self.acc, self.pos, pairs);
-            }
-        }
+        add_lanes(self.acc, self.pos, self.v, |x: F| x.to_f64());
     }
 }
 
@@ -214,34 +202,6 @@ fn add_lanes<F: Copy>(acc_out: &mut [f64; LANES], pos: usize, v: &[F], f: impl F
     }
     for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
         *a += f(x);
-    }
-    *acc_out = acc;
-}
-
-/// [`add_lanes`] of the values `keep` keeps, 0 for the others.
-#[inline(always)]
-fn add_lanes_kept<F: Float>(acc_out: &mut [f64; LANES], pos: usize, (v, keep): (&[F], &[bool])) {
-    let mut acc = *acc_out;
-    let pos = pos % LANES;
-    let head = ((LANES - pos) % LANES).min(v.len());
-    let kept = |x: F, k: bool| if k { x.to_f64() } else { 0.0 };
-    for ((a, &x), &k) in acc[pos..].iter_mut().zip(&v[..head]).zip(&keep[..head]) {
-        *a += kept(x, k);
-    }
-    let (v, keep) = (&v[head..], &keep[head..]);
-    let mut chunks = v.chunks_exact(LANES);
-    let mut flags = keep.chunks_exact(LANES);
-    for (c, f) in (&mut chunks).zip(&mut flags) {
-        for ((a, &x), &k) in acc.iter_mut().zip(c).zip(f) {
-            *a += kept(x, k);
-        }
-    }
-    for ((a, &x), &k) in acc
-        .iter_mut()
-        .zip(chunks.remainder())
-        .zip(flags.remainder())
-    {
-        *a += kept(x, k);
     }
     *acc_out = acc;
 }

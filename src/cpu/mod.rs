@@ -483,9 +483,9 @@ impl<'a, F: Float> Walk<'a, F> {
             let flags = self.run_piece(plan, xs, ys, pws, &mut outs, ws, gs);
             partial.flag(flags);
             if let Some(keep) = keep {
-                // A summed value's buffer is ours: the sum skips its dropped elements.
-                let skip = usize::from(summed);
-                for out in outs.iter_mut().skip(skip).flatten() {
+                // Summed values too: 0 adds nothing to the lane sums, and the two passes
+                // (both vectorised) cost less than a sum that picks.
+                for out in outs.iter_mut().flatten() {
                     block::zero_dropped(self.level, out, keep);
                 }
             }
@@ -575,11 +575,7 @@ impl<'a, F: Float> Walk<'a, F> {
                 lanes.slot = slot;
             }
             if let Some(values) = values {
-                lanes.add(
-                    self.level,
-                    &values[i..run_end],
-                    keep.map(|k| &k[i..run_end]),
-                );
+                lanes.add(self.level, &values[i..run_end]);
             }
             if denominators {
                 let ws = w.map(|w| &w[i..run_end]);
