@@ -16,20 +16,15 @@ from ._functional import (
     Loss,
     ReductionName,
     _axis,
+    _backward,
     _derivatives,
+    _forward,
     _label_smoothing,
     _legacy_reduction,
+    _Options,
     _options,
     _validate_reduction,
-    binary_cross_entropy,
-    binary_cross_entropy_backward,
-    binary_cross_entropy_value_and_grad,
-    binary_cross_entropy_with_logits,
-    binary_cross_entropy_with_logits_backward,
-    binary_cross_entropy_with_logits_value_and_grad,
-    sigmoid_focal_loss,
-    sigmoid_focal_loss_backward,
-    sigmoid_focal_loss_value_and_grad,
+    _value_and_grad,
 )
 from .gpu import Array
 
@@ -103,13 +98,9 @@ class _Loss:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._extra()})"
 
-    def _kw(self, mask: ArrayLike | None) -> dict[str, Any]:
-        return {
-            "label_smoothing": self.label_smoothing,
-            "mask": mask,
-            "axis": self.axis,
-            "keepdims": self.keepdims,
-        }
+    def _options(self, mask: ArrayLike | None) -> _Options:
+        """The keywords beyond torch's of a call: this object's, and the call's mask."""
+        return _options(self.label_smoothing, mask, self.axis, self.keepdims)
 
     def _params(self) -> tuple[float, float, Any]:
         """The loss's parameters for ``_derivatives``: alpha, gamma, pos_weight."""
@@ -119,7 +110,58 @@ class _Loss:
         self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
     ) -> Loss:
         """The loss of ``input`` against ``target``."""
-        raise NotImplementedError
+        alpha, gamma, pos_weight = self._params()
+        return _forward(
+            self._loss,
+            alpha,
+            gamma,
+            input,
+            target,
+            self.weight,
+            pos_weight,
+            self.reduction,
+            self._options(mask),
+        )
+
+    def backward(
+        self,
+        input: ArrayLike,
+        target: ArrayLike,
+        grad_output: ArrayLike | None = None,
+        *,
+        mask: ArrayLike | None = None,
+    ) -> npt.NDArray[np.floating[Any]]:
+        """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
+        alpha, gamma, pos_weight = self._params()
+        return _backward(
+            self._loss,
+            alpha,
+            gamma,
+            grad_output,
+            input,
+            target,
+            self.weight,
+            pos_weight,
+            self.reduction,
+            self._options(mask),
+        )
+
+    def value_and_grad(
+        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
+        """``(loss, grad_input)`` in one pass over the data."""
+        alpha, gamma, pos_weight = self._params()
+        return _value_and_grad(
+            self._loss,
+            alpha,
+            gamma,
+            input,
+            target,
+            self.weight,
+            pos_weight,
+            self.reduction,
+            self._options(mask),
+        )
 
     def __call__(
         self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
@@ -155,7 +197,7 @@ class _Loss:
             asked.
         """
         alpha, gamma, pos_weight = self._params()
-        options = _options(self.label_smoothing, mask, self.axis, self.keepdims)
+        options = self._options(mask)
         return _derivatives(
             self._loss,
             alpha,
@@ -196,35 +238,6 @@ class BCELoss(_Loss):
     ) -> None:
         super().__init__(weight, size_average, reduce, reduction, label_smoothing, axis, keepdims)
 
-    def forward(
-        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> Loss:
-        """The loss of ``input`` against ``target``."""
-        return binary_cross_entropy(
-            input, target, self.weight, reduction=self.reduction, **self._kw(mask)
-        )
-
-    def backward(
-        self,
-        input: ArrayLike,
-        target: ArrayLike,
-        grad_output: ArrayLike | None = None,
-        *,
-        mask: ArrayLike | None = None,
-    ) -> npt.NDArray[np.floating[Any]]:
-        """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
-        return binary_cross_entropy_backward(
-            grad_output, input, target, self.weight, reduction=self.reduction, **self._kw(mask)
-        )
-
-    def value_and_grad(
-        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
-        """``(loss, grad_input)`` in one pass over the data."""
-        return binary_cross_entropy_value_and_grad(
-            input, target, self.weight, reduction=self.reduction, **self._kw(mask)
-        )
-
 
 class BCEWithLogitsLoss(_Loss):
     """Binary cross entropy on logits, as ``torch.nn.BCEWithLogitsLoss``.
@@ -253,51 +266,6 @@ class BCEWithLogitsLoss(_Loss):
 
     def _params(self) -> tuple[float, float, Any]:
         return 0.0, 0.0, self.pos_weight
-
-    def forward(
-        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> Loss:
-        """The loss of ``input`` (logits) against ``target``."""
-        return binary_cross_entropy_with_logits(
-            input,
-            target,
-            self.weight,
-            reduction=self.reduction,
-            pos_weight=self.pos_weight,
-            **self._kw(mask),
-        )
-
-    def backward(
-        self,
-        input: ArrayLike,
-        target: ArrayLike,
-        grad_output: ArrayLike | None = None,
-        *,
-        mask: ArrayLike | None = None,
-    ) -> npt.NDArray[np.floating[Any]]:
-        """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
-        return binary_cross_entropy_with_logits_backward(
-            grad_output,
-            input,
-            target,
-            self.weight,
-            self.pos_weight,
-            reduction=self.reduction,
-            **self._kw(mask),
-        )
-
-    def value_and_grad(
-        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
-        """``(loss, grad_input)`` in one pass over the data."""
-        return binary_cross_entropy_with_logits_value_and_grad(
-            input,
-            target,
-            self.weight,
-            self.pos_weight,
-            reduction=self.reduction,
-            **self._kw(mask),
-        )
 
 
 class SigmoidFocalLoss(_Loss):
@@ -339,52 +307,4 @@ class SigmoidFocalLoss(_Loss):
         return (
             f"{type(self).__name__}(alpha={self.alpha!r}, gamma={self.gamma!r}, "
             f"reduction={self.reduction!r}{', ' + extra if extra else ''})"
-        )
-
-    def forward(
-        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> Loss:
-        """The loss of ``input`` (logits) against ``target``."""
-        return sigmoid_focal_loss(
-            input,
-            target,
-            self.alpha,
-            self.gamma,
-            reduction=self.reduction,
-            weight=self.weight,
-            **self._kw(mask),
-        )
-
-    def backward(
-        self,
-        input: ArrayLike,
-        target: ArrayLike,
-        grad_output: ArrayLike | None = None,
-        *,
-        mask: ArrayLike | None = None,
-    ) -> npt.NDArray[np.floating[Any]]:
-        """The gradient of the loss with respect to ``input`` (``grad_output`` None means 1)."""
-        return sigmoid_focal_loss_backward(
-            grad_output,
-            input,
-            target,
-            self.alpha,
-            self.gamma,
-            reduction=self.reduction,
-            weight=self.weight,
-            **self._kw(mask),
-        )
-
-    def value_and_grad(
-        self, input: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
-        """``(loss, grad_input)`` in one pass over the data."""
-        return sigmoid_focal_loss_value_and_grad(
-            input,
-            target,
-            self.alpha,
-            self.gamma,
-            reduction=self.reduction,
-            weight=self.weight,
-            **self._kw(mask),
         )
