@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -1671,17 +1670,6 @@ def test_reductions_are_numpy_reductions_of_the_unreduced_loss(case: KeywordCase
 # ---------------------------------------------------------------------------------------------
 # The GPU: label smoothing and weighted_mean as on the CPU; the rest refused by name.
 
-GPU_REQUIRED = os.environ.get("BCERS_REQUIRE_GPU") == "1"
-
-
-@pytest.fixture(scope="module")
-def device() -> None:
-    """Skips without a GPU adapter, unless ``BCERS_REQUIRE_GPU=1`` (then fails)."""
-    if not gpu.is_available():
-        if GPU_REQUIRED:
-            pytest.fail("BCERS_REQUIRE_GPU=1 but the GPU path is unavailable")
-        pytest.skip("no GPU adapter")
-
 
 def _host(value: Any) -> Any:
     return value.numpy() if type(value) is gpu.Array else value
@@ -1699,7 +1687,7 @@ def assert_gpu_matches(dev: Any, cpu: Any, what: str) -> None:
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
-def test_gpu_label_smoothing_and_weighted_mean(device: None, loss: Loss) -> None:
+def test_gpu_label_smoothing_and_weighted_mean(device: dict[str, Any], loss: Loss) -> None:
     x, y = sample(loss.kind, (37, 29), np.float32, 30)
     w = np.random.default_rng(31).uniform(0.0, 2.0, 29).astype(np.float32)
     pw = np.float32(2.5) * np.ones(29, np.float32) if loss.kind == "logits" else None
@@ -1753,7 +1741,9 @@ def test_gpu_label_smoothing_and_weighted_mean(device: None, loss: Loss) -> None
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
-def test_gpu_refuses_mask_axes_and_second_order_outputs_by_name(device: None, loss: Loss) -> None:
+def test_gpu_refuses_mask_axes_and_second_order_outputs_by_name(
+    device: dict[str, Any], loss: Loss
+) -> None:
     x, y = sample(loss.kind, (4, 5), np.float32, 32)
     dx = gpu.asarray(x)
     refused = {

@@ -23,28 +23,6 @@ import bcers
 from bcers import gpu
 
 REDUCTIONS = ("none", "mean", "sum")
-REQUIRED = os.environ.get("BCERS_REQUIRE_GPU") == "1"
-
-
-def _unavailable_reason() -> str | None:
-    if gpu.is_available():
-        return None
-    try:
-        gpu.adapter_info()
-    except RuntimeError as e:
-        return str(e)
-    return "bcers.gpu.is_available() is False"
-
-
-@pytest.fixture(scope="module")
-def device() -> dict[str, Any]:
-    """The adapter's description; skips (or fails under BCERS_REQUIRE_GPU=1) without one."""
-    why = _unavailable_reason()
-    if why is not None:
-        if REQUIRED:
-            pytest.fail(f"BCERS_REQUIRE_GPU=1 but the GPU path is unavailable: {why}")
-        pytest.skip(f"no GPU: {why}")
-    return gpu.adapter_info()
 
 
 def rng(seed: int) -> np.random.Generator:

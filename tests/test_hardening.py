@@ -26,14 +26,6 @@ from bcers import _bcers
 REDUCTIONS = ("none", "mean", "sum")
 
 
-def _require_gpu() -> None:
-    """Skips without a GPU adapter, unless ``BCERS_REQUIRE_GPU=1`` (CI), where it fails."""
-    if not bcers.gpu.is_available():
-        if os.environ.get("BCERS_REQUIRE_GPU") == "1":
-            pytest.fail("BCERS_REQUIRE_GPU=1 but bcers.gpu.is_available() is False")
-        pytest.skip("no GPU adapter")
-
-
 def run_python(
     code: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -311,8 +303,7 @@ print(results.count("done"), len(results))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_gpu_in_a_forked_child_is_a_prompt_runtime_error() -> None:
-    _require_gpu()
+def test_gpu_in_a_forked_child_is_a_prompt_runtime_error(device: dict[str, Any]) -> None:
     out = ok_output(
         """
         import os, time
@@ -422,8 +413,7 @@ def test_a_signal_handlers_exception_is_the_calls() -> None:
     assert out.strip() == "Stop from the handler True"
 
 
-def test_a_long_gpu_call_is_interrupted_by_ctrl_c() -> None:
-    _require_gpu()
+def test_a_long_gpu_call_is_interrupted_by_ctrl_c(device: dict[str, Any]) -> None:
     # One sum over an array sized to take about 2.5 s on this device (at most 2e8 elements);
     # Ctrl-C 0.3 s into it must stop it within about half a second.
     out = ok_output(
@@ -503,8 +493,7 @@ def test_conversion_errors_keep_the_contract(arg: str) -> None:
         assert info.value.__cause__ is not None  # the original, chained
 
 
-def test_conversion_errors_on_the_gpu_path_keep_the_contract() -> None:
-    _require_gpu()
+def test_conversion_errors_on_the_gpu_path_keep_the_contract(device: dict[str, Any]) -> None:
     d = bcers.gpu.asarray(np.full(3, 0.5, np.float32))
     with pytest.raises(TypeError, match=r"^target could not be converted to an array: picky"):
         bcers.binary_cross_entropy(d, _Unconvertible())
@@ -607,8 +596,7 @@ def test_zero_weight_times_infinite_loss_is_zero(dtype: Any) -> None:
     assert np.isnan(nan[0])
 
 
-def test_infinite_coefficients_on_the_gpu() -> None:
-    _require_gpu()
+def test_infinite_coefficients_on_the_gpu(device: dict[str, Any]) -> None:
     x = np.array([0.5, 0.0, -2.0, np.inf, -np.inf], np.float32)
     y = np.ones(5, np.float32)
     pw = np.array(np.inf, np.float32)
@@ -742,8 +730,7 @@ def test_no_gpu_message_names_the_backends_tried() -> None:
     assert "Vulkan, Metal, DX12 and GL" not in out
 
 
-def test_gpu_arrays_of_more_than_32_axes() -> None:
-    _require_gpu()
+def test_gpu_arrays_of_more_than_32_axes(device: dict[str, Any]) -> None:
     x = np.full((1,) * 33, 0.5, np.float32)
     a = bcers.gpu.asarray(x)
     assert a.shape == x.shape
@@ -765,10 +752,9 @@ def test_a_masked_array_as_the_mask_is_refused() -> None:
             call()
 
 
-def test_gpu_memory_errors_under_an_address_space_limit() -> None:
+def test_gpu_memory_errors_under_an_address_space_limit(device: dict[str, Any]) -> None:
     # Uploads, device outputs and read-backs: a MemoryError each, the process alive (lavapipe,
     # a device in host memory, used to end in a write through a null mapping).
-    _require_gpu()
     out = ok_output(
         """
         import resource
@@ -797,7 +783,7 @@ def test_gpu_memory_errors_under_an_address_space_limit() -> None:
         timeout=300,
     )
     lines = out.split()
-    if bcers.gpu.adapter_info().get("device_type") != "cpu":
+    if device.get("device_type") != "cpu":
         # A device with memory of its own need not run out under a host limit; it must not
         # crash, and the small call after must still be right.
         assert set(lines[:4]) <= {"MemoryError", "no error"}, out
