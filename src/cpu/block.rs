@@ -178,30 +178,30 @@ impl<F: Float> Kernel for AddLanes<'_, F> {
 
     #[inline(always)]
     fn run<I: Isa>(self) {
-        add_lanes(self.acc, self.pos, self.v, |x: F| x.to_f64());
+        add_lanes(self.acc, self.pos, self.v);
     }
 }
 
-/// `acc[(pos + i) % LANES] += f(v[i])`, with the accumulators in registers for the loop (a
+/// `acc[(pos + i) % LANES] += v[i]`, with the accumulators in registers for the loop (a
 /// local copy: through the reference, every addition would be a store).
 #[inline(always)]
-fn add_lanes<F: Copy>(acc_out: &mut [f64; LANES], pos: usize, v: &[F], f: impl Fn(F) -> f64) {
+fn add_lanes<F: Float>(acc_out: &mut [f64; LANES], pos: usize, v: &[F]) {
     let mut acc = *acc_out;
     // Up to the next multiple of LANES one by one, then whole rows of LANES.
     let pos = pos % LANES;
     let head = ((LANES - pos) % LANES).min(v.len());
     let (first, rest) = v.split_at(head);
     for (a, &x) in acc[pos..].iter_mut().zip(first) {
-        *a += f(x);
+        *a += x.to_f64();
     }
     let mut chunks = rest.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, &x) in acc.iter_mut().zip(c) {
-            *a += f(x);
+            *a += x.to_f64();
         }
     }
     for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += f(x);
+        *a += x.to_f64();
     }
     *acc_out = acc;
 }
