@@ -1,27 +1,122 @@
 //! What the executor does to a block besides the loss (whose block function also runs BCE's
-//! range check): weighting and scaling the loss's outputs, and summing the values. Each is one generic loop, compiled per
+//! range check): weighting and scaling the loss's outputs, and summing the values (exactly,
+//! with [`ExactSum`], per slot). Each is one generic loop, compiled per
 //! SIMD level by the dispatch (like the losses' block functions), generic over the float type
 //! only.
 
+use crate::accumulate::{ExactSum, Summand};
 use crate::float::Float;
 use crate::loss::weighted;
 use crate::simd::{dispatch, Isa, Kernel, SimdLevel};
 
-/// Number of `f64` accumulators a sum is spread over (one vector of them per few lanes).
-const LANES: usize = 16;
+/// The finished sums of a slot whose every element has been added.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Closed {
+    /// The sum of the (weighted) values, correctly rounded.
+    pub sum: f64,
+    /// The sum of the kept elements' weights (1 each without a weight), correctly rounded.
+    pub weight: f64,
+    /// The number of kept elements.
+    pub count: u64,
+}
 
-/// What a chunk reports back: per slot of the reduction, from slot `first` on, the sums of
-/// its values, of its kept elements' weights and of their count; and what went wrong.
+/// The exact sums of one slot while some of its elements may still be added (by this chunk,
+/// or by the chunk before or after it): finished to [`Closed`] once every element is in.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Open {
+    /// The slot.
+    pub slot: usize,
+    /// The (weighted) values.
+    values: ExactSum,
+    /// The kept elements' weights.
+    weights: ExactSum,
+    /// The number of kept elements.
+    count: u64,
+    /// The number of the slot's elements walked so far, kept or not: the slot is complete
+    /// when it reaches the elements per slot.
+    seen: u64,
+}
+
+impl Open {
+    /// An empty sum of slot `slot`.
+    pub(crate) fn for_slot(slot: usize) -> Open {
+        Open {
+            slot,
+            ..Open::default()
+        }
+    }
+
+    /// Adds a run of `len` elements of the slot: `values` (the dropped ones already 0), the
+    /// kept elements' `weights` (the dropped ones already 0; `None`: 1 each) and their
+    /// number `kept`. Absent sums (`None`) are not wanted.
+    pub(crate) fn add<F: Summand>(
+        &mut self,
+        level: SimdLevel,
+        len: usize,
+        values: Option<&[F]>,
+        weights: Option<Option<&[F]>>,
+        kept: usize,
+    ) {
+        if let Some(values) = values {
+            self.values.add_block_at(level, values);
+        }
+        match weights {
+            Some(Some(w)) => self.weights.add_block_at(level, w),
+            // A run is at most a chunk long: its count is exact in `f64`.
+            Some(None) => self.weights.add(kept as f64),
+            None => {}
+        }
+        self.count += kept as u64;
+        self.seen += len as u64;
+    }
+
+    /// Whether each of the slot's `per_slot` elements has been added.
+    fn complete(&self, per_slot: usize) -> bool {
+        debug_assert!(
+            self.seen <= per_slot as u64,
+            "slot {}: {} elements of {per_slot}",
+            self.slot,
+            self.seen
+        );
+        self.seen == per_slot as u64
+    }
+
+    /// The sums, correctly rounded: the slot's own when it is complete.
+    fn finish(&self) -> Closed {
+        Closed {
+            sum: self.values.finish(),
+            weight: self.weights.finish(),
+            count: self.count,
+        }
+    }
+
+    /// Adds the elements `other` (of the same slot) holds.
+    fn merge(&mut self, other: &Open) {
+        debug_assert!(self.slot == other.slot, "a merge of two slots");
+        self.values.merge(&other.values);
+        self.weights.merge(&other.weights);
+        self.count += other.count;
+        self.seen += other.seen;
+    }
+}
+
+/// What a chunk reports back, and the running total of a call's chunks: the finished sums of
+/// the slots complete so far, the exact states of the slots that are not (a chunk's first and
+/// last, whose other elements are in the chunks beside it), and what went wrong.
+///
+/// Every sum is exact until it is finished, once, from every element of its slot: the result
+/// depends on the values only, not on the chunks, their order or the threads.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Partial {
-    /// The slot of `sums[0]`.
+    /// The elements of each slot (in walk order, one run per slot).
+    per_slot: usize,
+    /// The slot of `closed[0]`.
     first: usize,
-    /// Per slot: the sum of the (weighted) values.
-    pub sums: Vec<f64>,
-    /// Per slot: the sum of the kept elements' weights (1 each without a weight).
-    pub weights: Vec<f64>,
-    /// Per slot: the number of kept elements.
-    pub counts: Vec<f64>,
+    /// The complete slots, from `first` on: in a chunk, the slots it adds every element of (one
+    /// run of slots); in a total, every slot (those not complete yet hold zeros).
+    closed: Vec<Closed>,
+    /// The slots that some elements, not all, have been added to.
+    open: Vec<Open>,
     /// A kept input element was outside `[0, 1]` (BCE only).
     pub bad_input: bool,
     /// A kept target element was outside `[0, 1]` (BCE only).
@@ -30,30 +125,23 @@ pub(crate) struct Partial {
     pub broken: bool,
 }
 
-/// `v[i]`, the vector grown with zeros to reach it.
-fn entry(v: &mut Vec<f64>, i: usize) -> &mut f64 {
-    if v.len() <= i {
-        v.resize(i + 1, 0.0);
-    }
-    &mut v[i]
-}
-
 impl Partial {
-    /// The report of a chunk whose first element belongs to slot `first`.
-    pub(crate) fn starting_at(first: usize) -> Partial {
+    /// The report of a chunk whose first element belongs to slot `first`, in a walk of
+    /// `per_slot` elements per slot.
+    pub(crate) fn starting_at(first: usize, per_slot: usize) -> Partial {
         Partial {
+            per_slot,
             first,
             ..Partial::default()
         }
     }
 
-    /// The running total of a call with `slots` slots.
-    pub(crate) fn total(slots: usize) -> Partial {
+    /// The running total of a call with `slots` slots of `per_slot` elements each.
+    pub(crate) fn total(slots: usize, per_slot: usize) -> Partial {
         Partial {
+            per_slot,
             first: 0,
-            sums: vec![0.0; slots],
-            weights: vec![0.0; slots],
-            counts: vec![0.0; slots],
+            closed: vec![Closed::default(); slots],
             ..Partial::default()
         }
     }
@@ -72,165 +160,93 @@ impl Partial {
         self.bad_target |= target;
     }
 
-    /// Adds the sum so far of `lanes`' slot to it, and empties `lanes`.
-    pub(crate) fn close(&mut self, lanes: &mut LaneSum) {
-        let sum = lanes.take();
-        match lanes.slot.checked_sub(self.first) {
-            Some(i) => *entry(&mut self.sums, i) += sum,
-            None => self.broken = true,
+    /// Ends a chunk's sum of `sum`'s slot (the chunk adds nothing more to it): finished if the
+    /// chunk added every element of the slot, kept open otherwise. `sum` is emptied.
+    pub(crate) fn close(&mut self, sum: &mut Open) {
+        let sum = core::mem::replace(sum, Open::for_slot(sum.slot));
+        if sum.seen == 0 {
+            return;
         }
-    }
-
-    /// Adds `weight` and `count` to the denominators of `slot`.
-    pub(crate) fn add_denominators(&mut self, slot: usize, weight: f64, count: f64) {
-        match slot.checked_sub(self.first) {
-            Some(i) => {
-                *entry(&mut self.weights, i) += weight;
-                *entry(&mut self.counts, i) += count;
+        if sum.complete(self.per_slot) {
+            // The chunk's complete slots are one run: this one follows the last.
+            if self.closed.is_empty() {
+                self.first = sum.slot;
             }
-            None => self.broken = true,
+            if sum.slot == self.first + self.closed.len() {
+                self.closed.push(sum.finish());
+            } else {
+                debug_assert!(false, "complete slots of a chunk that are not one run");
+                self.broken = true;
+            }
+        } else {
+            self.open.push(sum);
         }
     }
 
-    /// Adds the next chunk's report (in chunk order) to this running total.
+    /// Adds another report (of any chunk: the sums are exact, the order does not matter) to
+    /// this running total; a slot that is then complete is finished.
     pub(crate) fn merge(&mut self, next: Partial) {
         self.bad_input |= next.bad_input;
         self.bad_target |= next.bad_target;
         self.broken |= next.broken;
-        let first = self.first;
-        let mut broken = false;
-        for (mine, theirs) in [
-            (&mut self.sums, &next.sums),
-            (&mut self.weights, &next.weights),
-            (&mut self.counts, &next.counts),
-        ] {
-            for (i, &v) in theirs.iter().enumerate() {
-                match (next.first + i)
-                    .checked_sub(first)
-                    .and_then(|j| mine.get_mut(j))
-                {
-                    Some(m) => *m += v,
-                    None => broken = true,
-                }
-            }
-        }
-        self.broken |= broken;
-    }
-}
-
-/// The running sum of one slot's values within a block: spread over [`LANES`] `f64`
-/// accumulators in order (element `i` of the run into accumulator `i % LANES`), then added
-/// pairwise in a fixed order when the run ends.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct LaneSum {
-    /// The slot the values belong to.
-    pub slot: usize,
-    acc: [f64; LANES],
-    /// The accumulator of the next value.
-    pos: usize,
-}
-
-impl LaneSum {
-    /// An empty sum of slot `slot`.
-    pub(crate) fn for_slot(slot: usize) -> LaneSum {
-        LaneSum {
-            slot,
-            ..LaneSum::default()
-        }
-    }
-
-    /// Adds `values`, in order.
-    pub(crate) fn add<F: Float>(&mut self, level: SimdLevel, values: &[F]) {
-        dispatch(
-            level,
-            AddLanes {
-                acc: &mut self.acc,
-                pos: self.pos,
-                v: values,
-            },
+        debug_assert!(
+            next.broken || next.per_slot == self.per_slot,
+            "reports of two walks"
         );
-        self.pos = (self.pos + values.len()) % LANES;
-    }
-
-    /// The sum of the values added since the last call, added pairwise in a fixed order.
-    fn take(&mut self) -> f64 {
-        let mut acc = core::mem::take(&mut self.acc);
-        self.pos = 0;
-        let mut width = LANES;
-        while width > 1 {
-            width /= 2;
-            for i in 0..width {
-                acc[i] += acc[i + width];
+        for (i, c) in next.closed.into_iter().enumerate() {
+            match (next.first + i)
+                .checked_sub(self.first)
+                .and_then(|j| self.closed.get_mut(j))
+            {
+                Some(m) => {
+                    debug_assert!(*m == Closed::default(), "a slot completed twice");
+                    *m = c;
+                }
+                None => self.broken = true,
             }
         }
-        acc[0]
-    }
-}
-
-struct AddLanes<'a, F> {
-    acc: &'a mut [f64; LANES],
-    pos: usize,
-    v: &'a [F],
-}
-
-impl<F: Float> Kernel for AddLanes<'_, F> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run<I: Isa>(self) {
-        add_lanes(self.acc, self.pos, self.v);
-    }
-}
-
-/// `acc[(pos + i) % LANES] += v[i]`, with the accumulators in registers for the loop (a
-/// local copy: through the reference, every addition would be a store).
-#[inline(always)]
-fn add_lanes<F: Float>(acc_out: &mut [f64; LANES], pos: usize, v: &[F]) {
-    let mut acc = *acc_out;
-    // Up to the next multiple of LANES one by one, then whole rows of LANES.
-    let pos = pos % LANES;
-    let head = ((LANES - pos) % LANES).min(v.len());
-    let (first, rest) = v.split_at(head);
-    for (a, &x) in acc[pos..].iter_mut().zip(first) {
-        *a += x.to_f64();
-    }
-    let mut chunks = rest.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += x.to_f64();
-        }
-    }
-    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += x.to_f64();
-    }
-    *acc_out = acc;
-}
-
-/// The sum of `w` over the elements kept by `keep` (every element without a mask; 1 each
-/// without a weight), and their count: the denominators of a run of `len` elements.
-pub(crate) fn weights_and_count<F: Float>(
-    w: Option<&[F]>,
-    keep: Option<&[bool]>,
-    len: usize,
-) -> (f64, f64) {
-    match (w, keep) {
-        (None, None) => (len as f64, len as f64),
-        (None, Some(keep)) => {
-            let count = keep.iter().filter(|&&k| k).count() as f64;
-            (count, count)
-        }
-        (Some(w), None) => (w.iter().map(|v| v.to_f64()).sum(), len as f64),
-        (Some(w), Some(keep)) => {
-            let mut sum = 0.0;
-            let mut count = 0usize;
-            for (&v, &k) in w.iter().zip(keep) {
-                if k {
-                    sum += v.to_f64();
-                    count += 1;
+        for o in next.open {
+            let at = self.open.iter().position(|m| m.slot == o.slot);
+            let complete = match at {
+                Some(at) => {
+                    self.open[at].merge(&o);
+                    self.open[at].complete(self.per_slot).then_some(at)
+                }
+                None => {
+                    self.open.push(o);
+                    None
+                }
+            };
+            if let Some(at) = complete {
+                let done = self.open.swap_remove(at);
+                match done
+                    .slot
+                    .checked_sub(self.first)
+                    .and_then(|j| self.closed.get_mut(j))
+                {
+                    Some(m) => *m = done.finish(),
+                    None => self.broken = true,
                 }
             }
-            (sum, count as f64)
         }
+    }
+
+    /// The total's sums per slot: of the values, of the weights and the counts. Every slot
+    /// must be complete (a slot that is not is a bug: `None`).
+    pub(crate) fn sums(self) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+        debug_assert!(
+            self.open.is_empty(),
+            "slots left incomplete: {:?}",
+            self.open
+        );
+        if !self.open.is_empty() || self.first != 0 {
+            return None;
+        }
+        let sums = self.closed.iter().map(|c| c.sum).collect();
+        let weights = self.closed.iter().map(|c| c.weight).collect();
+        // Exact up to 2^53 elements; rounded to nearest beyond.
+        let counts = self.closed.iter().map(|c| c.count as f64).collect();
+        Some((sums, weights, counts))
     }
 }
 

@@ -10,10 +10,15 @@
 //!
 //! Sums are per slot: one slot for a full reduction, one per element of the result for a
 //! reduction over some axes (the walk then visits the kept axes outermost, so that each slot's
-//! elements come one after the other). Each slot's sum is float64: per block, then the blocks'
-//! sums in order, then the chunks' in chunk order. So `mean` and `sum` are bitwise identical
-//! whatever the thread count, and small calls, which run on the caller's thread, give the same
-//! bits as large ones would.
+//! elements come one after the other). Each slot's sums (of the values, and of the weights of
+//! its kept elements) are exact ([`crate::accumulate::ExactSum`]) until they are rounded once,
+//! to the nearest `f64`, when every element of the slot is in: within a chunk for the slots it
+//! holds whole, in the running total for a chunk's first and last slots, which it may share with
+//! the chunks beside it. Counts are integers. So `mean`, `sum` and `weighted_mean` depend on the
+//! multiset of the elements' values only: bitwise identical whatever the thread count, the
+//! layout of the operands (C or F order, reversed strides, which set the walk's order) or the
+//! order of the elements, and small calls, which run on the caller's thread, give the same bits
+//! as large ones would.
 //!
 //! Everything here is generic over the float type only, and compiled inside the crate for
 //! `f32` and `f64` ([`crate::engine`]).
@@ -30,7 +35,7 @@ use crate::float::Float;
 use crate::loss::{in_unit_interval, BlockFn, BlockIo, Params};
 use crate::math::Real;
 use crate::simd::{simd_level, SimdLevel};
-use block::{LaneSum, Partial};
+use block::{Open, Partial};
 use layout::Canonical;
 pub(crate) use pool::get_num_threads;
 
@@ -330,6 +335,7 @@ impl<'a, F: Copy + Default> Source<'a, F> {
 /// The operands' order in [`Walk`]: input, target, weight, pos_weight, per-element factor.
 const X: usize = 0;
 const Y: usize = 1;
+const W: usize = 2;
 /// The number of float operands.
 const OPERANDS: usize = 5;
 
@@ -419,7 +425,7 @@ impl<'a, F: Float> Walk<'a, F> {
             return Partial::broken();
         }
         let mut out = out;
-        let mut partial = Partial::starting_at(first / per_slot);
+        let mut partial = Partial::starting_at(first / per_slot, per_slot);
         // Buffers for the blocks the mask or label smoothing change: input, target.
         let changes = self.has_mask || plan.smoothing.is_some();
         let m = if changes { len.min(BLOCK) } else { 0 };
@@ -431,7 +437,13 @@ impl<'a, F: Float> Walk<'a, F> {
         } else {
             Vec::new()
         };
-        let mut lanes = LaneSum::for_slot(first / per_slot);
+        // The kept elements' weights of a block, when a mask drops some and they are summed.
+        let mut kept_weights = if plan.denominators && self.has_mask && self.position[W].is_some() {
+            vec![F::ZERO; len.min(BLOCK)]
+        } else {
+            Vec::new()
+        };
+        let mut open = Open::for_slot(first / per_slot);
         let mut start = 0;
         while start < len {
             let m = (len - start).min(BLOCK);
@@ -483,28 +495,38 @@ impl<'a, F: Float> Walk<'a, F> {
             let flags = self.run_piece(plan, xs, ys, pws, &mut outs, ws, gs);
             partial.flag(flags);
             if let Some(keep) = keep {
-                // Summed values too: 0 adds nothing to the lane sums, and the two passes
-                // (both vectorised) cost less than a sum that picks.
+                // Dropped elements add exactly 0 to the sums (the summed values' buffer is
+                // ours, and so is that of the kept weights).
                 for out in outs.iter_mut().flatten() {
                     block::zero_dropped(self.level, out, keep);
                 }
             }
             if summed || plan.denominators {
+                let weights = match (ws, keep) {
+                    (Some(ws), Some(keep)) if plan.denominators => {
+                        let Some(buffer) = kept_weights.get_mut(..m) else {
+                            debug_assert!(false, "no buffer for the kept weights");
+                            return Partial::broken();
+                        };
+                        buffer.copy_from_slice(ws);
+                        block::zero_dropped(self.level, buffer, keep);
+                        Some(&buffer[..])
+                    }
+                    (ws, _) => ws,
+                };
                 self.add_runs(
                     &mut partial,
-                    &mut lanes,
+                    &mut open,
                     first + start,
                     m,
                     summed.then(|| &sums_buffer[..m]),
-                    ws,
+                    plan.denominators.then_some(weights),
                     keep,
-                    plan.denominators,
                 );
             }
-            // The sum so far of this block's last slot: a block's sum is its own.
-            partial.close(&mut lanes);
             start = end;
         }
+        partial.close(&mut open);
         partial
     }
 
@@ -550,39 +572,44 @@ impl<'a, F: Float> Walk<'a, F> {
         flags
     }
 
-    /// Adds the values of a piece of `n` elements (and, with `denominators`, its kept
-    /// elements' weights and count) to the sums of their slots: the piece starts at walk index
-    /// `first`; `keep` is its part of the mask, if any element of its block is dropped.
+    /// Adds the values of a piece of `n` elements (and, with `weights`, its kept elements'
+    /// weights, `None` for 1 each, and their count) to the sums of their slots: the piece
+    /// starts at walk index `first`; `keep` is its part of the mask, if any element of its
+    /// block is dropped (whose values and weights are already 0). `open` is the sum of the
+    /// slot the walk is in; a slot the piece leaves is closed into `partial`.
     #[allow(clippy::too_many_arguments)]
     fn add_runs(
         &self,
         partial: &mut Partial,
-        lanes: &mut LaneSum,
+        open: &mut Open,
         first: usize,
         n: usize,
         values: Option<&[F]>,
-        w: Option<&[F]>,
+        weights: Option<Option<&[F]>>,
         keep: Option<&[bool]>,
-        denominators: bool,
-    ) {
+    ) where
+        F: Real,
+    {
         let per_slot = self.per_slot.max(1);
         let mut i = 0;
         while i < n {
             let slot = (first + i) / per_slot;
             let run_end = n.min((slot + 1) * per_slot - first);
-            if slot != lanes.slot {
-                partial.close(lanes);
-                lanes.slot = slot;
+            if slot != open.slot {
+                partial.close(open);
+                open.slot = slot;
             }
-            if let Some(values) = values {
-                lanes.add(self.level, &values[i..run_end]);
-            }
-            if denominators {
-                let ws = w.map(|w| &w[i..run_end]);
-                let ks = keep.map(|k| &k[i..run_end]);
-                let (weight, count) = block::weights_and_count(ws, ks, run_end - i);
-                partial.add_denominators(slot, weight, count);
-            }
+            let kept = match keep {
+                Some(k) => k[i..run_end].iter().filter(|&&k| k).count(),
+                None => run_end - i,
+            };
+            open.add(
+                self.level,
+                run_end - i,
+                values.map(|v| &v[i..run_end]),
+                weights.map(|w| w.map(|w| &w[i..run_end])),
+                kept,
+            );
             i = run_end;
         }
     }
@@ -750,7 +777,7 @@ pub(crate) fn execute<'v, 'o, F: Real>(
         &walk.geometry,
         wanted,
         outputs,
-        slots,
+        (slots, per_slot),
         pool.as_deref(),
         interrupt,
         |c, out| walk.run_chunk(plan, c, out),
@@ -761,6 +788,9 @@ pub(crate) fn execute<'v, 'o, F: Real>(
     if total.bad_input || total.bad_target {
         return Err(first_out_of_range(&ops.x, &ops.y, mask.as_ref()));
     }
+    let (sums, weights, counts) = total.sums().ok_or(Error::Internal(
+        "a slot of the reduction was left incomplete",
+    ))?;
 
     let to_array = |data: Vec<F>| -> Result<ArrayD<F>, Error> {
         let Some(perm) = &perm else {
@@ -783,9 +813,9 @@ pub(crate) fn execute<'v, 'o, F: Real>(
         }
     }
     Ok(Outcome {
-        sums: total.sums,
-        weights: total.weights,
-        counts: total.counts,
+        sums,
+        weights,
+        counts,
         arrays,
     })
 }
@@ -869,13 +899,13 @@ fn run_batches<F: Float>(
     geometry: &Geometry,
     wanted: [bool; 4],
     mut outputs: [&mut [F]; 4],
-    slots: usize,
+    (slots, per_slot): (usize, usize),
     pool: Option<&rayon::ThreadPool>,
     interrupt: Interrupt<'_>,
     run: impl Fn(usize, [&mut [F]; 4]) -> Partial + Sync,
 ) -> Result<Partial, Error> {
     let chunks = geometry.count();
-    let mut total = Partial::total(slots);
+    let mut total = Partial::total(slots, per_slot);
     if chunks == 1 {
         // One chunk (every call below CHUNK elements): its outputs are the whole outputs, and
         // there is nothing to batch, time or share (the per-call cost matters for small calls).

@@ -43,7 +43,7 @@ use crate::simd::Isa;
 /// A float type of the kernels: [`Float`] with the per-type constants of the elementary
 /// functions' generic bodies. Implemented for `f32` and `f64`; unreachable from outside the
 /// crate.
-pub(crate) trait Real: Float {
+pub(crate) trait Real: Float + crate::accumulate::Summand {
     /// Number of explicit mantissa bits: 23 or 52.
     const MANT: u32;
     /// The mantissa field.
