@@ -2,7 +2,8 @@
 //!
 //! Binary cross entropy, forward and backward, with torch's semantics and much faster, and the
 //! losses of its family (sigmoid focal loss): SIMD kernels chosen at run time, rayon threads in
-//! a pool of the crate's own, float64 sums that are bitwise identical for every thread count.
+//! a pool of the crate's own, exact sums rounded once, bitwise identical for every thread
+//! count, layout and order of the elements.
 //! Inputs are [`ndarray`] views of any layout (strided, reversed, broadcast), read in place.
 //!
 //! ```
