@@ -446,3 +446,72 @@ impl<F: Float> Kernel for ZeroDropped<'_, F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::simd_level;
+
+    /// The report of the chunk of `values` starting at walk index `start`, one element at a
+    /// time (each a run of its own, of weight `2 v`).
+    fn report(values: &[f64], start: usize, per_slot: usize) -> Partial {
+        let mut partial = Partial::starting_at(start / per_slot, per_slot);
+        let mut open = Open::for_slot(start / per_slot);
+        for (i, v) in values.iter().enumerate() {
+            let slot = (start + i) / per_slot;
+            if slot != open.slot {
+                partial.close(&mut open);
+                open.slot = slot;
+            }
+            let w = [2.0 * v];
+            open.add(simd_level(), 1, Some(&[*v][..]), Some(Some(&w[..])), 1);
+        }
+        partial.close(&mut open);
+        partial
+    }
+
+    #[test]
+    fn chunking_and_merge_order_do_not_matter() {
+        // Sums that a float64 loop gets wrong in most orders.
+        let (slots, per_slot) = (5, 7);
+        let values: Vec<f64> = (0..slots * per_slot)
+            .map(|i| match i % 4 {
+                0 => 1e16,
+                1 => 1.0 + i as f64 * 0.25,
+                2 => -1e16,
+                _ => 1e-3 * i as f64,
+            })
+            .collect();
+        let exact: Vec<f64> = values
+            .chunks(per_slot)
+            .map(|c| {
+                let mut s = ExactSum::new();
+                c.iter().for_each(|&v| s.add(v));
+                s.finish()
+            })
+            .collect();
+        for chunk in [1, 3, 6, 7, 10, 35] {
+            let reports: Vec<Partial> = values
+                .chunks(chunk)
+                .enumerate()
+                .map(|(c, v)| report(v, c * chunk, per_slot))
+                .collect();
+            for reversed in [false, true] {
+                let mut total = Partial::total(slots, per_slot);
+                let mut order: Vec<&Partial> = reports.iter().collect();
+                if reversed {
+                    order.reverse();
+                }
+                for r in order {
+                    total.merge(r.clone());
+                }
+                assert!(!total.broken);
+                let (sums, weights, counts) = total.sums().unwrap();
+                assert_eq!(sums, exact, "chunks of {chunk}, reversed: {reversed}");
+                let doubled: Vec<f64> = exact.iter().map(|s| 2.0 * s).collect();
+                assert_eq!(weights, doubled);
+                assert_eq!(counts, vec![per_slot as f64; slots]);
+            }
+        }
+    }
+}
