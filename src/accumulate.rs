@@ -49,6 +49,12 @@
 //!    element to a scratch buffer and scans and folds that again, so that only windows where
 //!    some value has bits are ever visited.
 //!
+//! A chunk after a chunk that needed one window is first tried in a single pass that scans
+//! and folds at once, with one window from the last chunk's top (a bit above it when there is
+//! room): when the scan shows that the window holds every bit of the chunk, its sum is taken;
+//! otherwise the chunk takes the two passes above. For a stream of like values (loss values of
+//! one batch), nearly every chunk takes the one pass.
+//!
 //! Chunks with a NaN or an infinity, or with `f64` values of `2^1020` or more (where `M_j`
 //! would overflow), and values added one at a time with [`ExactSum::add`](crate::accumulate::ExactSum::add), take the scalar
 //! path: each value's integer significand is added into the limbs at its exponent.
@@ -139,6 +145,9 @@ pub struct ExactSum {
     pos_inf: bool,
     /// `-inf` was added.
     neg_inf: bool,
+    /// The top (`|x| < 2^top`) of the last chunk folded, a guess for the next: not part of
+    /// the sum (neither compared nor serialised).
+    hint: Option<i32>,
 }
 
 impl Default for ExactSum {
@@ -203,6 +212,7 @@ impl ExactSum {
             nan: false,
             pos_inf: false,
             neg_inf: false,
+            hint: None,
         }
     }
 
@@ -381,6 +391,7 @@ impl ExactSum {
             nan: flags & FLAG_NAN != 0,
             pos_inf: flags & FLAG_POS_INF != 0,
             neg_inf: flags & FLAG_NEG_INF != 0,
+            hint: None,
         })
     }
 
@@ -394,6 +405,26 @@ impl ExactSum {
 
     /// Adds a chunk of at most [`CHUNK`] values.
     fn add_chunk<F: Summand>(&mut self, level: SimdLevel, x: &[F]) {
+        if let Some(guess) = self.hint {
+            // The scan and one window from the last chunk's top, in one pass: taken when
+            // that window holds every bit of the chunk (the usual case for a stream of like
+            // values), and the two passes below otherwise.
+            let magic = pow2(lsb(guess, 0) + 52) * 1.5;
+            let (max_key, min_key_m1, [acc]) =
+                dispatch(level, ScanFold::<F, 1> { x, magic: [magic] });
+            if max_key == 0 {
+                return;
+            }
+            if max_key < F::INF_KEY {
+                let top = F::top(max_key);
+                let bottom = F::ulp_exponent(min_key_m1.wrapping_add(1));
+                if top <= guess && folds_needed(guess, bottom) == 1 {
+                    let k = acc.wrapping_sub((x.len() as i64).wrapping_mul(magic.to_bits() as i64));
+                    self.deposit(k, lsb(guess, 0));
+                    return;
+                }
+            }
+        }
         let (max_key, min_key_m1) = dispatch(level, Scan { x });
         if max_key == 0 {
             return; // only zeros
@@ -414,6 +445,10 @@ impl ExactSum {
         }
         let bottom = F::ulp_exponent(min_key_m1.wrapping_add(1));
         let folds = folds_needed(top, bottom);
+        // The next chunk tries one window from this top (a little above it when this chunk
+        // needed a single window with room to spare below, so that a larger value fits).
+        self.hint =
+            (folds == 1 && top < MAX_FOLD_TOP).then(|| (top + 1).min(bottom.max(BASE) + WINDOW));
         if folds <= MAX_FOLDS {
             self.fold(level, x, top, folds, None);
         } else {
@@ -457,7 +492,7 @@ impl ExactSum {
         folds: usize,
         rem: Option<&mut [f64]>,
     ) {
-        let lsb = |j: usize| (top - WINDOW * (j as i32 + 1)).max(BASE);
+        let lsb = |j: usize| lsb(top, j);
         let magic = |j: usize| pow2(lsb(j) + 52) * 1.5;
         let count = x.len() as i64;
         let mut deposit = |sums: &[i64]| {
@@ -541,6 +576,11 @@ fn pow2(e: i32) -> f64 {
     } else {
         f64::from_bits(1u64 << (e + 1074).clamp(0, 51))
     }
+}
+
+/// The exponent of the lowest bit of window `j` from `2^top` down.
+fn lsb(top: i32, j: usize) -> i32 {
+    (top - WINDOW * (j as i32 + 1)).max(BASE)
 }
 
 /// The windows of [`WINDOW`] bits from `2^top` down that reach bit `2^bottom` (at least 1; the
@@ -726,6 +766,36 @@ impl<F: Summand> Kernel for Scan<'_, F> {
             lo = lo.min(v.key_minus_one());
         }
         (hi.into(), lo.into())
+    }
+}
+
+/// [`Scan`] and [`Fold`] without a remainder, in one pass: the fold's sums are those of the
+/// values' bits in the windows, valid when the keys show that the windows hold every bit.
+struct ScanFold<'a, F, const K: usize> {
+    x: &'a [F],
+    magic: [f64; K],
+}
+
+impl<F: Summand, const K: usize> Kernel for ScanFold<'_, F, K> {
+    type Output = (u64, u64, [i64; K]);
+
+    #[inline(always)]
+    fn run<I: Isa>(self) -> (u64, u64, [i64; K]) {
+        let ScanFold { x, magic } = self;
+        let (mut hi, mut lo) = (F::ZERO_KEY, F::MAX_KEY);
+        let mut acc = [0i64; K];
+        let last = if K >= 2 {
+            magic[K - 2] + magic[K - 1]
+        } else {
+            0.0
+        };
+        for i in 0..x.len() {
+            let v = x[I::index(i)];
+            hi = hi.max(v.key());
+            lo = lo.min(v.key_minus_one());
+            split_all(v.to_f64(), &magic, last, &mut acc);
+        }
+        (hi.into(), lo.into(), acc)
     }
 }
 
@@ -999,6 +1069,62 @@ mod tests {
                 } else {
                     check(&v);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_unlike_the_one_before_are_still_exact() {
+        // After each chunk, the next is first tried in one pass with one window from the last
+        // chunk's top: chunks whose values reach above it, or below its window, or that hold
+        // no value, a NaN or an infinity after a hinted one, must each be taken exactly.
+        let mut rng = Rng(11);
+        let like = |rng: &mut Rng, lo: f64, hi: f64| -> Vec<f64> {
+            (0..CHUNK)
+                .map(|_| {
+                    (lo + (hi - lo) * rng.unit()).exp2() * if rng.unit() < 0.3 { -1.0 } else { 1.0 }
+                })
+                .collect()
+        };
+        let shapes: [(f64, f64); 7] = [
+            (0.0, 1.0),     // narrow
+            (9.0, 10.0),    // above the last window
+            (-40.0, 0.0),   // below it: two windows
+            (0.0, 1.0),     // narrow again
+            (-30.0, -29.0), // far below the last top
+            (-140.0, 5.0),  // many windows
+            (3.0, 4.0),
+        ];
+        for start in 0..shapes.len() {
+            let mut v32: Vec<f32> = Vec::new();
+            let mut v64: Vec<f64> = Vec::new();
+            for k in 0..shapes.len() {
+                let (lo, hi) = shapes[(start + k) % shapes.len()];
+                let chunk = like(&mut rng, lo, hi);
+                v32.extend(chunk.iter().map(|&x| x as f32));
+                v64.extend(chunk);
+                if k == 2 {
+                    v32.extend(core::iter::repeat(0.0).take(CHUNK));
+                    v64.extend(core::iter::repeat(0.0).take(CHUNK));
+                }
+            }
+            check(&v32);
+            check(&v64);
+        }
+        // A non-finite chunk after a hinted one, and a finite one after it.
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut v = like(&mut rng, 0.0, 1.0);
+            let mut b = like(&mut rng, 0.0, 1.0);
+            b[7] = bad;
+            v.extend(b);
+            v.extend(like(&mut rng, 0.0, 1.0));
+            for level in available_simd_levels() {
+                let mut s = ExactSum::new();
+                s.add_block_at(level, &v);
+                let mut one = ExactSum::new();
+                v.iter().for_each(|&x| one.add(x));
+                assert_eq!(s, one, "{level}: {bad}");
+                assert!(same(s.finish(), bad), "{level}: {} after {bad}", s.finish());
             }
         }
     }
