@@ -1,4 +1,5 @@
-//! An order-independent, exact summation accumulator: [`ExactSum`](crate::accumulate::ExactSum).
+//! An order-independent, exact summation accumulator: [`ExactSum`](crate::accumulate::ExactSum),
+//! and the sums a reduced loss is made of: [`LossSums`](crate::accumulate::LossSums).
 //!
 //! # What it computes
 //!
@@ -885,6 +886,105 @@ impl<F: Summand, const K: usize> Kernel for Fold<'_, F, K> {
     }
 }
 
+/// The bytes that start a serialised [`LossSums`].
+const SUMS_MAGIC: [u8; 4] = *b"bcls";
+
+/// The exact sums a reduced loss is made of, for one slot of the reduction: the sum of the
+/// (weighted) per-element losses, the sum of the kept elements' weights (1 each without a
+/// weight) and the number of kept elements.
+///
+/// `mean` is `values / count`, `sum` is `values` and `weighted_mean` is `values / weights`,
+/// each finished once: states of parts of the data, merged in any order, give the same bits as
+/// one call over all of it.
+///
+/// ```
+/// use bcers::accumulate::LossSums;
+///
+/// let mut a = LossSums::new();
+/// a.values.add_f64_block(&[0.5, 0.25]);
+/// a.weights.add(2.0);
+/// a.count = 2;
+/// let b = LossSums::from_bytes(&a.to_bytes())?;
+/// a.merge(&b);
+/// assert_eq!((a.values.finish(), a.weights.finish(), a.count), (1.5, 4.0, 4));
+/// # Ok::<(), bcers::accumulate::DecodeError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LossSums {
+    /// The sum of the (weighted) losses of the kept elements.
+    pub values: ExactSum,
+    /// The sum of the kept elements' weights (1 each without a weight).
+    pub weights: ExactSum,
+    /// The number of kept elements.
+    pub count: u64,
+}
+
+impl LossSums {
+    /// Empty sums.
+    pub fn new() -> LossSums {
+        LossSums::default()
+    }
+
+    /// Adds the sums of `other`.
+    pub fn merge(&mut self, other: &LossSums) {
+        self.values.merge(&other.values);
+        self.weights.merge(&other.weights);
+        self.count = self.count.saturating_add(other.count);
+    }
+
+    /// The sums as bytes, for [`from_bytes`](LossSums::from_bytes) in another process: the
+    /// magic bytes `bcls`, a version byte (1), the count (little-endian `u64`), then each
+    /// [`ExactSum::to_bytes`] after its length (little-endian `u16`). Equal sums give equal bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (v, w) = (self.values.to_bytes(), self.weights.to_bytes());
+        let mut out = Vec::with_capacity(15 + v.len() + w.len());
+        out.extend_from_slice(&SUMS_MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&self.count.to_le_bytes());
+        for part in [v, w] {
+            out.extend_from_slice(&(part.len() as u16).to_le_bytes());
+            out.extend_from_slice(&part);
+        }
+        out
+    }
+
+    /// The sums [`to_bytes`](LossSums::to_bytes) wrote.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] for bytes that are not such sums.
+    pub fn from_bytes(bytes: &[u8]) -> Result<LossSums, DecodeError> {
+        let magic = bytes.get(..4).ok_or(DecodeError::Truncated)?;
+        if magic != SUMS_MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let version = *bytes.get(4).ok_or(DecodeError::Truncated)?;
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let count = bytes.get(5..13).ok_or(DecodeError::Truncated)?;
+        let count = u64::from_le_bytes(count.try_into().map_err(|_| DecodeError::Truncated)?);
+        let mut rest = &bytes[13..];
+        let mut part = || -> Result<ExactSum, DecodeError> {
+            let len = rest.get(..2).ok_or(DecodeError::Truncated)?;
+            let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+            let body = rest.get(2..2 + len).ok_or(DecodeError::Truncated)?;
+            rest = &rest[2 + len..];
+            ExactSum::from_bytes(body)
+        };
+        let values = part()?;
+        let weights = part()?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Malformed("bytes after the sums"));
+        }
+        Ok(LossSums {
+            values,
+            weights,
+            count,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1104,8 +1204,8 @@ mod tests {
                 v32.extend(chunk.iter().map(|&x| x as f32));
                 v64.extend(chunk);
                 if k == 2 {
-                    v32.extend(core::iter::repeat(0.0).take(CHUNK));
-                    v64.extend(core::iter::repeat(0.0).take(CHUNK));
+                    v32.extend(core::iter::repeat_n(0.0, CHUNK));
+                    v64.extend(core::iter::repeat_n(0.0, CHUNK));
                 }
             }
             check(&v32);

@@ -5,13 +5,14 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
+use crate::accumulate::LossSums;
 use crate::cpu::{execute, Dest, Operands, Outcome, Plan, ValueOut};
 use crate::error::Error;
 use crate::float::{DynArray, DynView};
 use crate::loss::{kernel, Params};
 use crate::math::Real;
 use crate::request::{
-    check, denominator, derivative_scale, reduced_value, Checked, Reduction, Shapes, Spec,
+    check, denominator, derivative_scale, reduced_value, Checked, Outputs, Reduction, Shapes, Spec,
 };
 
 pub(crate) use crate::cpu::Interrupt;
@@ -106,6 +107,7 @@ pub(crate) fn run<F: Real>(
         masked: masked_operands(),
         denominators,
         kept: kept.clone(),
+        states: false,
     };
     // With derivatives, the denominators are needed before the pass: a first pass counts them.
     let mut known: Option<(Vec<f64>, Vec<f64>)> = None;
@@ -198,6 +200,7 @@ pub(crate) fn run<F: Real>(
         weights,
         counts,
         mut arrays,
+        ..
     } = execute(&plan, &ops, dest.reborrow(), interrupt)?;
     if let Some(d) = divide_after {
         let divide = |v: &mut F| *v = *v / d;
@@ -264,6 +267,53 @@ pub(crate) fn run<F: Real>(
     Ok(Results { reduced, arrays })
 }
 
+/// The exact sums of `spec`'s loss over `ops` (no grad_output): one per slot of the reduction
+/// over `spec.axis` (all axes: one), in C order of the reduced shape, whatever `spec`'s
+/// reduction and outputs.
+pub(crate) fn run_sums<F: Real>(
+    spec: &Spec,
+    ops: Operands<'_, F>,
+    interrupt: Interrupt<'_>,
+) -> Result<Vec<LossSums>, Error> {
+    let shapes = Shapes {
+        input: ops.x.shape(),
+        target: ops.y.shape(),
+        weight: ops.w.as_ref().map(|v| v.shape()),
+        pos_weight: ops.pw.as_ref().map(|v| v.shape()),
+        grad_output: None,
+        mask: ops.mask.as_ref().map(|v| v.shape()),
+    };
+    // Checked as a sum: `none` would refuse an axis, and the sums do not depend on it.
+    let summed = Spec {
+        reduction: Reduction::Sum,
+        outputs: Outputs {
+            value: true,
+            ..Outputs::default()
+        },
+        ..spec.clone()
+    };
+    let Checked { kept, .. } = check(&summed, &shapes)?;
+    let ls = spec.label_smoothing;
+    let plan = Plan {
+        kernel: Some(kernel::<F>(&spec.loss, summed.want())),
+        params: Params::of(&spec.loss),
+        value: ValueOut::Sum,
+        grad: false,
+        grad_target: false,
+        hess: false,
+        grad_scale: F::ONE,
+        grad_target_scale: F::ONE,
+        checks_range: spec.loss.checks_range(),
+        smoothing: (ls != 0.0).then(|| (F::from_f64(1.0 - ls), F::from_f64(ls / 2.0))),
+        masked: masked_operands(),
+        denominators: true,
+        kept,
+        states: true,
+    };
+    let ops = Operands { g: None, ..ops };
+    Ok(execute(&plan, &ops, Dest::default(), interrupt)?.states)
+}
+
 /// The operands of a call, of either float type (all of one).
 pub(crate) struct DynOperands<'a> {
     pub x: DynView<'a>,
@@ -320,6 +370,35 @@ pub(crate) fn run_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<DynResults, E
         DynView::F32(x) => typed!(F32, f32, x),
         DynView::F64(x) => typed!(F64, f64, x),
     })
+}
+
+/// [`run_sums`] in the operands' float type, no interrupt check (`ops.g` is not used).
+pub(crate) fn sums_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<Vec<LossSums>, Error> {
+    macro_rules! typed {
+        ($variant:ident, $t:ty, $x:expr) => {{
+            #[allow(clippy::type_complexity)]
+            fn take(v: Option<DynView<'_>>) -> Result<Option<ArrayViewD<'_, $t>>, Error> {
+                match v {
+                    None => Ok(None),
+                    Some(DynView::$variant(v)) => Ok(Some(v)),
+                    Some(_) => Err(Error::Internal("operands of different float types")),
+                }
+            }
+            let ops = Operands {
+                x: $x,
+                y: take(Some(ops.y))?.ok_or(Error::Internal("no target"))?,
+                w: take(ops.w)?,
+                pw: take(ops.pw)?,
+                g: None,
+                mask: ops.mask,
+            };
+            run_sums(spec, ops, None)
+        }};
+    }
+    match ops.x {
+        DynView::F32(x) => typed!(F32, f32, x),
+        DynView::F64(x) => typed!(F64, f64, x),
+    }
 }
 
 /// A view of `view`'s elements as the executor takes them.

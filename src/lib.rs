@@ -113,7 +113,7 @@ pub use loss::LossKind;
 pub use request::Reduction;
 pub use simd::{available_simd_levels, set_simd_level, simd_level, SimdLevel};
 
-use engine::{dyn_view, run_dyn, DynOperands, DynReduced, DynResults};
+use engine::{dyn_view, run_dyn, sums_dyn, DynOperands, DynReduced, DynResults};
 use request::Spec;
 
 /// A loss: one value per element (`Reduction::None`), the reduced value, or the values
@@ -403,6 +403,43 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
             });
         }
         self.run(outputs, grad_output)
+    }
+
+    /// The exact sums the reduced loss is made of ([`LossSums`](crate::accumulate::LossSums):
+    /// the (weighted) losses, the kept elements' weights and their number), one per slot of
+    /// the reduction over [`axis`](Request::axis) (all axes: one), in C order of the reduced
+    /// shape; the reduction itself is not used. Sums of parts of the data, merged in any
+    /// order, are those of the whole: `mean` is `values / count`, `weighted_mean` `values /
+    /// weights`, each finished once, as [`Request::forward`] computes them.
+    ///
+    /// # Errors
+    /// Those of [`Request::forward`].
+    pub fn sums(&self) -> Result<Vec<crate::accumulate::LossSums>, Error> {
+        let spec = Spec {
+            loss: self.loss,
+            reduction: Reduction::Sum,
+            label_smoothing: self.label_smoothing,
+            axis: self.axis.clone(),
+            keepdims: false,
+            outputs: Outputs {
+                value: true,
+                ..Outputs::default()
+            },
+        };
+        fn view<'b, T: Float>(v: &'b Option<ArrayViewD<'_, T>>) -> Option<float::DynView<'b>> {
+            v.as_ref().map(|v| dyn_view(v.view()))
+        }
+        sums_dyn(
+            &spec,
+            DynOperands {
+                x: dyn_view(self.input.view().into_dyn()),
+                y: dyn_view(self.target.view().into_dyn()),
+                w: view(&self.weight),
+                pw: view(&self.pos_weight),
+                g: None,
+                mask: self.mask.as_ref().map(|m| m.view()),
+            },
+        )
     }
 }
 

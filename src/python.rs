@@ -18,8 +18,9 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyBytes, PyTuple};
 
+use crate::accumulate::LossSums;
 use crate::cpu::{Dest, Interrupt, Operands};
 use crate::engine;
 use crate::error::Error;
@@ -439,6 +440,103 @@ fn compute<'py>(
     }
 }
 
+/// The exact sums of one call in the input's float type `T` (see [`sums`]).
+fn sums_t<'py, T: Element + Real>(
+    py: Python<'py>,
+    spec: &Spec,
+    args: &Args<'_, 'py>,
+) -> PyResult<Vec<Vec<u8>>> {
+    let x = borrow::<T>(args.input, "input")?;
+    let shape = x.shape().to_vec();
+    let y = borrow::<T>(args.target, "target")?;
+    let w = borrow_broadcast::<T>(args.weight, "weight", &shape)?;
+    let pw = borrow_broadcast::<T>(args.pos_weight, "pos_weight", &shape)?;
+    let mask = borrow_mask(args.mask, &shape)?;
+    let ops = Operands {
+        x: x.as_array(),
+        y: y.as_array(),
+        w: w.as_ref().map(|a| a.as_array()),
+        pw: pw.as_ref().map(|a| a.as_array()),
+        g: None,
+        mask: mask.as_ref().map(|a| a.as_array()),
+    };
+    let n = ops.x.len();
+    let states = run(py, n, move |interrupt| {
+        engine::run_sums(spec, ops, interrupt)
+    })?;
+    Ok(states.iter().map(LossSums::to_bytes).collect())
+}
+
+/// The exact sums of a loss (as `compute`'s first arguments) over the kept elements, as the
+/// bytes of `LossSums` (`bcers::accumulate::LossSums::to_bytes`): one per slot of the
+/// reduction over `axis` (all axes: one), in C order of the reduced shape.
+#[pyfunction]
+#[pyo3(signature = (
+    loss, alpha, gamma, input, target, weight, pos_weight, label_smoothing=0.0, mask=None,
+    axis=None
+))]
+#[allow(clippy::too_many_arguments)]
+fn sums<'py>(
+    py: Python<'py>,
+    loss: &str,
+    alpha: f64,
+    gamma: f64,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    label_smoothing: f64,
+    mask: Option<&Bound<'py, PyAny>>,
+    axis: Option<Vec<isize>>,
+) -> PyResult<Vec<Py<PyBytes>>> {
+    let spec = Spec {
+        loss: loss_of(loss, alpha, gamma)?,
+        reduction: Reduction::Sum,
+        label_smoothing,
+        axis,
+        keepdims: false,
+        outputs: Outputs {
+            value: true,
+            ..Outputs::default()
+        },
+    };
+    let args = Args {
+        input,
+        target,
+        weight,
+        pos_weight,
+        grad_output: None,
+        mask,
+    };
+    let states = by_dtype!(input, sums_t(py, &spec, &args))?;
+    Ok(states
+        .iter()
+        .map(|b| PyBytes::new(py, b).unbind())
+        .collect())
+}
+
+fn decode_sums(bytes: &[u8]) -> PyResult<LossSums> {
+    LossSums::from_bytes(bytes).map_err(|e| PyValueError::new_err(format!("bcers: {e}")))
+}
+
+/// The bytes of the merge of the `LossSums` given as bytes (none: empty sums).
+#[pyfunction]
+fn sums_merge<'py>(py: Python<'py>, states: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut total = LossSums::new();
+    for s in &states {
+        total.merge(&decode_sums(s)?);
+    }
+    Ok(PyBytes::new(py, &total.to_bytes()))
+}
+
+/// `(values, weights, count)` of `LossSums` given as bytes: the two sums correctly rounded to
+/// float64, the count an int.
+#[pyfunction]
+fn sums_finish(state: &[u8]) -> PyResult<(f64, f64, u64)> {
+    let s = decode_sums(state)?;
+    Ok((s.values.finish(), s.weights.finish(), s.count))
+}
+
 /// Checks a loss's parameters and a label smoothing (ValueError naming the bad one).
 #[pyfunction]
 #[pyo3(signature = (loss, alpha, gamma, label_smoothing=0.0))]
@@ -504,6 +602,9 @@ fn _bcers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_NDIM", MAX_NDIM)?;
     m.add_function(wrap_pyfunction!(compute, m)?)?;
     m.add_function(wrap_pyfunction!(check_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(sums, m)?)?;
+    m.add_function(wrap_pyfunction!(sums_merge, m)?)?;
+    m.add_function(wrap_pyfunction!(sums_finish, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_num_threads_env_problem, m)?)?;

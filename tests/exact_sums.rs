@@ -331,3 +331,70 @@ fn layouts_do_not_change_a_bit() {
         }
     }
 }
+
+#[test]
+fn request_sums_of_parts_merge_into_the_sums_of_the_whole() {
+    use bcers::accumulate::LossSums;
+    let n = 70_001;
+    let x: Vec<f64> = uniform(n, 21).iter().map(|v| 0.001 + 0.998 * v).collect();
+    let y: Vec<f64> = uniform(n, 22).iter().map(|v| v.round()).collect();
+    let w: Vec<f64> = uniform(n, 23).iter().map(|v| 0.5 + v).collect();
+    let mask: Vec<bool> = uniform(n, 24).iter().map(|v| *v < 0.9).collect();
+    let (x, y, w, mask) = (
+        Array1::from(x),
+        Array1::from(y),
+        Array1::from(w),
+        Array1::from(mask),
+    );
+    let sums = |a: usize, b: usize| -> LossSums {
+        let r = Request::new(LossKind::Bce, x.slice(s![a..b]), y.slice(s![a..b]))
+            .weight(w.slice(s![a..b]))
+            .mask(mask.slice(s![a..b]))
+            .label_smoothing(0.1);
+        let mut v = r.sums().unwrap();
+        assert_eq!(v.len(), 1);
+        v.pop().unwrap()
+    };
+    let whole = sums(0, n);
+    for cuts in [vec![0, 1, n], vec![0, 5000, 5001, 40_000, n], vec![0, n / 2, n]] {
+        let mut parts: Vec<LossSums> = cuts.windows(2).map(|c| sums(c[0], c[1])).collect();
+        parts.reverse();
+        let mut total = LossSums::new();
+        for p in &parts {
+            total.merge(&LossSums::from_bytes(&p.to_bytes()).unwrap());
+        }
+        assert_eq!(total, whole, "cuts {cuts:?}");
+    }
+    // The reduced losses are finished from these sums.
+    let r = Request::new(LossKind::Bce, x.view(), y.view())
+        .weight(w.view())
+        .mask(mask.view())
+        .label_smoothing(0.1);
+    let kept = mask.iter().filter(|&&k| k).count() as u64;
+    assert_eq!(whole.count, kept);
+    let mean = r.clone().reduction(Reduction::Mean).forward().unwrap();
+    assert_eq!(mean.reduced(), Some(whole.values.finish() / kept as f64));
+    let wm = r.clone().reduction(Reduction::WeightedMean).forward().unwrap();
+    assert_eq!(
+        wm.reduced(),
+        Some(whole.values.finish() / whole.weights.finish())
+    );
+    let sum = r.reduction(Reduction::Sum).forward().unwrap();
+    assert_eq!(sum.reduced(), Some(whole.values.finish()));
+    // Per axis: one per slot, in C order of the reduced shape.
+    let x2 = x.slice(s![..70_000]).into_shape_with_order((700, 100)).unwrap();
+    let y2 = y.slice(s![..70_000]).into_shape_with_order((700, 100)).unwrap();
+    let per_row = Request::new(LossKind::Bce, x2, y2).axis(&[1]).sums().unwrap();
+    assert_eq!(per_row.len(), 700);
+    let rows = Request::new(LossKind::Bce, x2, y2)
+        .axis(&[1])
+        .reduction(Reduction::Sum)
+        .forward()
+        .unwrap()
+        .axes()
+        .unwrap();
+    for (s, r) in per_row.iter().zip(rows.iter()) {
+        assert_eq!(s.values.finish(), *r);
+        assert_eq!(s.count, 100);
+    }
+}

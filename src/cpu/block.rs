@@ -4,7 +4,7 @@
 //! SIMD level by the dispatch (like the losses' block functions), generic over the float type
 //! only.
 
-use crate::accumulate::{ExactSum, Summand};
+use crate::accumulate::{ExactSum, LossSums, Summand};
 use crate::float::Float;
 use crate::loss::weighted;
 use crate::simd::{dispatch, Isa, Kernel, SimdLevel};
@@ -90,6 +90,15 @@ impl Open {
         }
     }
 
+    /// The exact sums (of a complete slot).
+    pub(crate) fn into_sums(self) -> LossSums {
+        LossSums {
+            values: self.values,
+            weights: self.weights,
+            count: self.count,
+        }
+    }
+
     /// Adds the elements `other` (of the same slot) holds.
     fn merge(&mut self, other: &Open) {
         debug_assert!(self.slot == other.slot, "a merge of two slots");
@@ -117,6 +126,10 @@ pub(crate) struct Partial {
     closed: Vec<Closed>,
     /// The slots that some elements, not all, have been added to.
     open: Vec<Open>,
+    /// Keep the exact sums of the complete slots (in `states`) besides finishing them.
+    keep_states: bool,
+    /// With `keep_states`: the complete slots' exact sums, in no order.
+    states: Vec<Open>,
     /// A kept input element was outside `[0, 1]` (BCE only).
     pub bad_input: bool,
     /// A kept target element was outside `[0, 1]` (BCE only).
@@ -144,6 +157,13 @@ impl Partial {
             closed: vec![Closed::default(); slots],
             ..Partial::default()
         }
+    }
+
+    /// This report, keeping the exact sums of the slots it completes (see
+    /// [`Partial::states`]) when `keep` is set.
+    pub(crate) fn keeping_states(mut self, keep: bool) -> Partial {
+        self.keep_states = keep;
+        self
     }
 
     /// The report of a chunk that did not fit the plan.
@@ -174,6 +194,9 @@ impl Partial {
             }
             if sum.slot == self.first + self.closed.len() {
                 self.closed.push(sum.finish());
+                if self.keep_states {
+                    self.states.push(sum);
+                }
             } else {
                 debug_assert!(false, "complete slots of a chunk that are not one run");
                 self.broken = true;
@@ -193,6 +216,7 @@ impl Partial {
             next.broken || next.per_slot == self.per_slot,
             "reports of two walks"
         );
+        self.states.extend(next.states);
         for (i, c) in next.closed.into_iter().enumerate() {
             match (next.first + i)
                 .checked_sub(self.first)
@@ -227,8 +251,26 @@ impl Partial {
                     Some(m) => *m = done.finish(),
                     None => self.broken = true,
                 }
+                if self.keep_states {
+                    self.states.push(done);
+                }
             }
         }
+    }
+
+    /// The exact sums of each of the total's `slots` slots, in slot order (kept with
+    /// [`Partial::keeping_states`]; every slot must be complete: `None` otherwise, a bug).
+    pub(crate) fn states(&mut self, slots: usize) -> Option<Vec<LossSums>> {
+        if !self.open.is_empty() || self.states.len() != slots {
+            return None;
+        }
+        let mut states = core::mem::take(&mut self.states);
+        states.sort_unstable_by_key(|s| s.slot);
+        states
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.slot == i)
+            .then(|| states.into_iter().map(Open::into_sums).collect())
     }
 
     /// The total's sums per slot: of the values, of the weights and the counts. Every slot

@@ -30,6 +30,7 @@ pub(crate) mod pool;
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, Dimension, Ix2, IxDyn};
 use rayon::prelude::*;
 
+use crate::accumulate::LossSums;
 use crate::error::{format_value, Error};
 use crate::float::Float;
 use crate::loss::{in_unit_interval, BlockFn, BlockIo, Params};
@@ -109,6 +110,8 @@ pub(crate) struct Plan<F> {
     /// A reduction over some axes: the axes kept (one slot per element of their shape).
     /// `None`: one slot.
     pub kept: Option<Vec<usize>>,
+    /// Return each slot's exact sums too ([`Outcome::states`]).
+    pub states: bool,
 }
 
 impl<F> Plan<F> {
@@ -166,6 +169,8 @@ pub(crate) struct Outcome<F> {
     pub weights: Vec<f64>,
     /// Per slot: the number of kept elements (with [`Plan::denominators`]).
     pub counts: Vec<f64>,
+    /// Per slot: the exact sums (with [`Plan::states`]; empty otherwise).
+    pub states: Vec<LossSums>,
     /// The elementwise outputs, in the input's shape, that the executor allocated (`None`:
     /// in the caller's buffer, or not asked for): values, gradient, target gradient, second
     /// derivative.
@@ -425,7 +430,8 @@ impl<'a, F: Float> Walk<'a, F> {
             return Partial::broken();
         }
         let mut out = out;
-        let mut partial = Partial::starting_at(first / per_slot, per_slot);
+        let mut partial =
+            Partial::starting_at(first / per_slot, per_slot).keeping_states(plan.states);
         // Buffers for the blocks the mask or label smoothing change: input, target.
         let changes = self.has_mask || plan.smoothing.is_some();
         let m = if changes { len.min(BLOCK) } else { 0 };
@@ -674,6 +680,11 @@ pub(crate) fn execute<'v, 'o, F: Real>(
             sums: vec![0.0; slots],
             weights: vec![0.0; slots],
             counts: vec![0.0; slots],
+            states: if plan.states {
+                vec![LossSums::new(); slots]
+            } else {
+                Vec::new()
+            },
             arrays: core::array::from_fn(|k| empty(given[k], wanted[k])),
         });
     }
@@ -773,11 +784,11 @@ pub(crate) fn execute<'v, 'o, F: Real>(
     } else {
         None
     };
-    let total = run_batches(
+    let mut total = run_batches(
         &walk.geometry,
         wanted,
         outputs,
-        (slots, per_slot),
+        (slots, per_slot, plan.states),
         pool.as_deref(),
         interrupt,
         |c, out| walk.run_chunk(plan, c, out),
@@ -788,6 +799,13 @@ pub(crate) fn execute<'v, 'o, F: Real>(
     if total.bad_input || total.bad_target {
         return Err(first_out_of_range(&ops.x, &ops.y, mask.as_ref()));
     }
+    let states = if plan.states {
+        total
+            .states(slots)
+            .ok_or(Error::Internal("a slot's exact sums were left incomplete"))?
+    } else {
+        Vec::new()
+    };
     let (sums, weights, counts) = total.sums().ok_or(Error::Internal(
         "a slot of the reduction was left incomplete",
     ))?;
@@ -816,6 +834,7 @@ pub(crate) fn execute<'v, 'o, F: Real>(
         sums,
         weights,
         counts,
+        states,
         arrays,
     })
 }
@@ -899,13 +918,13 @@ fn run_batches<F: Float>(
     geometry: &Geometry,
     wanted: [bool; 4],
     mut outputs: [&mut [F]; 4],
-    (slots, per_slot): (usize, usize),
+    (slots, per_slot, keep_states): (usize, usize, bool),
     pool: Option<&rayon::ThreadPool>,
     interrupt: Interrupt<'_>,
     run: impl Fn(usize, [&mut [F]; 4]) -> Partial + Sync,
 ) -> Result<Partial, Error> {
     let chunks = geometry.count();
-    let mut total = Partial::total(slots, per_slot);
+    let mut total = Partial::total(slots, per_slot).keeping_states(keep_states);
     if chunks == 1 {
         // One chunk (every call below CHUNK elements): its outputs are the whole outputs, and
         // there is nothing to batch, time or share (the per-call cost matters for small calls).
