@@ -10,7 +10,7 @@ The functions and classes carry torch's names and arguments::
     loss(np.array([0.4498, 0.9845], np.float32), np.array([0.2345, 0.5565], np.float32))
 """
 
-from . import gbdt, gpu
+from . import gbdt, gpu, metrics
 from ._bcers import __version__, get_num_threads
 from ._functional import (
     Derivatives,
@@ -48,6 +48,7 @@ __all__ = [
     "gbdt",
     "get_num_threads",
     "gpu",
+    "metrics",
     "set_num_threads",
     "sigmoid_focal_loss",
     "sigmoid_focal_loss_backward",

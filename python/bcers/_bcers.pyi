@@ -1,5 +1,6 @@
 """Type stubs of the native module ``bcers._bcers`` (argument conversion only)."""
 
+from collections.abc import Sequence
 from typing import Any, final
 
 import numpy as np
@@ -34,6 +35,23 @@ def compute(
     hess: bool = False,
 ) -> Any: ...
 def check_loss(loss: str, alpha: float, gamma: float, label_smoothing: float = 0.0) -> None: ...
+
+# The exact sums of a loss over the kept elements, as LossSums bytes: one per slot of the
+# reduction over `axis` (all axes: one), in C order of the reduced shape.
+def sums(
+    loss: str,
+    alpha: float,
+    gamma: float,
+    input: Any,
+    target: Any,
+    weight: Any,
+    pos_weight: Any,
+    label_smoothing: float = 0.0,
+    mask: Any = None,
+    axis: list[int] | tuple[int, ...] | None = None,
+) -> list[bytes]: ...
+def sums_merge(states: Sequence[bytes]) -> bytes: ...
+def sums_finish(state: bytes) -> tuple[float, float, int]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def _num_threads_env_problem() -> str | None: ...
