@@ -579,6 +579,33 @@ fn pow2(e: i32) -> f64 {
     }
 }
 
+/// The exact sum of `x`, when a plain `f64` sum of it is exact (`None` otherwise, or for a NaN
+/// or an infinity): one pass, for short runs (a slot of a reduction over a few elements),
+/// where an [`ExactSum`]'s fixed costs would dominate. An exact sum of zero is `+0.0`, as
+/// [`ExactSum::finish`] gives.
+pub(crate) fn plain_exact_sum<F: Summand>(level: SimdLevel, x: &[F]) -> Option<f64> {
+    let (max_key, min_key_m1, sum) = dispatch(level, ScanSum { x });
+    if max_key == 0 {
+        return Some(0.0);
+    }
+    if max_key >= F::INF_KEY {
+        return None;
+    }
+    let top = F::top(max_key);
+    let bottom = F::ulp_exponent(min_key_m1.wrapping_add(1));
+    // `+ 0.0` turns a -0.0 into +0.0 and leaves every other value as it is.
+    plain_sum_is_exact(top, bottom, x.len()).then_some(sum + 0.0)
+}
+
+/// Whether any sum, in any order, of `n` values that are multiples of `2^bottom` below `2^top`
+/// in magnitude is exact in `f64`: every partial sum is then a multiple of `2^bottom` below
+/// `n 2^top <= 2^(bottom + 53)` (a 53-bit integer times `2^bottom`, with `bottom >= -1074`:
+/// representable, subnormal or not), and below `2^1024` (no overflow).
+fn plain_sum_is_exact(top: i32, bottom: i32, n: usize) -> bool {
+    let log2_n = n.max(1).next_power_of_two().trailing_zeros() as i32;
+    top + log2_n <= 1023 && top - bottom.max(BASE) + log2_n <= 53
+}
+
 /// The exponent of the lowest bit of window `j` from `2^top` down.
 fn lsb(top: i32, j: usize) -> i32 {
     (top - WINDOW * (j as i32 + 1)).max(BASE)
@@ -767,6 +794,47 @@ impl<F: Summand> Kernel for Scan<'_, F> {
             lo = lo.min(v.key_minus_one());
         }
         (hi.into(), lo.into())
+    }
+}
+
+/// Lanes of [`ScanSum`]'s sum and of its maxima and minima.
+const SCAN_LANES: usize = 16;
+
+/// [`Scan`]'s keys and the plain sum of `x` in `f64` (over [`SCAN_LANES`] accumulators), in
+/// one pass: the sum is exact, whatever its order, when [`plain_sum_is_exact`] says so for the
+/// keys found.
+struct ScanSum<'a, F> {
+    x: &'a [F],
+}
+
+impl<F: Summand> Kernel for ScanSum<'_, F> {
+    type Output = (u64, u64, f64);
+
+    #[inline(always)]
+    fn run<I: Isa>(self) -> (u64, u64, f64) {
+        // Every reduction kept in lanes (element `i` of a row of SCAN_LANES into lane `i`), so
+        // that the loop vectoriser needs no reassociation of the float sum.
+        let x = self.x;
+        let mut hi = [F::ZERO_KEY; SCAN_LANES];
+        let mut lo = [F::MAX_KEY; SCAN_LANES];
+        let mut acc = [0.0f64; SCAN_LANES];
+        let mut rows = x.chunks_exact(SCAN_LANES);
+        for row in &mut rows {
+            for j in 0..SCAN_LANES {
+                let v = row[I::index(j)];
+                hi[j] = hi[j].max(v.key());
+                lo[j] = lo[j].min(v.key_minus_one());
+                acc[j] += v.to_f64();
+            }
+        }
+        for (j, &v) in rows.remainder().iter().enumerate() {
+            hi[j] = hi[j].max(v.key());
+            lo[j] = lo[j].min(v.key_minus_one());
+            acc[j] += v.to_f64();
+        }
+        let hi = hi.into_iter().fold(F::ZERO_KEY, Ord::max);
+        let lo = lo.into_iter().fold(F::MAX_KEY, Ord::min);
+        (hi.into(), lo.into(), acc.into_iter().sum())
     }
 }
 
@@ -1171,6 +1239,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn plain_sums_are_taken_only_when_exact() {
+        // Runs of a few values over every width of magnitudes: a plain sum, when it is taken,
+        // is the correctly rounded sum; it is taken for narrow ranges, refused for wide ones.
+        let mut rng = Rng(17);
+        let (mut taken, mut refused) = (0, 0);
+        for &n in &[1usize, 2, 3, 10, 17, 100, 256] {
+            for width in [0.0, 5.0, 10.0, 20.0, 30.0, 60.0, 200.0] {
+                for _ in 0..20 {
+                    let v: Vec<f64> = (0..n)
+                        .map(|_| {
+                            let m = (rng.unit() * width - width / 2.0).exp2();
+                            if rng.unit() < 0.4 {
+                                -m
+                            } else {
+                                m
+                            }
+                        })
+                        .collect();
+                    let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                    let want32 = fsum(v32.iter().map(|&x| f64::from(x)));
+                    for level in available_simd_levels() {
+                        match plain_exact_sum(level, &v32) {
+                            Some(s) => {
+                                assert!(same(s, want32), "{level}: {s:e} != {want32:e}");
+                                taken += 1;
+                            }
+                            None => refused += 1,
+                        }
+                        if let Some(s) = plain_exact_sum(level, &v) {
+                            assert!(same(s, fsum(v.iter().copied())), "{level}: f64 {s:e}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(taken > 0 && refused > 0, "taken {taken}, refused {refused}");
+        // Zeros (negative ones too) sum to +0.0; non-finite values are refused.
+        assert!(same(
+            plain_exact_sum(simd_level(), &[-0.0f32, -0.0]).unwrap(),
+            0.0
+        ));
+        assert_eq!(plain_exact_sum(simd_level(), &[1.0f32, f32::NAN]), None);
+        assert_eq!(plain_exact_sum(simd_level(), &[f64::INFINITY]), None);
+        // 2^52 + 1 + 0.5: exact in no f64; refused.
+        assert_eq!(
+            plain_exact_sum(simd_level(), &[4503599627370496.0f64, 1.0, 0.5]),
+            None
+        );
     }
 
     #[test]

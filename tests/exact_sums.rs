@@ -356,7 +356,11 @@ fn request_sums_of_parts_merge_into_the_sums_of_the_whole() {
         v.pop().unwrap()
     };
     let whole = sums(0, n);
-    for cuts in [vec![0, 1, n], vec![0, 5000, 5001, 40_000, n], vec![0, n / 2, n]] {
+    for cuts in [
+        vec![0, 1, n],
+        vec![0, 5000, 5001, 40_000, n],
+        vec![0, n / 2, n],
+    ] {
         let mut parts: Vec<LossSums> = cuts.windows(2).map(|c| sums(c[0], c[1])).collect();
         parts.reverse();
         let mut total = LossSums::new();
@@ -374,7 +378,11 @@ fn request_sums_of_parts_merge_into_the_sums_of_the_whole() {
     assert_eq!(whole.count, kept);
     let mean = r.clone().reduction(Reduction::Mean).forward().unwrap();
     assert_eq!(mean.reduced(), Some(whole.values.finish() / kept as f64));
-    let wm = r.clone().reduction(Reduction::WeightedMean).forward().unwrap();
+    let wm = r
+        .clone()
+        .reduction(Reduction::WeightedMean)
+        .forward()
+        .unwrap();
     assert_eq!(
         wm.reduced(),
         Some(whole.values.finish() / whole.weights.finish())
@@ -382,9 +390,18 @@ fn request_sums_of_parts_merge_into_the_sums_of_the_whole() {
     let sum = r.reduction(Reduction::Sum).forward().unwrap();
     assert_eq!(sum.reduced(), Some(whole.values.finish()));
     // Per axis: one per slot, in C order of the reduced shape.
-    let x2 = x.slice(s![..70_000]).into_shape_with_order((700, 100)).unwrap();
-    let y2 = y.slice(s![..70_000]).into_shape_with_order((700, 100)).unwrap();
-    let per_row = Request::new(LossKind::Bce, x2, y2).axis(&[1]).sums().unwrap();
+    let x2 = x
+        .slice(s![..70_000])
+        .into_shape_with_order((700, 100))
+        .unwrap();
+    let y2 = y
+        .slice(s![..70_000])
+        .into_shape_with_order((700, 100))
+        .unwrap();
+    let per_row = Request::new(LossKind::Bce, x2, y2)
+        .axis(&[1])
+        .sums()
+        .unwrap();
     assert_eq!(per_row.len(), 700);
     let rows = Request::new(LossKind::Bce, x2, y2)
         .axis(&[1])

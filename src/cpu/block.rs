@@ -4,7 +4,7 @@
 //! SIMD level by the dispatch (like the losses' block functions), generic over the float type
 //! only.
 
-use crate::accumulate::{ExactSum, LossSums, Summand};
+use crate::accumulate::{plain_exact_sum, ExactSum, LossSums, Summand};
 use crate::float::Float;
 use crate::loss::weighted;
 use crate::simd::{dispatch, Isa, Kernel, SimdLevel};
@@ -35,6 +35,33 @@ pub(crate) struct Open {
     /// The number of the slot's elements walked so far, kept or not: the slot is complete
     /// when it reaches the elements per slot.
     seen: u64,
+}
+
+impl Closed {
+    /// The sums of a whole slot's run (as [`Open::add`] takes it) when plain `f64` sums of
+    /// its values and weights are exact (`None` otherwise): for short slots, where an
+    /// [`Open`]'s fixed costs would dominate. The same sums as [`Open`]'s, finished.
+    pub(crate) fn of_run<F: Summand>(
+        level: SimdLevel,
+        values: Option<&[F]>,
+        weights: Option<Option<&[F]>>,
+        kept: usize,
+    ) -> Option<Closed> {
+        let sum = match values {
+            Some(v) => plain_exact_sum(level, v)?,
+            None => 0.0,
+        };
+        let weight = match weights {
+            Some(Some(w)) => plain_exact_sum(level, w)?,
+            Some(None) => kept as f64,
+            None => 0.0,
+        };
+        Some(Closed {
+            sum,
+            weight,
+            count: kept as u64,
+        })
+    }
 }
 
 impl Open {
@@ -183,26 +210,37 @@ impl Partial {
     /// Ends a chunk's sum of `sum`'s slot (the chunk adds nothing more to it): finished if the
     /// chunk added every element of the slot, kept open otherwise. `sum` is emptied.
     pub(crate) fn close(&mut self, sum: &mut Open) {
-        let sum = core::mem::replace(sum, Open::for_slot(sum.slot));
         if sum.seen == 0 {
-            return;
+            return; // nothing added (and nothing to reset: an Open is a few hundred bytes)
         }
+        let sum = core::mem::replace(sum, Open::for_slot(sum.slot));
         if sum.complete(self.per_slot) {
-            // The chunk's complete slots are one run: this one follows the last.
-            if self.closed.is_empty() {
-                self.first = sum.slot;
-            }
-            if sum.slot == self.first + self.closed.len() {
-                self.closed.push(sum.finish());
-                if self.keep_states {
-                    self.states.push(sum);
-                }
-            } else {
-                debug_assert!(false, "complete slots of a chunk that are not one run");
-                self.broken = true;
+            if self.push_closed(sum.slot, sum.finish()) && self.keep_states {
+                self.states.push(sum);
             }
         } else {
             self.open.push(sum);
+        }
+    }
+
+    /// Whether this report keeps the exact sums of the slots it completes.
+    pub(crate) fn keeps_states(&self) -> bool {
+        self.keep_states
+    }
+
+    /// Records the finished sums of slot `slot`, complete in this chunk; whether they fitted
+    /// (a chunk's complete slots are one run: each follows the last).
+    pub(crate) fn push_closed(&mut self, slot: usize, closed: Closed) -> bool {
+        if self.closed.is_empty() {
+            self.first = slot;
+        }
+        if slot == self.first + self.closed.len() {
+            self.closed.push(closed);
+            true
+        } else {
+            debug_assert!(false, "complete slots of a chunk that are not one run");
+            self.broken = true;
+            false
         }
     }
 

@@ -36,7 +36,7 @@ use crate::float::Float;
 use crate::loss::{in_unit_interval, BlockFn, BlockIo, Params};
 use crate::math::Real;
 use crate::simd::{simd_level, SimdLevel};
-use block::{Open, Partial};
+use block::{Closed, Open, Partial};
 use layout::Canonical;
 pub(crate) use pool::get_num_threads;
 
@@ -46,6 +46,9 @@ pub(crate) const CHUNK: usize = 1 << 14;
 pub(crate) const BLOCK: usize = 1 << 10;
 /// Calls with fewer elements run on the caller's thread.
 pub(crate) const PARALLEL_MIN: usize = 1 << 16;
+/// The slots of a reduction up to this many elements are first summed plainly in `f64` (one
+/// pass), which is their exact sum when the values' magnitudes are close enough.
+const SHORT_SLOT: usize = 256;
 /// At most this many chunks per rayon job. rayon otherwise stops splitting after a few
 /// levels (about four leaves per thread), and a thread that runs slower (a busy or shared
 /// core) ends the call alone on a leaf of a quarter of its share; leaves of 4 chunks
@@ -450,9 +453,16 @@ impl<'a, F: Float> Walk<'a, F> {
             Vec::new()
         };
         let mut open = Open::for_slot(first / per_slot);
+        // Short slots: blocks of whole slots (from a chunk that starts at a slot's first
+        // element), so that each slot is one run, summed plainly when that is exact.
+        let block = if per_slot <= SHORT_SLOT {
+            (BLOCK / per_slot) * per_slot
+        } else {
+            BLOCK
+        };
         let mut start = 0;
         while start < len {
-            let m = (len - start).min(BLOCK);
+            let m = (len - start).min(block);
             let end = start + m;
             let [x, y, w, pw, g] = &mut sources;
             let (Some(x), Some(y)) = (x.as_mut(), y.as_mut()) else {
@@ -609,13 +619,19 @@ impl<'a, F: Float> Walk<'a, F> {
                 Some(k) => k[i..run_end].iter().filter(|&&k| k).count(),
                 None => run_end - i,
             };
-            open.add(
-                self.level,
-                run_end - i,
+            let (vs, ws) = (
                 values.map(|v| &v[i..run_end]),
                 weights.map(|w| w.map(|w| &w[i..run_end])),
-                kept,
             );
+            // A whole slot in this run, short: its plain sums, when they are exact.
+            if run_end - i == per_slot && per_slot <= SHORT_SLOT && !partial.keeps_states() {
+                if let Some(closed) = Closed::of_run(self.level, vs, ws, kept) {
+                    partial.push_closed(slot, closed);
+                    i = run_end;
+                    continue;
+                }
+            }
+            open.add(self.level, run_end - i, vs, ws, kept);
             i = run_end;
         }
     }
