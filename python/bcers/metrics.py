@@ -41,6 +41,20 @@ _KINDS: dict[str, type[_Loss]] = {
 }
 
 
+def _canonical(dtype: Any) -> np.dtype[Any] | None:
+    """NumPy's own instance of ``dtype`` (an unpickled one is a copy, which the identity
+    checks of the result conversion would not recognise)."""
+    return None if dtype is None else np.dtype(np.dtype(dtype).type)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two optional parameter arrays are equal (both absent, or equal values and
+    shapes)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.shape(a) == np.shape(b) and np.array_equal(np.asarray(a), np.asarray(b)))
+
+
 def _params(loss: _Loss) -> tuple[str, float, float, Any]:
     """The loss's name, alpha, gamma and pos_weight."""
     alpha, gamma, pos_weight = loss._params()
@@ -74,7 +88,9 @@ def _sums(
     try:
         x, y, w, pw, dtype = _prepare(input, target, loss.weight, pos_weight)
         if weight is not None:
-            _, _, extra, _, _ = _prepare(x, y, weight, None)
+            # Prepared against the input as given: a float16 batch's weight is rounded to
+            # float16, as one call over the data rounds it.
+            _, _, extra, _, _ = _prepare(input, target, weight, None)
             w = _weights(w, extra)
     except _OnGpu:
         raise TypeError(
@@ -153,7 +169,9 @@ class LossMetric:
         elements. A batch whose input is out of range raises, and adds nothing."""
         states, dtype = _sums(self.loss, input, target, weight, mask)
         self._state = _bcers.sums_merge([self._state, *states])
-        self._dtype = dtype if self._dtype is None else np.result_type(self._dtype, dtype)
+        self._dtype = _canonical(
+            dtype if self._dtype is None else np.result_type(self._dtype, dtype)
+        )
 
     def _check_like(self, other: LossMetric) -> None:
         if not isinstance(other, LossMetric):
@@ -163,6 +181,8 @@ class LossMetric:
             type(self.loss) is type(other.loss)
             and a[:3] == b[:3]
             and self.loss.label_smoothing == other.loss.label_smoothing
+            and _same(a[3], b[3])
+            and _same(self.loss.weight, other.loss.weight)
         )
         if not same:
             raise ValueError(
@@ -177,7 +197,7 @@ class LossMetric:
         self._state = _bcers.sums_merge([self._state, *(o._state for o in others)])
         for other in others:
             if other._dtype is not None:
-                self._dtype = (
+                self._dtype = _canonical(
                     other._dtype
                     if self._dtype is None
                     else np.result_type(self._dtype, other._dtype)
@@ -268,7 +288,7 @@ class LossMetric:
         if (name, alpha, gamma, loss.label_smoothing) != recorded:
             raise ValueError(f"{loss!r} is not the loss this state was computed with")
         metric._state = state
-        metric._dtype = None if header["dtype"] is None else np.dtype(header["dtype"])
+        metric._dtype = _canonical(header["dtype"])
         return metric
 
     def __getstate__(self) -> dict[str, Any]:
@@ -277,7 +297,7 @@ class LossMetric:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.loss = state["loss"]
         self._state = state["state"]
-        self._dtype = state["dtype"]
+        self._dtype = _canonical(state["dtype"])
 
     def __repr__(self) -> str:
         return f"LossMetric({self.loss!r}, count={self.count})"
