@@ -1,5 +1,7 @@
 """``python -m bcers``: the seed examples computed by bcers beside torch's values, then a quick
-timing against the NumPy expression a user would otherwise write."""
+timing against the NumPy expression a user would otherwise write. ``python -m bcers score ...``
+(or the ``bcers score`` command): the loss of predictions stored in files, see
+:mod:`bcers._score`."""
 
 from __future__ import annotations
 
@@ -90,13 +92,23 @@ def _parser() -> argparse.ArgumentParser:
             "bcers' numbers beside torch's, then times bcers against the NumPy expression. "
             "Exits with status 1 if a number differs from torch's."
         ),
+        epilog=(
+            "python -m bcers score ... (the bcers score command): the loss of predictions "
+            "against labels in .npy, CSV or Parquet files, which may be larger than memory; "
+            "see python -m bcers score --help."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"bcers {bcers.__version__}")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    _parser().parse_args(argv)
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["score"]:
+        from ._score import main as score
+
+        return score(args[1:])
+    _parser().parse_args(args)
     print(f"bcers {bcers.__version__}: the seed examples, beside torch's values\n")
     worst = 0.0
     for ex in _examples():
