@@ -1247,7 +1247,7 @@ mod tests {
         // is the correctly rounded sum; it is taken for narrow ranges, refused for wide ones.
         let mut rng = Rng(17);
         let (mut taken, mut refused) = (0, 0);
-        for &n in &[1usize, 2, 3, 10, 17, 100, 256] {
+        for &n in &[1usize, 2, 3, 10, 17, 100, 256, 1000] {
             for width in [0.0, 5.0, 10.0, 20.0, 30.0, 60.0, 200.0] {
                 for _ in 0..20 {
                     let v: Vec<f64> = (0..n)

@@ -48,7 +48,7 @@ pub(crate) const BLOCK: usize = 1 << 10;
 pub(crate) const PARALLEL_MIN: usize = 1 << 16;
 /// The slots of a reduction up to this many elements are first summed plainly in `f64` (one
 /// pass), which is their exact sum when the values' magnitudes are close enough.
-const SHORT_SLOT: usize = 256;
+const SHORT_SLOT: usize = BLOCK;
 /// At most this many chunks per rayon job. rayon otherwise stops splitting after a few
 /// levels (about four leaves per thread), and a thread that runs slower (a busy or shared
 /// core) ends the call alone on a leaf of a quarter of its share; leaves of 4 chunks
