@@ -48,6 +48,23 @@ class _OnGpu(Exception):
     NumPy calls pay nothing."""
 
 
+class _OnDask(TypeError):
+    """Raised while preparing the arguments when one of them is a Dask collection: the call
+    then goes to :mod:`bcers.dask`, lazily (never materialised here). Only the non-ndarray
+    path of :func:`_asarray` checks for it, so NumPy calls pay nothing. Callers that take only
+    NumPy arrays let it through: a TypeError that names bcers.dask."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a Dask array: this function takes NumPy arrays; use bcers.dask for Dask arrays"
+        )
+
+
+def _is_dask(value: Any) -> bool:
+    """Whether ``value`` is a Dask collection (without importing dask)."""
+    return hasattr(value, "__dask_graph__")
+
+
 def _warn(message: str) -> None:
     """A UserWarning attributed to the first caller outside this package."""
     frame = sys._getframe(0)
@@ -101,6 +118,8 @@ def _asarray(value: ArrayLike, name: str) -> npt.NDArray[Any]:
         return value
     if type(value) is _GpuArray:
         raise _OnGpu
+    if _is_dask(value):
+        raise _OnDask
     return _convert(value, name)
 
 
@@ -302,6 +321,8 @@ def _mask(mask: Any) -> npt.NDArray[np.bool_] | None:
     """``mask`` as a bool ndarray (TypeError for any other dtype)."""
     if mask is None:
         return None
+    if _is_dask(mask):
+        return mask  # type: ignore[no-any-return]  # bcers.dask checks it
     m = _convert(mask, "mask")  # a MaskedArray is refused: a mask of a mask means nothing
     if m.dtype != np.bool_:
         raise TypeError(f"mask must be an array of booleans, got dtype {m.dtype}")
@@ -429,8 +450,27 @@ def _run(
     if isinstance(input, np.ma.MaskedArray) or isinstance(target, np.ma.MaskedArray):
         input, target, options = _unmask(input, target, options)
     try:
+        if options.mask is not None and _is_dask(options.mask):
+            raise _OnDask
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
         g = _grad_output(grad_output, dtype) if derivatives else None
+    except _OnDask:
+        from . import dask as _dask  # only here: importing bcers does not import dask
+
+        return _dask._compute(
+            loss,
+            alpha,
+            gamma,
+            input,
+            target,
+            weight,
+            pos_weight,
+            grad_output,
+            mode,
+            outputs,
+            options,
+            as_derivatives,
+        )
     except _OnGpu:
         return _gpu._compute(
             loss,

@@ -34,6 +34,8 @@ def _stored(value: ArrayLike | None, name: str) -> npt.NDArray[Any] | Array | No
     against each call's input)."""
     if value is None or type(value) is Array:
         return value
+    if hasattr(value, "__dask_graph__"):
+        return value  # type: ignore[return-value]  # a Dask array: bcers.dask takes it
     a = convert(value, name)
     check_real(a, name)
     return a
