@@ -146,9 +146,10 @@ pub struct ExactSum {
     pos_inf: bool,
     /// `-inf` was added.
     neg_inf: bool,
-    /// The top (`|x| < 2^top`) of the last chunk folded, a guess for the next: not part of
-    /// the sum (neither compared nor serialised).
-    hint: Option<i32>,
+    /// The windows the next chunk is first tried with (the top `2^t` of the first, and one
+    /// or two of them), from the last chunk's: not part of the sum (neither compared nor
+    /// serialised).
+    hint: Option<(i32, usize)>,
 }
 
 impl Default for ExactSum {
@@ -406,25 +407,16 @@ impl ExactSum {
 
     /// Adds a chunk of at most [`CHUNK`] values.
     fn add_chunk<F: Summand>(&mut self, level: SimdLevel, x: &[F]) {
-        if let Some(guess) = self.hint {
-            // The scan and one window from the last chunk's top, in one pass: taken when
-            // that window holds every bit of the chunk (the usual case for a stream of like
-            // values), and the two passes below otherwise.
-            let magic = pow2(lsb(guess, 0) + 52) * 1.5;
-            let (max_key, min_key_m1, [acc]) =
-                dispatch(level, ScanFold::<F, 1> { x, magic: [magic] });
-            if max_key == 0 {
-                return;
-            }
-            if max_key < F::INF_KEY {
-                let top = F::top(max_key);
-                let bottom = F::ulp_exponent(min_key_m1.wrapping_add(1));
-                if top <= guess && folds_needed(guess, bottom) == 1 {
-                    let k = acc.wrapping_sub((x.len() as i64).wrapping_mul(magic.to_bits() as i64));
-                    self.deposit(k, lsb(guess, 0));
-                    return;
-                }
-            }
+        // The scan and the windows of the last chunk, in one pass: taken when those windows
+        // hold every bit of the chunk (the usual case for a stream of like values), and the
+        // two passes below otherwise.
+        let taken = match self.hint {
+            Some((guess, 1)) => self.add_hinted::<F, 1>(level, x, guess),
+            Some((guess, _)) => self.add_hinted::<F, 2>(level, x, guess),
+            None => false,
+        };
+        if taken {
+            return;
         }
         let (max_key, min_key_m1) = dispatch(level, Scan { x });
         if max_key == 0 {
@@ -446,15 +438,45 @@ impl ExactSum {
         }
         let bottom = F::ulp_exponent(min_key_m1.wrapping_add(1));
         let folds = folds_needed(top, bottom);
-        // The next chunk tries one window from this top (a little above it when this chunk
-        // needed a single window with room to spare below, so that a larger value fits).
-        self.hint =
-            (folds == 1 && top < MAX_FOLD_TOP).then(|| (top + 1).min(bottom.max(BASE) + WINDOW));
+        self.hint = hint(top, bottom, folds);
         if folds <= MAX_FOLDS {
             self.fold(level, x, top, folds, None);
         } else {
             self.add_chunk_wide(level, x, top);
         }
+    }
+
+    /// Adds `x` in one pass of [`ScanFold`] with `K` windows from `2^guess`, if they hold
+    /// every bit of its values (whether it did; nothing is added otherwise), and updates the
+    /// hint for the next chunk.
+    fn add_hinted<F: Summand, const K: usize>(
+        &mut self,
+        level: SimdLevel,
+        x: &[F],
+        guess: i32,
+    ) -> bool {
+        let magic: [f64; K] = core::array::from_fn(|j| pow2(lsb(guess, j) + 52) * 1.5);
+        let (max_key, min_key_m1, sums) = dispatch(level, ScanFold::<F, K> { x, magic });
+        if max_key == 0 {
+            return true; // only zeros
+        }
+        if max_key >= F::INF_KEY {
+            return false;
+        }
+        let top = F::top(max_key);
+        let bottom = F::ulp_exponent(min_key_m1.wrapping_add(1));
+        if top > guess || folds_needed(guess, bottom) > K {
+            return false;
+        }
+        let count = x.len() as i64;
+        for (j, (&s, m)) in sums.iter().zip(magic).enumerate() {
+            let k = s.wrapping_sub(count.wrapping_mul(m.to_bits() as i64));
+            self.deposit(k, lsb(guess, j));
+        }
+        if K > 1 && folds_needed(top, bottom) < K {
+            self.hint = hint(top, bottom, folds_needed(top, bottom));
+        }
+        true
     }
 
     /// Adds a chunk whose magnitudes need more than [`MAX_FOLDS`] windows: [`MAX_FOLDS`] at a
@@ -604,6 +626,14 @@ pub(crate) fn plain_exact_sum<F: Summand>(level: SimdLevel, x: &[F]) -> Option<f
 fn plain_sum_is_exact(top: i32, bottom: i32, n: usize) -> bool {
     let log2_n = n.max(1).next_power_of_two().trailing_zeros() as i32;
     top + log2_n <= 1023 && top - bottom.max(BASE) + log2_n <= 53
+}
+
+/// The windows the next chunk is first tried with, after a chunk of top `top` and bottom
+/// `bottom` that needed `folds` windows: as many (one or two; none beyond), from a little
+/// above its top when there is room below, so that a slightly larger value fits.
+fn hint(top: i32, bottom: i32, folds: usize) -> Option<(i32, usize)> {
+    let room = bottom.max(BASE) + WINDOW * folds as i32;
+    (folds <= 2 && top < MAX_FOLD_TOP).then(|| ((top + 1).min(room), folds))
 }
 
 /// The exponent of the lowest bit of window `j` from `2^top` down.
@@ -1305,10 +1335,12 @@ mod tests {
                 })
                 .collect()
         };
-        let shapes: [(f64, f64); 7] = [
+        let shapes: [(f64, f64); 9] = [
             (0.0, 1.0),     // narrow
             (9.0, 10.0),    // above the last window
             (-40.0, 0.0),   // below it: two windows
+            (-45.0, -2.0),  // two windows again, from lower down
+            (-44.0, 1.0),   // two, reaching above
             (0.0, 1.0),     // narrow again
             (-30.0, -29.0), // far below the last top
             (-140.0, 5.0),  // many windows
