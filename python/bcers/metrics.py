@@ -169,9 +169,10 @@ class LossMetric:
         elements. A batch whose input is out of range raises, and adds nothing."""
         states, dtype = _sums(self.loss, input, target, weight, mask)
         self._state = _bcers.sums_merge([self._state, *states])
-        self._dtype = _canonical(
-            dtype if self._dtype is None else np.result_type(self._dtype, dtype)
-        )
+        if dtype is not self._dtype:  # the common case (the same dtype again) costs nothing
+            self._dtype = _canonical(
+                dtype if self._dtype is None else np.result_type(self._dtype, dtype)
+            )
 
     def _check_like(self, other: LossMetric) -> None:
         if not isinstance(other, LossMetric):
