@@ -2,6 +2,7 @@
 every result on the torch golden cases, and the speed of the main calls, side by side.
 
     python scripts/compare_builds.py OLD_PYTHON NEW_PYTHON [--rounds 5] [--n 10000000]
+        [--labels soft|hard] [--no-bits]
 
 ``OLD_PYTHON`` and ``NEW_PYTHON`` are interpreters of environments with the two builds
 installed (``pip install`` of each build's wheel). The script runs in either. The speed cases
@@ -79,6 +80,8 @@ rng = np.random.default_rng(0)
 p = rng.uniform(1e-6, 1 - 1e-6, n).astype(np.float32)
 z = (3 * rng.standard_normal(n)).astype(np.float32)
 y = rng.random(n).astype(np.float32)
+if sys.argv[2] == "hard":
+    y = (y < 0.5).astype(np.float32)
 p64 = p.astype(np.float64)
 small_p, small_y = p[:1000].copy(), y[:1000].copy()
 cases = {
@@ -126,6 +129,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--no-bits", action="store_true", help="skip the byte comparison")
+    parser.add_argument(
+        "--labels",
+        choices=("soft", "hard"),
+        default="soft",
+        help="targets of the timed cases: uniform in [0, 1) (soft) or 0 and 1 (hard)",
+    )
     args = parser.parse_args()
 
     status = 0
@@ -148,9 +157,12 @@ def main() -> int:
     times: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
     for _ in range(args.rounds):
         for python, name in ((args.old, "old"), (args.new, "new")):
-            for case, t in json.loads(run(python, TIME, str(args.n))).items():
+            for case, t in json.loads(run(python, TIME, str(args.n), args.labels)).items():
                 times[name].setdefault(case, []).append(t)
-    print(f"\nmedian of {args.rounds} alternating rounds (ns/element; us for the n = 1000 call)")
+    print(
+        f"\nmedian of {args.rounds} alternating rounds, {args.labels} targets "
+        "(ns/element; us for the n = 1000 call)"
+    )
     print("| case | old | new | new / old |")
     print("|---|---|---|---|")
     for case in times["old"]:
