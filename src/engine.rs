@@ -42,6 +42,18 @@ fn masked_operands<F: Real>() -> (F, F) {
     (F::from_f64(0.5), F::from_f64(0.5))
 }
 
+/// The shapes of `ops`, for [`check`].
+fn shapes_of<'s, F>(ops: &'s Operands<'_, F>) -> Shapes<'s> {
+    Shapes {
+        input: ops.x.shape(),
+        target: ops.y.shape(),
+        weight: ops.w.as_ref().map(|v| v.shape()),
+        pos_weight: ops.pw.as_ref().map(|v| v.shape()),
+        grad_output: ops.g.as_ref().map(|v| v.shape()),
+        mask: ops.mask.as_ref().map(|v| v.shape()),
+    }
+}
+
 /// Runs `spec` over `ops` (`ops.g` is the grad_output: a scalar for a full reduction, of the
 /// reduced shape for a reduction over axes, per element for `none`), outputs into `dest` where
 /// they can go.
@@ -51,15 +63,7 @@ pub(crate) fn run<F: Real>(
     mut dest: Dest<'_, F>,
     interrupt: Interrupt<'_>,
 ) -> Result<Results<F>, Error> {
-    let shapes = Shapes {
-        input: ops.x.shape(),
-        target: ops.y.shape(),
-        weight: ops.w.as_ref().map(|v| v.shape()),
-        pos_weight: ops.pw.as_ref().map(|v| v.shape()),
-        grad_output: ops.g.as_ref().map(|v| v.shape()),
-        mask: ops.mask.as_ref().map(|v| v.shape()),
-    };
-    let Checked { kept, shape } = check(spec, &shapes)?;
+    let Checked { kept, shape } = check(spec, &shapes_of(&ops))?;
     let outputs = spec.outputs;
     if !outputs.any() {
         return Err(Error::Internal("a call that asks for nothing"));
@@ -275,14 +279,7 @@ pub(crate) fn run_sums<F: Real>(
     ops: Operands<'_, F>,
     interrupt: Interrupt<'_>,
 ) -> Result<Vec<LossSums>, Error> {
-    let shapes = Shapes {
-        input: ops.x.shape(),
-        target: ops.y.shape(),
-        weight: ops.w.as_ref().map(|v| v.shape()),
-        pos_weight: ops.pw.as_ref().map(|v| v.shape()),
-        grad_output: None,
-        mask: ops.mask.as_ref().map(|v| v.shape()),
-    };
+    let ops = Operands { g: None, ..ops };
     // Checked as a sum: `none` would refuse an axis, and the sums do not depend on it.
     let summed = Spec {
         reduction: Reduction::Sum,
@@ -292,7 +289,7 @@ pub(crate) fn run_sums<F: Real>(
         },
         ..spec.clone()
     };
-    let Checked { kept, .. } = check(&summed, &shapes)?;
+    let Checked { kept, .. } = check(&summed, &shapes_of(&ops))?;
     let ls = spec.label_smoothing;
     let plan = Plan {
         kernel: Some(kernel::<F>(&spec.loss, summed.want())),
@@ -310,7 +307,6 @@ pub(crate) fn run_sums<F: Real>(
         kept,
         states: true,
     };
-    let ops = Operands { g: None, ..ops };
     Ok(execute(&plan, &ops, Dest::default(), interrupt)?.states)
 }
 
@@ -336,27 +332,39 @@ pub(crate) struct DynResults {
     pub arrays: [Option<DynArray>; 4],
 }
 
+/// `ops` (a [`DynOperands`] whose input is `$x`, the view of variant `$variant`) as the
+/// [`Operands`] of `$t`: an operand of another float type is an internal error.
+macro_rules! typed_operands {
+    ($variant:ident, $t:ty, $x:expr, $ops:expr) => {{
+        #[allow(clippy::type_complexity)]
+        fn take(v: Option<DynView<'_>>) -> Result<Option<ArrayViewD<'_, $t>>, Error> {
+            match v {
+                None => Ok(None),
+                Some(DynView::$variant(v)) => Ok(Some(v)),
+                Some(_) => Err(Error::Internal("operands of different float types")),
+            }
+        }
+        Operands {
+            x: $x,
+            y: take(Some($ops.y))?.ok_or(Error::Internal("no target"))?,
+            w: take($ops.w)?,
+            pw: take($ops.pw)?,
+            g: take($ops.g)?,
+            mask: $ops.mask,
+        }
+    }};
+}
+
 /// [`run`] in the operands' float type, no caller's buffers, no interrupt check.
 pub(crate) fn run_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<DynResults, Error> {
     macro_rules! typed {
         ($variant:ident, $t:ty, $x:expr) => {{
-            #[allow(clippy::type_complexity)]
-            fn take(v: Option<DynView<'_>>) -> Result<Option<ArrayViewD<'_, $t>>, Error> {
-                match v {
-                    None => Ok(None),
-                    Some(DynView::$variant(v)) => Ok(Some(v)),
-                    Some(_) => Err(Error::Internal("operands of different float types")),
-                }
-            }
-            let ops = Operands {
-                x: $x,
-                y: take(Some(ops.y))?.ok_or(Error::Internal("no target"))?,
-                w: take(ops.w)?,
-                pw: take(ops.pw)?,
-                g: take(ops.g)?,
-                mask: ops.mask,
-            };
-            let r = run(spec, ops, Dest::default(), None)?;
+            let r = run(
+                spec,
+                typed_operands!($variant, $t, $x, ops),
+                Dest::default(),
+                None,
+            )?;
             DynResults {
                 reduced: r.reduced.map(|v| match v {
                     Reduced::Scalar(v) => DynReduced::Scalar(v),
@@ -374,30 +382,9 @@ pub(crate) fn run_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<DynResults, E
 
 /// [`run_sums`] in the operands' float type, no interrupt check (`ops.g` is not used).
 pub(crate) fn sums_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<Vec<LossSums>, Error> {
-    macro_rules! typed {
-        ($variant:ident, $t:ty, $x:expr) => {{
-            #[allow(clippy::type_complexity)]
-            fn take(v: Option<DynView<'_>>) -> Result<Option<ArrayViewD<'_, $t>>, Error> {
-                match v {
-                    None => Ok(None),
-                    Some(DynView::$variant(v)) => Ok(Some(v)),
-                    Some(_) => Err(Error::Internal("operands of different float types")),
-                }
-            }
-            let ops = Operands {
-                x: $x,
-                y: take(Some(ops.y))?.ok_or(Error::Internal("no target"))?,
-                w: take(ops.w)?,
-                pw: take(ops.pw)?,
-                g: None,
-                mask: ops.mask,
-            };
-            run_sums(spec, ops, None)
-        }};
-    }
     match ops.x {
-        DynView::F32(x) => typed!(F32, f32, x),
-        DynView::F64(x) => typed!(F64, f64, x),
+        DynView::F32(x) => run_sums(spec, typed_operands!(F32, f32, x, ops), None),
+        DynView::F64(x) => run_sums(spec, typed_operands!(F64, f64, x, ops), None),
     }
 }
 
