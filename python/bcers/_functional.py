@@ -454,25 +454,13 @@ def _run(
             raise _OnDask
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
         g = _grad_output(grad_output, dtype) if derivatives else None
-    except _OnDask:
-        from . import dask as _dask  # only here: importing bcers does not import dask
-
-        return _dask._compute(
-            loss,
-            alpha,
-            gamma,
-            input,
-            target,
-            weight,
-            pos_weight,
-            grad_output,
-            mode,
-            outputs,
-            options,
-            as_derivatives,
-        )
-    except _OnGpu:
-        return _gpu._compute(
+    except (_OnDask, _OnGpu) as other:
+        # Another backend: the GPU's, or bcers.dask (imported only here: importing bcers does
+        # not import dask).
+        backend: Any = _gpu
+        if isinstance(other, _OnDask):
+            from . import dask as backend
+        return backend._compute(
             loss,
             alpha,
             gamma,
