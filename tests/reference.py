@@ -919,8 +919,11 @@ def expected_outputs(
         y0 = np.where(keep, ops.y, _SAFE)
         # The smoothing's constants 1 - s and s / 2 in the compute dtype, as every operand (a
         # tiny s / 2 is 0 there: no smoothing).
-        a, b = float(ops.compute.type(1.0 - ls)), float(ops.compute.type(ls / 2.0))
-        y = y0 * a + b
+        c = ops.compute.type
+        a, b = float(c(1.0 - ls)), float(c(ls / 2.0))
+        # The smoothed target as the CPU computes it: a product, then a sum, each rounded to
+        # the compute dtype (no fused multiply-add); ``dy`` below covers other roundings.
+        y = ((y0.astype(ops.compute) * c(a)).astype(ops.compute) + c(b)).astype(np.float64)
         dy = SMOOTHING_ULPS * UNIT[ops.compute] * (np.abs(y0) * a + b)
         # (below the normal range a rounding is absolute: a subnormal step at most)
         dy = dy + float(np.finfo(ops.compute).smallest_subnormal)
