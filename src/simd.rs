@@ -3,8 +3,10 @@
 //! Every kernel is one generic body (a [`Kernel`]) written over scalars with branch-free
 //! arithmetic. It is compiled once per instruction-set level by the `#[target_feature]` wrappers
 //! below, where LLVM vectorises its loops for that level's registers; the level is detected once
-//! and cached. The only `unsafe` in the crate is here, where a wrapper with a CPU feature is
-//! called after the feature was detected.
+//! and cached. The crate's `unsafe` is all of this kind: here, where a wrapper with a CPU
+//! feature is called after the feature was detected, and in a kernel that, at a level with
+//! AVX2 ([`Isa::AVX2`]), calls a function written with AVX2 intrinsics where the vectoriser's
+//! own choice is slower (the exact sum's scan and fold of `f32` values, in `accumulate`).
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -155,6 +157,9 @@ pub trait Isa: Copy + 'static {
     const FMA: bool;
     /// Process one element at a time (the scalar reference level).
     const SCALAR: bool;
+    /// AVX2 is available (x86-64's AVX2 and AVX-512 levels): a kernel may call a function
+    /// compiled with `#[target_feature(enable = "avx2")]`.
+    const AVX2: bool = false;
 
     /// `a * b + c`: fused where the level has FMA, two roundings where it does not.
     #[inline(always)]
@@ -199,6 +204,7 @@ pub struct Avx2Isa;
 impl Isa for Avx2Isa {
     const FMA: bool = true;
     const SCALAR: bool = false;
+    const AVX2: bool = true;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -208,6 +214,7 @@ pub struct Avx512Isa;
 impl Isa for Avx512Isa {
     const FMA: bool = true;
     const SCALAR: bool = false;
+    const AVX2: bool = true;
 }
 
 /// A computation written once and compiled for every level. `run` and everything it calls
