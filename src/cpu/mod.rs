@@ -971,17 +971,31 @@ fn run_batches<F: Float>(
             .map(|(k, ((a, b), (c, d)))| (k, [a, b, c, d]))
             .collect();
         let clock = std::time::Instant::now();
-        let partials: Vec<Partial> = match pool {
-            Some(pool) => pool.install(|| {
-                work.into_par_iter()
-                    .with_max_len(CHUNKS_PER_JOB)
-                    .map(|(c, out)| run(c, out))
-                    .collect()
-            }),
-            None => work.into_iter().map(|(c, out)| run(c, out)).collect(),
-        };
-        for p in partials {
-            total.merge(p);
+        // Each chunk's report is merged into the total as soon as it is made (merges are exact,
+        // so their order does not matter): a call holds a few reports at a time, not one per
+        // chunk (a few hundred bytes each, which a thread's allocator would otherwise fetch
+        // from the system, and fault in, on every call).
+        match pool {
+            Some(pool) => {
+                let shared = std::sync::Mutex::new(total);
+                pool.install(|| {
+                    work.into_par_iter()
+                        .with_max_len(CHUNKS_PER_JOB)
+                        .for_each(|(c, out)| {
+                            let report = run(c, out);
+                            // A poisoned lock (a panic in another chunk's merge, which the
+                            // call then re-raises) still holds a usable total.
+                            let mut total = shared.lock().unwrap_or_else(|e| e.into_inner());
+                            total.merge(report);
+                        })
+                });
+                total = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+            }
+            None => {
+                for (c, out) in work {
+                    total.merge(run(c, out));
+                }
+            }
         }
         start = end;
         if start < chunks {
