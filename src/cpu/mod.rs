@@ -27,8 +27,9 @@ mod block;
 mod layout;
 pub(crate) mod pool;
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, Dimension, Ix2, IxDyn};
-use rayon::prelude::*;
 
 use crate::accumulate::LossSums;
 use crate::error::{format_value, Error};
@@ -49,11 +50,6 @@ pub(crate) const PARALLEL_MIN: usize = 1 << 16;
 /// The slots of a reduction up to this many elements are first summed plainly in `f64` (one
 /// pass), which is their exact sum when the values' magnitudes are close enough.
 const SHORT_SLOT: usize = BLOCK;
-/// At most this many chunks per rayon job. rayon otherwise stops splitting after a few
-/// levels (about four leaves per thread), and a thread that runs slower (a busy or shared
-/// core) ends the call alone on a leaf of a quarter of its share; leaves of 4 chunks
-/// (65,536 elements) leave the others something to steal until the end.
-const CHUNKS_PER_JOB: usize = 4;
 
 // ---------------------------------------------------------------------------------------------
 // The operands and the plan.
@@ -925,11 +921,143 @@ fn take_batch<'s, F>(
     split_chunks(head, geometry, range)
 }
 
+/// Runs the chunks of `work` on the caller's thread and the pool's threads (the call's other
+/// threads), and merges their reports into `total`.
+///
+/// Each thread runs a contiguous share of the chunks in order (threads writing far apart
+/// in an output, not page beside page), then takes chunks from the end of the largest share
+/// left. The caller starts at once and the pool's threads join as they wake (a sleeping thread
+/// takes tens of microseconds): a call of a few chunks is not held up by a hand-off to the
+/// pool and back, and a thread that runs slower (a busy or shared core) holds up the end of
+/// the call by about one chunk.
+fn run_shared<F: Float>(
+    pool: &rayon::ThreadPool,
+    work: Vec<ChunkOutputs<'_, F>>,
+    total: Partial,
+    run: &(impl Fn(usize, [&mut [F]; 4]) -> Partial + Sync),
+) -> Partial {
+    let helpers = pool.current_num_threads().min(work.len().saturating_sub(1));
+    let threads = helpers + 1;
+    let shares = Shares::new(work, threads);
+    let shared = std::sync::Mutex::new(total);
+    // A poisoned lock (a panic in another thread's chunk, which the call then re-raises) still
+    // holds usable shares and a usable total.
+    let drain = |me: usize| loop {
+        let next = shares.0.lock().unwrap_or_else(|e| e.into_inner()).take(me);
+        let Some((c, out)) = next else {
+            break;
+        };
+        let report = run(c, out);
+        shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .merge(report);
+    };
+    // The caller waits for the helpers' last chunks awake (a blocking wait at the scope's end
+    // would put it to sleep, and waking it takes as long as waking a helper).
+    let running = AtomicUsize::new(helpers);
+    pool.in_place_scope(|scope| {
+        for me in 1..threads {
+            let (drain, running) = (&drain, &running);
+            scope.spawn(move |_| {
+                drain(me);
+                running.fetch_sub(1, Ordering::Release);
+            });
+        }
+        drain(0);
+        let mut spins = 0u32;
+        while running.load(Ordering::Acquire) > 0 {
+            if spins < SPINS {
+                core::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    });
+    linger(pool, helpers);
+    shared.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The chunks of a call, cut into one contiguous share per thread ([`run_shared`]).
+struct Shares<'s, F>(std::sync::Mutex<SharesInner<'s, F>>);
+
+struct SharesInner<'s, F> {
+    /// The chunks not taken yet.
+    work: Vec<Option<ChunkOutputs<'s, F>>>,
+    /// Each thread's share: the positions in `work` it has left.
+    left: Vec<core::ops::Range<usize>>,
+}
+
+impl<'s, F> Shares<'s, F> {
+    fn new(work: Vec<ChunkOutputs<'s, F>>, threads: usize) -> Self {
+        let n = work.len();
+        let left = (0..threads)
+            .map(|t| n * t / threads..n * (t + 1) / threads)
+            .collect();
+        let work = work.into_iter().map(Some).collect();
+        Shares(std::sync::Mutex::new(SharesInner { work, left }))
+    }
+}
+
+impl<'s, F> SharesInner<'s, F> {
+    /// The next chunk for thread `me`: the first of its share, or the last of the largest
+    /// share left; `None` when every chunk is taken.
+    fn take(&mut self, me: usize) -> Option<ChunkOutputs<'s, F>> {
+        let own = self.left.get_mut(me).and_then(|r| r.next());
+        let position = own.or_else(|| {
+            let largest = self.left.iter_mut().max_by_key(|r| r.len())?;
+            largest.next_back()
+        })?;
+        self.work.get_mut(position)?.take()
+    }
+}
+
+/// Busy-wait rounds before a waiting thread yields its core to the system between checks.
+const SPINS: u32 = 1000;
+
+/// How long a pool thread stays awake after a call, looking for the next call's chunks,
+/// before it goes to sleep: a stream of mid-size calls (batches of a metric, say) finds its
+/// helpers awake instead of waking them each time (tens of microseconds each).
+const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// The threads lingering ([`LINGER`]), with the process they were counted in (high 32 bits:
+/// a forked child starts from none).
+static LINGERING: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps `helpers` of `pool`'s threads awake (as many as are not already) for [`LINGER`] after
+/// the last chunk each ran.
+fn linger(pool: &rayon::ThreadPool, helpers: usize) {
+    use Ordering::{AcqRel, Acquire};
+    let pid = u64::from(std::process::id());
+    let count = |v: u64| if v >> 32 == pid { v & 0xffff_ffff } else { 0 };
+    let Ok(before) = LINGERING.fetch_update(AcqRel, Acquire, |v| {
+        (count(v) < helpers as u64).then_some(pid << 32 | helpers as u64)
+    }) else {
+        return;
+    };
+    for _ in count(before)..helpers as u64 {
+        pool.spawn(move || {
+            let mut last = std::time::Instant::now();
+            loop {
+                match rayon::yield_now() {
+                    Some(rayon::Yield::Executed) => last = std::time::Instant::now(),
+                    Some(rayon::Yield::Idle) if last.elapsed() < LINGER => std::thread::yield_now(),
+                    _ => break,
+                }
+            }
+            let _ = LINGERING.fetch_update(AcqRel, Acquire, |v| {
+                (v >> 32 == pid).then(|| pid << 32 | (v & 0xffff_ffff).saturating_sub(1))
+            });
+        });
+    }
+}
+
 /// Runs `run(c, outputs_c)` for every chunk `c`, with `outputs_c` its parts of the four outputs
-/// (empty for outputs the plan lacks), on `pool` (or the caller's thread), and combines the
-/// partials in chunk order: the result does not depend on the threads or the batches. The
-/// chunks are taken in batches; between two, `interrupt` is called and a range error stops the
-/// call early.
+/// (empty for outputs the plan lacks), on the caller's thread and `pool`'s ([`run_shared`]),
+/// and merges the chunks' reports (exact sums: in any order, the same result, whatever the
+/// threads or the batches). The chunks are taken in batches; between two, `interrupt` is
+/// called and a range error stops the call early.
 fn run_batches<F: Float>(
     geometry: &Geometry,
     wanted: [bool; 4],
@@ -976,21 +1104,7 @@ fn run_batches<F: Float>(
         // chunk (a few hundred bytes each, which a thread's allocator would otherwise fetch
         // from the system, and fault in, on every call).
         match pool {
-            Some(pool) => {
-                let shared = std::sync::Mutex::new(total);
-                pool.install(|| {
-                    work.into_par_iter()
-                        .with_max_len(CHUNKS_PER_JOB)
-                        .for_each(|(c, out)| {
-                            let report = run(c, out);
-                            // A poisoned lock (a panic in another chunk's merge, which the
-                            // call then re-raises) still holds a usable total.
-                            let mut total = shared.lock().unwrap_or_else(|e| e.into_inner());
-                            total.merge(report);
-                        })
-                });
-                total = shared.into_inner().unwrap_or_else(|e| e.into_inner());
-            }
+            Some(pool) => total = run_shared(pool, work, total, &run),
             None => {
                 for (c, out) in work {
                     total.merge(run(c, out));

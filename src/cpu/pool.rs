@@ -104,10 +104,11 @@ pub fn set_num_threads(threads: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// The crate's pool of `threads` threads, started on first use, again after
-/// [`set_num_threads`] changed the count, and again in a child process after `fork` (whose copy
-/// of the parent's pool has no threads behind it). `None` when the pool's lock cannot be had
-/// (see above): the caller then runs on its own thread.
+/// The crate's pool for calls on `threads` threads (at least 2): the caller's and `threads - 1`
+/// of the pool's. Started on first use, again after [`set_num_threads`] changed the count, and
+/// again in a child process after `fork` (whose copy of the parent's pool has no threads
+/// behind it). `None` when the pool's lock cannot be had (see above): the caller then runs on
+/// its own thread.
 pub(crate) fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>, Error> {
     let pid = std::process::id();
     {
@@ -122,7 +123,7 @@ pub(crate) fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>, Err
     }
     // Built with no lock held.
     let built = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(threads.saturating_sub(1).max(1))
         .thread_name(|i| format!("bcers-{i}"))
         .build()
         .map_err(|e| Error::ThreadPool(e.to_string()))?;
