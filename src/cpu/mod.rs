@@ -953,8 +953,9 @@ fn run_shared<F: Float>(
             .unwrap_or_else(|e| e.into_inner())
             .merge(report);
     };
-    // The caller waits for the helpers' last chunks awake (a blocking wait at the scope's end
-    // would put it to sleep, and waking it takes as long as waking a helper).
+    // The caller waits for the helpers' last chunks awake for a while (a blocking wait at the
+    // scope's end puts it to sleep, and waking it takes as long as waking a helper); past
+    // [`LINGER`] (a helper not started yet: a pool busy with other calls), it blocks.
     let running = AtomicUsize::new(helpers);
     pool.in_place_scope(|scope| {
         for me in 1..threads {
@@ -965,13 +966,16 @@ fn run_shared<F: Float>(
             });
         }
         drain(0);
+        let since = std::time::Instant::now();
         let mut spins = 0u32;
         while running.load(Ordering::Acquire) > 0 {
             if spins < SPINS {
                 core::hint::spin_loop();
                 spins += 1;
-            } else {
+            } else if since.elapsed() < LINGER {
                 std::thread::yield_now();
+            } else {
+                break;
             }
         }
     });
