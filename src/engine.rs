@@ -36,12 +36,6 @@ pub(crate) struct Results<F> {
     pub arrays: [Option<ArrayD<F>>; 4],
 }
 
-/// The input and target a dropped (masked) element takes inside the block functions: in range
-/// for every loss, with finite results (which are then set to 0).
-fn masked_operands<F: Real>() -> (F, F) {
-    (F::from_f64(0.5), F::from_f64(0.5))
-}
-
 /// The shapes of `ops`, for [`check`].
 fn shapes_of<'s, F>(ops: &'s Operands<'_, F>) -> Shapes<'s> {
     Shapes {
@@ -106,9 +100,7 @@ pub(crate) fn run<F: Real>(
         hess: derivatives && outputs.hess,
         grad_scale: F::ONE,
         grad_target_scale: target_factor,
-        checks_range: spec.loss.checks_range(),
         smoothing,
-        masked: masked_operands(),
         denominators,
         kept: kept.clone(),
         states: false,
@@ -300,9 +292,7 @@ pub(crate) fn run_sums<F: Real>(
         hess: false,
         grad_scale: F::ONE,
         grad_target_scale: F::ONE,
-        checks_range: spec.loss.checks_range(),
         smoothing: (ls != 0.0).then(|| (F::from_f64(1.0 - ls), F::from_f64(ls / 2.0))),
-        masked: masked_operands(),
         denominators: true,
         kept,
         states: true,

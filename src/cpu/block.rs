@@ -425,81 +425,33 @@ impl<F: Float> Kernel for Scale<'_, F> {
     }
 }
 
-/// The input and target a block function is handed when a mask or label smoothing changes
-/// them: `x_out[i] = keep[i] ? x[i] : fill.0`, `y_out[i] = keep[i] ? y[i] * a + b : fill.1`
-/// (`(a, b) = (1, 0)` without smoothing); with `check_target`, whether a kept target as given
-/// lies outside `[0, 1]`. Branch-free: a mask is as random as the data.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn prepare<F: Float>(
-    level: SimdLevel,
-    keep: Option<&[bool]>,
-    (x, y): (&[F], &[F]),
-    (x_out, y_out): (&mut [F], &mut [F]),
-    fill: (F, F),
-    smoothing: Option<(F, F)>,
-    check_target: bool,
-) -> bool {
-    dispatch(
-        level,
-        Prepare {
-            keep,
-            x,
-            y,
-            x_out,
-            y_out,
-            fill,
-            smoothing,
-            check_target,
-        },
-    )
+/// The number of `true`s in `keep`: vectorised (a byte each, summed in 32-bit lanes), where a
+/// plain `filter().count()` or an early-exit `all()` in the executor's baseline code takes
+/// a few instructions per element.
+pub(crate) fn count_kept(level: SimdLevel, keep: &[bool]) -> usize {
+    dispatch(level, CountKept { keep })
 }
 
-struct Prepare<'a, F> {
-    keep: Option<&'a [bool]>,
-    x: &'a [F],
-    y: &'a [F],
-    x_out: &'a mut [F],
-    y_out: &'a mut [F],
-    fill: (F, F),
-    smoothing: Option<(F, F)>,
-    check_target: bool,
+struct CountKept<'a> {
+    keep: &'a [bool],
 }
 
-impl<F: Float> Kernel for Prepare<'_, F> {
-    type Output = bool;
+impl Kernel for CountKept<'_> {
+    type Output = usize;
 
     #[inline(always)]
-    fn run<I: Isa>(self) -> bool {
-        let n = self.y_out.len();
-        let (y, y_out) = (&self.y[..n], &mut self.y_out[..n]);
-        let (a, b) = self.smoothing.unwrap_or((F::ONE, F::ZERO));
-        let one = F::ONE.to_bits();
-        let mut bad = false;
-        match self.keep {
-            None => {
-                // Label smoothing alone: the input is used as it is.
-                for i in 0..n {
-                    let i = I::index(i);
-                    let v = y[i];
-                    bad |= crate::loss::unit_key(v) > one;
-                    y_out[i] = v * a + b;
+    fn run<I: Isa>(self) -> usize {
+        // Rows of at most 2^16 elements, so that the 32-bit lane sums cannot overflow.
+        self.keep
+            .chunks(1 << 16)
+            .map(|row| {
+                let mut n = 0u32;
+                for i in 0..row.len() {
+                    n += u32::from(row[I::index(i)]);
                 }
-            }
-            Some(keep) => {
-                let (keep, x) = (&keep[..n], &self.x[..n]);
-                let x_out = &mut self.x_out[..n];
-                let (fx, fy) = self.fill;
-                for i in 0..n {
-                    let i = I::index(i);
-                    let k = keep[i];
-                    let v = y[i];
-                    bad |= k & (crate::loss::unit_key(v) > one);
-                    x_out[i] = if k { x[i] } else { fx };
-                    y_out[i] = if k { v * a + b } else { fy };
-                }
-            }
-        }
-        self.check_target && bad
+                n as usize
+            })
+            .sum()
     }
 }
 
@@ -530,7 +482,32 @@ impl<F: Float> Kernel for ZeroDropped<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::simd_level;
+    use crate::simd::{available_simd_levels, simd_level};
+
+    /// The vectorised count of kept elements is the count, at every level, for lengths
+    /// across the vector widths and the 2^16 rows of its lane sums.
+    #[test]
+    fn count_kept_counts_at_every_level() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for n in [
+            0, 1, 7, 8, 31, 33, 1000, 1024, 65_535, 65_536, 65_537, 200_003,
+        ] {
+            for density in [0u64, 1, 9, 10] {
+                let keep: Vec<bool> = (0..n)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        state % 10 < density
+                    })
+                    .collect();
+                let want = keep.iter().filter(|&&k| k).count();
+                for level in available_simd_levels() {
+                    assert_eq!(count_kept(level, &keep), want, "{level}, {n} elements");
+                }
+            }
+        }
+    }
 
     /// The report of the chunk of `values` starting at walk index `start`, one element at a
     /// time (each a run of its own, of weight `2 v`).

@@ -96,13 +96,8 @@ pub(crate) struct Plan<F> {
     pub grad_scale: F,
     /// What the target gradient is multiplied by, likewise.
     pub grad_target_scale: F,
-    /// Whether the loss takes input and target in `[0, 1]` only (its block function checks).
-    pub checks_range: bool,
     /// Label smoothing: the target used is `y * .0 + .1`.
     pub smoothing: Option<(F, F)>,
-    /// The input and target a masked element takes (finite, in range: its loss and
-    /// derivatives are then finite, and weighted by 0).
-    pub masked: (F, F),
     /// Sum, per slot, the weights of the kept elements (1 each without a weight) and count
     /// them: the denominators of `weighted_mean` and of a masked `mean`.
     pub denominators: bool,
@@ -257,6 +252,9 @@ impl Geometry {
 
 /// A chunk's index and its parts of the four outputs.
 type ChunkOutputs<'s, F> = (usize, [&'s mut [F]; 4]);
+
+/// A piece's input, target, positive-class weight and mask (when it drops some element).
+type PieceOperands<'s, F> = (&'s [F], &'s [F], Option<&'s [F]>, Option<&'s [bool]>);
 
 /// Cuts `out` into one slice per chunk of `range`, in chunk order.
 fn split_chunks<'s, F>(
@@ -431,11 +429,6 @@ impl<'a, F: Float> Walk<'a, F> {
         let mut out = out;
         let mut partial =
             Partial::starting_at(first / per_slot, per_slot).keeping_states(plan.states);
-        // Buffers for the blocks the mask or label smoothing change: input, target.
-        let changes = self.has_mask || plan.smoothing.is_some();
-        let m = if changes { len.min(BLOCK) } else { 0 };
-        let mut scratch_x = vec![F::ZERO; m];
-        let mut scratch_y = vec![F::ZERO; m];
         // The values of a block, when they are summed.
         let mut sums_buffer = if plan.value == ValueOut::Sum {
             vec![F::ZERO; len.min(BLOCK)]
@@ -464,33 +457,16 @@ impl<'a, F: Float> Walk<'a, F> {
             let (Some(x), Some(y)) = (x.as_mut(), y.as_mut()) else {
                 return Partial::broken();
             };
-            let mut xs = x.block(start, m);
-            let mut ys = y.block(start, m);
+            let xs = x.block(start, m);
+            let ys = y.block(start, m);
             let ws = w.as_mut().map(|s| s.block(start, m));
             let pws = pw.as_mut().map(|s| s.block(start, m));
             let gs = g.as_mut().map(|s| s.block(start, m));
-            // The mask: its dropped elements take a harmless input and target (no range
-            // error, finite results), and their outputs are set to 0 below. Label smoothing
-            // rewrites the target, after the range check of the target as given (the block
-            // function checks what it is handed).
+            // The mask: the block function neither range-checks the dropped elements nor
+            // keeps their results (0 for every output); label smoothing is applied there too,
+            // after the range check of the target as given.
             let keep = mask.as_mut().map(|s| s.block(start, m));
-            let keep = keep.filter(|k| !k.iter().all(|&k| k));
-            if keep.is_some() || plan.smoothing.is_some() {
-                let check = plan.smoothing.is_some() && plan.checks_range && plan.kernel.is_some();
-                partial.bad_target |= block::prepare(
-                    self.level,
-                    keep,
-                    (xs, ys),
-                    (&mut scratch_x[..m], &mut scratch_y[..m]),
-                    plan.masked,
-                    plan.smoothing,
-                    check,
-                );
-                if keep.is_some() {
-                    xs = &scratch_x[..m];
-                }
-                ys = &scratch_y[..m];
-            }
+            let keep = keep.filter(|k| block::count_kept(self.level, k) != k.len());
 
             let summed = plan.value == ValueOut::Sum;
             let [value, grad, grad_target, hess] = &mut out;
@@ -504,13 +480,17 @@ impl<'a, F: Float> Walk<'a, F> {
                 sub(grad_target, plan.grad_target, start, end),
                 sub(hess, plan.hess, start, end),
             ];
-            let flags = self.run_piece(plan, xs, ys, pws, &mut outs, ws, gs);
+            let flags = self.run_piece(plan, (xs, ys, pws, keep), &mut outs, ws, gs);
             partial.flag(flags);
             if let Some(keep) = keep {
-                // Dropped elements add exactly 0 to the sums (the summed values' buffer is
-                // ours, and so is that of the kept weights).
-                for out in outs.iter_mut().flatten() {
-                    block::zero_dropped(self.level, out, keep);
+                // The block function's zeros, weighted and scaled, may have become -0 or NaN
+                // (a weight or grad_output of -1 or inf there): dropped elements add exactly 0
+                // to the sums (the summed values' buffer is ours, and so is that of the kept
+                // weights), and their outputs are +0. Unweighted values are zeros as written.
+                for (k, out) in outs.iter_mut().enumerate() {
+                    if let Some(out) = out.as_deref_mut().filter(|_| k > 0 || ws.is_some()) {
+                        block::zero_dropped(self.level, out, keep);
+                    }
                 }
             }
             if summed || plan.denominators {
@@ -548,9 +528,7 @@ impl<'a, F: Float> Walk<'a, F> {
     fn run_piece(
         &self,
         plan: &Plan<F>,
-        x: &[F],
-        y: &[F],
-        pw: Option<&[F]>,
+        (x, y, pw, keep): PieceOperands<'_, F>,
         outs: &mut [Option<&mut [F]>; 4],
         w: Option<&[F]>,
         g: Option<&[F]>,
@@ -570,6 +548,8 @@ impl<'a, F: Float> Walk<'a, F> {
             grad: grad.as_deref_mut(),
             grad_target: grad_target.as_deref_mut(),
             hess: hess.as_deref_mut(),
+            keep,
+            smoothing: plan.smoothing,
         };
         let flags = kernel(&plan.params, self.level, io);
         block::finish(
@@ -612,7 +592,7 @@ impl<'a, F: Float> Walk<'a, F> {
                 open.slot = slot;
             }
             let kept = match keep {
-                Some(k) => k[i..run_end].iter().filter(|&&k| k).count(),
+                Some(k) => block::count_kept(self.level, &k[i..run_end]),
                 None => run_end - i,
             };
             let (vs, ws) = (

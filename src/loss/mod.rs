@@ -327,6 +327,12 @@ pub(crate) struct BlockIo<'a, F> {
     pub grad_target: Option<&'a mut [F]>,
     /// Where the second derivatives go.
     pub hess: Option<&'a mut [F]>,
+    /// The mask, when it drops some element of the block: a dropped element is not
+    /// range-checked, and its outputs are 0 (whatever its input and target hold).
+    pub keep: Option<&'a [bool]>,
+    /// Label smoothing `(a, b)`: the target used is `y a + b` (a product, then a sum, each
+    /// rounded), the range check sees `y` as given.
+    pub smoothing: Option<(F, F)>,
 }
 
 /// What a block function reports: whether an input and whether a target element lay outside
@@ -385,17 +391,52 @@ impl<F: Float> PosWeight<F> for NoPosWeight {
     }
 }
 
-/// One block of one loss, as a [`Kernel`] the SIMD dispatch compiles per level.
-struct Block<'a, F, L, W, P> {
+/// Which elements of a block are kept: every one (monomorphised, so that it costs nothing),
+/// or those a mask keeps.
+pub(crate) trait Keep: Copy {
+    /// Every element is kept.
+    const ALL: bool;
+    fn at(self, i: usize) -> bool;
+}
+
+impl Keep for &[bool] {
+    const ALL: bool = false;
+    #[inline(always)]
+    fn at(self, i: usize) -> bool {
+        self[i]
+    }
+}
+
+/// No mask: every element is kept.
+#[derive(Clone, Copy)]
+pub(crate) struct KeepAll;
+
+impl Keep for KeepAll {
+    const ALL: bool = true;
+    #[inline(always)]
+    fn at(self, _i: usize) -> bool {
+        true
+    }
+}
+
+/// One block of one loss, as a [`Kernel`] the SIMD dispatch compiles per level: the label
+/// smoothing, the range check, the loss and the zeroing of the elements a mask drops in one
+/// pass (a pass of their own would read the operands from memory without the loss's
+/// arithmetic to hide it behind).
+struct Block<'a, F, L, W, P, K> {
     loss: L,
     want: core::marker::PhantomData<W>,
     x: &'a [F],
     y: &'a [F],
     pw: P,
+    keep: K,
+    smoothing: Option<(F, F)>,
     out: [&'a mut [F]; 4],
 }
 
-impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, F, L, W, P> {
+impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
+    for Block<'_, F, L, W, P, K>
+{
     type Output = RangeFlags;
 
     #[inline(always)]
@@ -407,27 +448,50 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>> Kernel for Block<'_, 
         let grad = cut(grad, n, W::GRAD);
         let grad_target = cut(grad_target, n, W::GRAD_TARGET);
         let hess = cut(hess, n, W::HESS);
-        // The range check: the largest `unit_key` of each operand, folded into this loop.
+        let (smooth, (sa, sb)) = match self.smoothing {
+            Some(ab) => (true, ab),
+            None => (false, (F::ONE, F::ZERO)),
+        };
+        // The range check: the largest `unit_key` of each operand (of the kept elements, the
+        // target as given), folded into this loop.
         let (mut kx, mut ky) = (F::ZERO.to_bits(), F::ZERO.to_bits());
         for i in 0..n {
             let i = I::index(i);
+            let k = K::ALL || self.keep.at(i);
+            let (xi, yi) = (x[i], y[i]);
             if L::CHECKS_RANGE {
-                let (a, b) = (unit_key(x[i]), unit_key(y[i]));
+                let (a, b) = (unit_key(xi), unit_key(yi));
+                let zero = F::ZERO.to_bits();
+                let (a, b) = if k { (a, b) } else { (zero, zero) };
                 kx = if a > kx { a } else { kx };
                 ky = if b > ky { b } else { ky };
             }
-            let d = self.loss.eval::<I, W>(x[i], y[i], self.pw.at(i));
+            let yi = if smooth { yi * sa + sb } else { yi };
+            let d = self.loss.eval::<I, W>(xi, yi, self.pw.at(i));
+            // A NaN result is the one quiet NaN: which NaN an operation gives (the input's,
+            // or the processor's default of an invalid one) depends on its operands' order,
+            // which the compiler picks per compiled variant; so a value computed alone and
+            // with its gradient would differ in a NaN's sign. A dropped element's results
+            // (of whatever it holds) are replaced by 0.
+            let kept = |v: F| {
+                let v = if v.is_nan() { F::NAN } else { v };
+                if k {
+                    v
+                } else {
+                    F::ZERO
+                }
+            };
             if W::VALUE {
-                value[i] = d.value;
+                value[i] = kept(d.value);
             }
             if W::GRAD {
-                grad[i] = d.grad;
+                grad[i] = kept(d.grad);
             }
             if W::GRAD_TARGET {
-                grad_target[i] = d.grad_target;
+                grad_target[i] = kept(d.grad_target);
             }
             if W::HESS {
-                hess[i] = d.hess;
+                hess[i] = kept(d.hess);
             }
         }
         (kx > F::ONE.to_bits(), ky > F::ONE.to_bits())
@@ -475,10 +539,9 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(
         io.hess.unwrap_or_default(),
     ];
     let want = core::marker::PhantomData::<W>;
-    match io.pw {
-        Some(pw) if L::TAKES_POS_WEIGHT => {
-            debug_assert!(pw.len() == n, "pos_weight block of another length");
-            let (x, y) = (io.x, io.y);
+    let (x, y, smoothing) = (io.x, io.y, io.smoothing);
+    macro_rules! go {
+        ($pw:expr, $keep:expr) => {
             dispatch(
                 level,
                 Block {
@@ -486,25 +549,28 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(
                     want,
                     x,
                     y,
-                    pw,
+                    pw: $pw,
+                    keep: $keep,
+                    smoothing,
                     out,
                 },
             )
-        }
-        _ => {
-            let (x, y, pw) = (io.x, io.y, NoPosWeight);
-            dispatch(
-                level,
-                Block {
-                    loss,
-                    want,
-                    x,
-                    y,
-                    pw,
-                    out,
-                },
-            )
-        }
+        };
+    }
+    let pw = io.pw.filter(|_| L::TAKES_POS_WEIGHT);
+    debug_assert!(
+        pw.is_none_or(|pw| pw.len() == n),
+        "pos_weight block of another length"
+    );
+    debug_assert!(
+        io.keep.is_none_or(|k| k.len() == n),
+        "mask block of another length"
+    );
+    match (pw, io.keep) {
+        (Some(pw), Some(keep)) => go!(pw, keep),
+        (Some(pw), None) => go!(pw, KeepAll),
+        (None, Some(keep)) => go!(NoPosWeight, keep),
+        (None, None) => go!(NoPosWeight, KeepAll),
     }
 }
 
