@@ -2,11 +2,11 @@
 //!
 //! A call's elements (in the canonical layout of [`layout`]) are cut into chunks of a fixed
 //! size that depends on the shape alone, never on the number of threads; chunks run on the
-//! crate's pool ([`pool`]) or on the caller's thread. Each chunk is taken block by block: the
-//! operands' blocks are read in place or gathered; a mask replaces its dropped elements by
-//! harmless ones of weight 0; label smoothing rewrites the target; the loss's block function
-//! ([`crate::loss::kernel`], which runs BCE's range check too) writes the values and
-//! derivatives asked for; and [`block`] weights and scales them and sums the values.
+//! crate's pool ([`pool`]) and the caller's thread. Each chunk is taken block by block: the
+//! operands' blocks are read in place or gathered; the loss's block function
+//! ([`crate::loss::kernel`], which smooths the target, runs BCE's range check and drops the
+//! elements a mask drops, in the same loop) writes the values and derivatives asked for; and
+//! [`block`] weights and scales them and sums the values.
 //!
 //! Sums are per slot: one slot for a full reduction, one per element of the result for a
 //! reduction over some axes (the walk then visits the kept axes outermost, so that each slot's

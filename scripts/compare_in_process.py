@@ -1,0 +1,101 @@
+"""Times two builds of bcers in one process, call after call: the fairest side-by-side on a
+shared machine, where load changes from second to second and runs in separate processes
+(``compare_builds.py``) see different loads.
+
+    python scripts/compare_in_process.py OLD_PACKAGE_DIR NEW_PACKAGE_DIR
+        [--op forward|logits|value_and_grad|logits_value_and_grad] [--labels soft|hard]
+        [--n 1e7] [--threads 2] [--rounds 11]
+
+``OLD_PACKAGE_DIR`` and ``NEW_PACKAGE_DIR`` are installed ``bcers`` package directories (for
+example ``ENV/lib/python3.11/site-packages/bcers`` of two environments). Each is copied under
+a name of its own (``bcers_old``, ``bcers_new``: the package imports itself relatively, and
+each copy loads its own extension module and thread pool) and imported. Each round times a
+batch of calls of each build in turn (batches of about 2e8 elements); the script prints each
+build's median and fastest batch per call and their ratios to the old build's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path)
+    parser.add_argument("new", type=Path)
+    parser.add_argument(
+        "--op",
+        default="forward",
+        choices=["forward", "logits", "value_and_grad", "logits_value_and_grad"],
+    )
+    parser.add_argument("--labels", default="soft", choices=["soft", "hard"])
+    parser.add_argument("--n", type=float, default=1e7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=11)
+    args = parser.parse_args()
+
+    staging = Path(tempfile.mkdtemp(prefix="bcers-ab-"))
+    try:
+        builds: dict[str, Any] = {}
+        for name, path in (("old", args.old), ("new", args.new)):
+            shutil.copytree(path, staging / f"bcers_{name}")
+        sys.path.insert(0, str(staging))
+        for name in ("old", "new"):
+            builds[name] = importlib.import_module(f"bcers_{name}")
+            builds[name].set_num_threads(args.threads)
+
+        n = int(args.n)
+        rng = np.random.default_rng(0)
+        x = rng.uniform(1e-6, 1 - 1e-6, n).astype(np.float32)
+        if args.labels == "hard":
+            y = (rng.random(n) < 0.5).astype(np.float32)
+        else:
+            y = rng.random(n).astype(np.float32)
+
+        def call(b: Any) -> object:
+            if args.op == "forward":
+                return b.binary_cross_entropy(x, y)
+            if args.op == "logits":
+                return b.binary_cross_entropy_with_logits(x, y)
+            if args.op == "value_and_grad":
+                return b.binary_cross_entropy_value_and_grad(x, y)
+            return b.binary_cross_entropy_with_logits_value_and_grad(x, y)
+
+        reps = max(1, int(2e8 / n))
+        times: dict[str, list[float]] = {name: [] for name in builds}
+        for _ in range(args.rounds):
+            for name, b in builds.items():
+                call(b)
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    call(b)
+                times[name].append((time.perf_counter() - t0) / reps)
+        old_median, old_min = statistics.median(times["old"]), min(times["old"])
+        print(
+            f"{args.op}, {args.labels} labels, n = {n:.0e} float32, {args.threads} threads, "
+            f"{args.rounds} rounds of {reps} calls per build, alternating in one process"
+        )
+        print("| build | median ms | fastest ms | median ratio | fastest ratio |")
+        print("|---|---|---|---|---|")
+        for name, t in times.items():
+            median, fastest = statistics.median(t), min(t)
+            print(
+                f"| {name} | {median * 1e3:.3f} | {fastest * 1e3:.3f} | "
+                f"{median / old_median:.3f} | {fastest / old_min:.3f} |"
+            )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
