@@ -458,7 +458,7 @@ impl ExactSum {
         x: &[F],
         guess: i32,
     ) -> bool {
-        let magic: [f64; K] = core::array::from_fn(|j| pow2(lsb(guess, j) + 52) * 1.5);
+        let magic: [f64; K] = core::array::from_fn(|j| magic(guess, j));
         let (max_key, min_key_m1, sums) = dispatch(level, ScanFold::<F, K> { x, magic });
         if max_key == 0 {
             return true; // only zeros
@@ -519,7 +519,7 @@ impl ExactSum {
         rem: Option<&mut [f64]>,
     ) {
         let lsb = |j: usize| lsb(top, j);
-        let magic = |j: usize| pow2(lsb(j) + 52) * 1.5;
+        let magic = |j: usize| magic(top, j);
         let count = x.len() as i64;
         let mut deposit = |sums: &[i64]| {
             for (j, &s) in sums.iter().enumerate() {
@@ -642,6 +642,12 @@ fn hint(top: i32, bottom: i32, folds: usize) -> Option<(i32, usize)> {
 /// The exponent of the lowest bit of window `j` from `2^top` down.
 fn lsb(top: i32, j: usize) -> i32 {
     (top - WINDOW * (j as i32 + 1)).max(BASE)
+}
+
+/// `M_j = 1.5 2^(L_j + 52)` of window `j` from `2^top` down (see the module documentation):
+/// adding it to a value rounds the value to a multiple of the window's lowest bit.
+fn magic(top: i32, j: usize) -> f64 {
+    pow2(lsb(top, j) + 52) * 1.5
 }
 
 /// The windows of [`WINDOW`] bits from `2^top` down that reach bit `2^bottom` (at least 1; the
@@ -1320,30 +1326,18 @@ mod tests {
                 }
             }
             let guess = [0, 5, 20, -30][rng.below(4)] + 1;
-            let m = |j: usize| pow2(lsb(guess, j) + 52) * 1.5;
-            let one = ScanFold::<f32, 1> {
-                x: &v,
-                magic: [m(0)],
-            };
-            let two = ScanFold::<f32, 2> {
-                x: &v,
-                magic: [m(0), m(1)],
-            };
-            let want = (
-                dispatch(SimdLevel::Scalar, one),
-                dispatch(SimdLevel::Scalar, two),
-            );
-            for level in available_simd_levels() {
-                let one = ScanFold::<f32, 1> {
-                    x: &v,
-                    magic: [m(0)],
-                };
+            let (m0, m1) = (magic(guess, 0), magic(guess, 1));
+            let run = |level| {
+                let one = ScanFold::<f32, 1> { x: &v, magic: [m0] };
                 let two = ScanFold::<f32, 2> {
                     x: &v,
-                    magic: [m(0), m(1)],
+                    magic: [m0, m1],
                 };
-                let got = (dispatch(level, one), dispatch(level, two));
-                assert_eq!(got, want, "{level}, {n} values, case {case}");
+                (dispatch(level, one), dispatch(level, two))
+            };
+            let want = run(SimdLevel::Scalar);
+            for level in available_simd_levels() {
+                assert_eq!(run(level), want, "{level}, {n} values, case {case}");
             }
         }
     }
