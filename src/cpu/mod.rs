@@ -466,7 +466,9 @@ impl<'a, F: Float> Walk<'a, F> {
             // keeps their results (0 for every output); label smoothing is applied there too,
             // after the range check of the target as given.
             let keep = mask.as_mut().map(|s| s.block(start, m));
-            let keep = keep.filter(|k| block::count_kept(self.level, k) != k.len());
+            let kept = keep.map(|k| (k, block::count_kept(self.level, k)));
+            let kept = kept.filter(|&(k, count)| count != k.len());
+            let keep = kept.map(|(k, _)| k);
 
             let summed = plan.value == ValueOut::Sum;
             let [value, grad, grad_target, hess] = &mut out;
@@ -513,7 +515,7 @@ impl<'a, F: Float> Walk<'a, F> {
                     m,
                     summed.then(|| &sums_buffer[..m]),
                     plan.denominators.then_some(weights),
-                    keep,
+                    kept,
                 );
             }
             start = end;
@@ -566,9 +568,10 @@ impl<'a, F: Float> Walk<'a, F> {
 
     /// Adds the values of a piece of `n` elements (and, with `weights`, its kept elements'
     /// weights, `None` for 1 each, and their count) to the sums of their slots: the piece
-    /// starts at walk index `first`; `keep` is its part of the mask, if any element of its
-    /// block is dropped (whose values and weights are already 0). `open` is the sum of the
-    /// slot the walk is in; a slot the piece leaves is closed into `partial`.
+    /// starts at walk index `first`; `kept` is its part of the mask and the number of elements
+    /// it keeps, if any element of its block is dropped (whose values and weights are already
+    /// 0). `open` is the sum of the slot the walk is in; a slot the piece leaves is closed
+    /// into `partial`.
     #[allow(clippy::too_many_arguments)]
     fn add_runs(
         &self,
@@ -578,7 +581,7 @@ impl<'a, F: Float> Walk<'a, F> {
         n: usize,
         values: Option<&[F]>,
         weights: Option<Option<&[F]>>,
-        keep: Option<&[bool]>,
+        kept: Option<(&[bool], usize)>,
     ) where
         F: Real,
     {
@@ -591,8 +594,10 @@ impl<'a, F: Float> Walk<'a, F> {
                 partial.close(open);
                 open.slot = slot;
             }
-            let kept = match keep {
-                Some(k) => block::count_kept(self.level, &k[i..run_end]),
+            let kept = match kept {
+                // The whole piece, one run (a full reduction): its count is known.
+                Some((_, count)) if i == 0 && run_end == n => count,
+                Some((k, _)) => block::count_kept(self.level, &k[i..run_end]),
                 None => run_end - i,
             };
             let (vs, ws) = (
