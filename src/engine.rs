@@ -36,6 +36,28 @@ pub(crate) struct Results<F> {
     pub arrays: [Option<ArrayD<F>>; 4],
 }
 
+/// Each slot's denominators (the sum of its kept elements' weights, and their number), where
+/// known.
+enum Denominators {
+    /// Not known before the pass (a mask, or weighted_mean with a weight).
+    Unknown,
+    /// Every slot's elements, each of weight 1.
+    Uniform(f64),
+    /// Per slot: the weights' sums, the counts.
+    PerSlot(Vec<f64>, Vec<f64>),
+}
+
+impl Denominators {
+    /// Slot `s`'s (weights, count).
+    fn of(&self, s: usize) -> Option<(f64, f64)> {
+        match self {
+            Denominators::Unknown => None,
+            Denominators::Uniform(c) => Some((*c, *c)),
+            Denominators::PerSlot(w, c) => Some((*w.get(s)?, *c.get(s)?)),
+        }
+    }
+}
+
 /// The shapes of `ops`, for [`check`].
 fn shapes_of<'s, F>(ops: &'s Operands<'_, F>) -> Shapes<'s> {
     Shapes {
@@ -62,24 +84,24 @@ pub(crate) fn run<F: Real>(
     if !outputs.any() {
         return Err(Error::Internal("a call that asks for nothing"));
     }
-    let input_shape = ops.x.shape().to_vec();
     let n = ops.x.len();
     let reduction = spec.reduction;
     let reduces = reduction != Reduction::None;
     let slots: usize = kept
         .as_ref()
-        .map_or(1, |kept| kept.iter().map(|&ax| input_shape[ax]).product());
+        .map_or(1, |kept| kept.iter().map(|&ax| ops.x.shape()[ax]).product());
     let per_slot = n.checked_div(slots).unwrap_or(0);
     let ls = spec.label_smoothing;
     let smoothing = (ls != 0.0).then(|| (F::from_f64(1.0 - ls), F::from_f64(ls / 2.0)));
     let target_factor = F::from_f64(1.0 - ls);
 
-    // The grad_output of a reduction, per slot (C order of the reduced shape).
+    // The grad_output of a reduction's derivatives, per slot (C order of the reduced shape).
     let grad_output: Vec<F> = match (reduces, ops.g.take()) {
         (false, g) => {
             ops.g = g.filter(|_| outputs.derivatives());
             Vec::new()
         }
+        (true, _) if !outputs.derivatives() => Vec::new(),
         (true, None) => vec![F::ONE; slots],
         (true, Some(g)) if kept.is_none() => vec![g.iter().next().copied().unwrap_or(F::ONE)],
         (true, Some(g)) => g.iter().copied().collect(),
@@ -105,15 +127,17 @@ pub(crate) fn run<F: Real>(
         kept: kept.clone(),
         states: false,
     };
-    // With derivatives, the denominators are needed before the pass: a first pass counts them.
-    let mut known: Option<(Vec<f64>, Vec<f64>)> = None;
+    // Each slot's (weights, count) when known before the pass: every slot's elements when
+    // they do not depend on the data; with derivatives, from a first pass that counts them.
+    let mut known = if data_dependent {
+        Denominators::Unknown
+    } else {
+        Denominators::Uniform(per_slot as f64)
+    };
     if data_dependent && outputs.derivatives() {
         let plan = base(ValueOut::None, false, true);
         let out = execute(&plan, &ops, Dest::default(), interrupt)?;
-        known = Some((out.weights, out.counts));
-    } else if !data_dependent {
-        let c = per_slot as f64;
-        known = Some((vec![c; slots], vec![c; slots]));
+        known = Denominators::PerSlot(out.weights, out.counts);
     }
 
     let mut plan = base(
@@ -123,7 +147,7 @@ pub(crate) fn run<F: Real>(
             (true, true) => ValueOut::Sum,
         },
         true,
-        known.is_none(),
+        matches!(known, Denominators::Unknown),
     );
     plan.kernel = Some(kernel::<F>(&spec.loss, spec.want()));
 
@@ -134,29 +158,34 @@ pub(crate) fn run<F: Real>(
     let mut slot_divisors: Option<ArrayD<F>> = None;
     let factors: Option<ArrayD<F>>;
     if reduces && outputs.derivatives() {
-        let (weights, counts) = known
-            .as_ref()
-            .ok_or(Error::Internal("derivatives without their denominators"))?;
-        let denominators: Vec<f64> = (0..slots)
-            .map(|s| denominator(reduction, counts[s], weights[s]))
-            .collect();
+        let denominator_of = |s: usize| {
+            known
+                .of(s)
+                .map(|(weights, count)| denominator(reduction, count, weights))
+                .ok_or(Error::Internal("derivatives without their denominators"))
+        };
         if kept.is_none() {
-            let d = denominators.first().copied().unwrap_or(0.0);
-            let scale = derivative_scale(reduction, d, grad_output[0]);
+            let scale = derivative_scale(reduction, denominator_of(0)?, grad_output[0]);
             plan.grad_scale = scale.factor;
             plan.grad_target_scale = scale.factor * target_factor;
             divide_after = scale.divide_after;
             factors = None;
         } else {
-            let mut keep_shape = input_shape.clone();
+            let mut keep_shape = ops.x.shape().to_vec();
             for (ax, len) in keep_shape.iter_mut().enumerate() {
                 if !kept.as_ref().is_some_and(|k| k.contains(&ax)) {
                     *len = 1;
                 }
             }
-            let scales: Vec<_> = (0..slots)
-                .map(|s| derivative_scale(reduction, denominators[s], grad_output[s]))
-                .collect();
+            let scales = (0..slots)
+                .map(|s| {
+                    Ok(derivative_scale(
+                        reduction,
+                        denominator_of(s)?,
+                        grad_output[s],
+                    ))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
             if scales.iter().any(|scale| scale.divide_after.is_some()) {
                 let divisors = scales
                     .iter()
@@ -218,7 +247,7 @@ pub(crate) fn run<F: Real>(
     if let Some(divisors) = &slot_divisors {
         // Dividing by 1 (the slots that need no divisor) leaves the bits as they are.
         let per_element = divisors
-            .broadcast(IxDyn(&input_shape))
+            .broadcast(ops.x.raw_dim())
             .ok_or(Error::Internal("per-slot divisors that do not broadcast"))?;
         let wanted = [false, plan.grad, plan.grad_target, plan.hess];
         for (k, array) in arrays.iter_mut().enumerate() {
@@ -239,19 +268,25 @@ pub(crate) fn run<F: Real>(
         }
     }
     let reduced = if plan.value == ValueOut::Sum {
-        let (weights, counts) = known.unwrap_or((weights, counts));
-        let values: Vec<f64> = (0..slots)
-            .map(|s| {
-                let sum = sums.get(s).copied().unwrap_or(0.0);
-                let c = counts.get(s).copied().unwrap_or(0.0);
-                let w = weights.get(s).copied().unwrap_or(0.0);
-                reduced_value(reduction, sum, denominator(reduction, c, w))
-            })
-            .collect();
+        if let Denominators::Unknown = known {
+            known = Denominators::PerSlot(weights, counts);
+        }
+        let value = |s: usize| -> Result<f64, Error> {
+            let (w, c) = known
+                .of(s)
+                .ok_or(Error::Internal("a reduced value without its denominator"))?;
+            Ok(reduced_value(
+                reduction,
+                sums.get(s).copied().unwrap_or(0.0),
+                denominator(reduction, c, w),
+            ))
+        };
         Some(if kept.is_none() && shape.is_empty() {
-            Reduced::Scalar(values.first().copied().unwrap_or(0.0))
+            Reduced::Scalar(value(0)?)
         } else {
-            let typed: Vec<F> = values.into_iter().map(F::from_f64).collect();
+            let typed = (0..slots)
+                .map(|s| value(s).map(F::from_f64))
+                .collect::<Result<Vec<F>, Error>>()?;
             Reduced::Array(
                 ArrayD::from_shape_vec(IxDyn(&shape), typed)
                     .map_err(|_| Error::Internal("a reduced value of the wrong length"))?,

@@ -16,9 +16,10 @@ use numpy::{
 use pyo3::exceptions::{
     PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError,
 };
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::accumulate::LossSums;
 use crate::cpu::{Dest, Interrupt, Operands};
@@ -117,6 +118,39 @@ fn borrow_broadcast<'py, T: Element + Float>(
 
 fn parse_reduction(reduction: &str) -> PyResult<Reduction> {
     Ok(reduction.parse::<Reduction>()?)
+}
+
+// The package passes the loss's and the reduction's names as its own string literals, which
+// Python interns: those are recognised by identity, without copying their text (the stable ABI
+// before Python 3.10 has no borrowed view of a string's UTF-8, and a small call's cost is a
+// few microseconds). Any other string is read and parsed.
+
+/// The reduction named by `name`.
+fn reduction_named(name: &Bound<'_, PyString>) -> PyResult<Reduction> {
+    let py = name.py();
+    let known = [
+        (intern!(py, "mean"), Reduction::Mean),
+        (intern!(py, "sum"), Reduction::Sum),
+        (intern!(py, "none"), Reduction::None),
+    ];
+    match known.iter().find(|(k, _)| name.is(*k)) {
+        Some(&(_, reduction)) => Ok(reduction),
+        None => parse_reduction(&name.to_cow()?),
+    }
+}
+
+/// The loss named by `name`, with its parameters.
+fn loss_named(name: &Bound<'_, PyString>, alpha: f64, gamma: f64) -> PyResult<LossKind> {
+    let py = name.py();
+    if name.is(intern!(py, "bce")) {
+        Ok(LossKind::Bce)
+    } else if name.is(intern!(py, "logits")) {
+        Ok(LossKind::BceWithLogits)
+    } else if name.is(intern!(py, "focal")) {
+        Ok(LossKind::SigmoidFocal { alpha, gamma })
+    } else {
+        loss_of(&name.to_cow()?, alpha, gamma)
+    }
 }
 
 /// Runs `f` with the GIL released when the input is large; a long call checks for signals
@@ -322,21 +356,15 @@ fn compute_t<'py, T: Element + Real>(
     let o = spec.outputs;
     let elementwise = o.value && spec.reduction == Reduction::None;
     let wanted = [elementwise, o.grad, o.grad_target, o.hess];
-    let mut ours = Vec::with_capacity(4);
-    for want in wanted {
-        ours.push(if want {
-            numpy_output(py, &ops.x)?
-        } else {
-            None
-        });
+    let mut ours: [Option<Bound<'py, PyArrayDyn<T>>>; 4] = Default::default();
+    for (our, want) in ours.iter_mut().zip(wanted) {
+        if want {
+            *our = numpy_output(py, &ops.x)?;
+        }
     }
-    let mut guards = Vec::with_capacity(4);
-    for out in &ours {
-        guards.push(writable(out)?);
-    }
-    let [g0, g1, g2, g3] = &mut guards[..] else {
-        return Err(PyRuntimeError::new_err("bcers: the outputs went missing"));
-    };
+    let [g0, g1, g2, g3] = &ours;
+    let mut guards = [writable(g0)?, writable(g1)?, writable(g2)?, writable(g3)?];
+    let [g0, g1, g2, g3] = &mut guards;
     let dest = Dest {
         value: slice_of(g0),
         grad: slice_of(g1),
@@ -378,7 +406,7 @@ fn compute_t<'py, T: Element + Real>(
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
     py: Python<'py>,
-    loss: &str,
+    loss: &Bound<'py, PyString>,
     alpha: f64,
     gamma: f64,
     input: &Bound<'py, PyAny>,
@@ -386,7 +414,7 @@ fn compute<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
     grad_output: Option<&Bound<'py, PyAny>>,
-    reduction: &str,
+    reduction: &Bound<'py, PyString>,
     value: bool,
     grad: bool,
     label_smoothing: f64,
@@ -408,8 +436,8 @@ fn compute<'py>(
         ));
     }
     let spec = Spec {
-        loss: loss_of(loss, alpha, gamma)?,
-        reduction: parse_reduction(reduction)?,
+        loss: loss_named(loss, alpha, gamma)?,
+        reduction: reduction_named(reduction)?,
         label_smoothing,
         axis,
         keepdims,

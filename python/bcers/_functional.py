@@ -493,11 +493,6 @@ def _run(
     return Derivatives(None, gr, None, None) if as_derivatives else gr
 
 
-def _scalar(value: Any, input: Any, reduction: str) -> Any:
-    """A fast-path native result: a reduction's float as the input's dtype."""
-    return value if reduction is _NONE else input.dtype.type(value)
-
-
 def _forward(
     loss: str,
     alpha: float,
@@ -507,15 +502,26 @@ def _forward(
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
     reduction: str,
-    options: _Options,
+    label_smoothing: Any,
+    mask: Any,
+    axis: Any,
+    keepdims: Any,
 ) -> Loss:
-    """The loss: the fast path for plain arrays, else the general one."""
-    if options is _PLAIN_OPTIONS and _plain(input, target, weight, pos_weight, reduction):
+    """The loss: the fast path for plain arrays and default keywords (checked inline: the
+    per-call cost matters for small inputs), else the general one."""
+    if (
+        mask is None
+        and axis is None
+        and keepdims is False
+        and label_smoothing == 0.0
+        and _plain(input, target, weight, pos_weight, reduction)
+    ):
         value = _bcers.compute(
             loss, alpha, gamma, input, target, weight, pos_weight, None, reduction, True, False
         )
-        return _scalar(value, input, reduction)  # type: ignore[no-any-return]
+        return value if reduction is _NONE else input.dtype.type(value)  # type: ignore[union-attr,no-any-return]
     mode = _check_reduction(reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
     out = _run(loss, alpha, gamma, input, target, weight, pos_weight, None, mode, _VALUE, options)
     return cast(Loss, out)
 
@@ -549,16 +555,28 @@ def _value_and_grad(
     weight: ArrayLike | None,
     pos_weight: ArrayLike | None,
     reduction: str,
-    options: _Options,
+    label_smoothing: Any,
+    mask: Any,
+    axis: Any,
+    keepdims: Any,
 ) -> tuple[Loss, npt.NDArray[np.floating[Any]]]:
-    """The loss and its input gradient in one pass: the fast path for plain arrays, else the
-    general one."""
-    if options is _PLAIN_OPTIONS and _plain(input, target, weight, pos_weight, reduction):
+    """The loss and its input gradient in one pass: the fast path for plain arrays and
+    default keywords, else the general one."""
+    if (
+        mask is None
+        and axis is None
+        and keepdims is False
+        and label_smoothing == 0.0
+        and _plain(input, target, weight, pos_weight, reduction)
+    ):
         value, grad = _bcers.compute(
             loss, alpha, gamma, input, target, weight, pos_weight, None, reduction, True, True
         )
-        return _scalar(value, input, reduction), grad
+        if reduction is not _NONE:
+            value = input.dtype.type(value)  # type: ignore[union-attr]
+        return value, grad
     mode = _check_reduction(reduction)
+    options = _options(label_smoothing, mask, axis, keepdims)
     out = _run(
         loss, alpha, gamma, input, target, weight, pos_weight, None, mode, _VALUE_AND_GRAD, options
     )
@@ -612,14 +630,6 @@ def _derivatives(
     return cast(Derivatives, out)
 
 
-def _legacy(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
-    """torch's legacy pair, if given, in place of ``reduction`` (which is returned as it is
-    otherwise: the calls check it)."""
-    if size_average is not None or reduce is not None:
-        return _legacy_reduction(size_average, reduce)
-    return reduction
-
-
 def binary_cross_entropy(
     input: ArrayLike,
     target: ArrayLike,
@@ -668,7 +678,8 @@ def binary_cross_entropy(
             axes or label smoothing.
         TypeError: a non-float input, a non-real argument, a non-bool mask.
     """
-    mode = _legacy(size_average, reduce, reduction)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)  # type: ignore[assignment]
     return _forward(
         "bce",
         0.0,
@@ -677,8 +688,11 @@ def binary_cross_entropy(
         target,
         weight,
         None,
-        mode,
-        _options(label_smoothing, mask, axis, keepdims),
+        reduction,
+        label_smoothing,
+        mask,
+        axis,
+        keepdims,
     )
 
 
@@ -726,7 +740,8 @@ def binary_cross_entropy_with_logits(
     Returns:
         As :func:`binary_cross_entropy`.
     """
-    mode = _legacy(size_average, reduce, reduction)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)  # type: ignore[assignment]
     return _forward(
         "logits",
         0.0,
@@ -735,8 +750,11 @@ def binary_cross_entropy_with_logits(
         target,
         weight,
         pos_weight,
-        mode,
-        _options(label_smoothing, mask, axis, keepdims),
+        reduction,
+        label_smoothing,
+        mask,
+        axis,
+        keepdims,
     )
 
 
@@ -825,8 +843,20 @@ def binary_cross_entropy_value_and_grad(
         ``(loss, grad_input)``: the loss as :func:`binary_cross_entropy` returns it, and an
         array of the input's shape and dtype.
     """
-    options = _options(label_smoothing, mask, axis, keepdims)
-    return _value_and_grad("bce", 0.0, 0.0, input, target, weight, None, reduction, options)
+    return _value_and_grad(
+        "bce",
+        0.0,
+        0.0,
+        input,
+        target,
+        weight,
+        None,
+        reduction,
+        label_smoothing,
+        mask,
+        axis,
+        keepdims,
+    )
 
 
 def binary_cross_entropy_with_logits_value_and_grad(
@@ -846,9 +876,19 @@ def binary_cross_entropy_with_logits_value_and_grad(
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
-    options = _options(label_smoothing, mask, axis, keepdims)
     return _value_and_grad(
-        "logits", 0.0, 0.0, input, target, weight, pos_weight, reduction, options
+        "logits",
+        0.0,
+        0.0,
+        input,
+        target,
+        weight,
+        pos_weight,
+        reduction,
+        label_smoothing,
+        mask,
+        axis,
+        keepdims,
     )
 
 
@@ -904,8 +944,20 @@ def sigmoid_focal_loss(
             match, an unknown reduction.
         TypeError: a non-float input, a non-real argument, a non-bool mask.
     """
-    options = _options(label_smoothing, mask, axis, keepdims)
-    return _forward("focal", alpha, gamma, inputs, targets, weight, None, reduction, options)
+    return _forward(
+        "focal",
+        alpha,
+        gamma,
+        inputs,
+        targets,
+        weight,
+        None,
+        reduction,
+        label_smoothing,
+        mask,
+        axis,
+        keepdims,
+    )
 
 
 def sigmoid_focal_loss_backward(
@@ -952,8 +1004,20 @@ def sigmoid_focal_loss_value_and_grad(
     Returns:
         ``(loss, grad_input)``, as :func:`binary_cross_entropy_value_and_grad`.
     """
-    options = _options(label_smoothing, mask, axis, keepdims)
-    return _value_and_grad("focal", alpha, gamma, inputs, targets, weight, None, reduction, options)
+    return _value_and_grad(
+        "focal",
+        alpha,
+        gamma,
+        inputs,
+        targets,
+        weight,
+        None,
+        reduction,
+        label_smoothing,
+        mask,
+        axis,
+        keepdims,
+    )
 
 
 _DERIVATIVES_DOC = """

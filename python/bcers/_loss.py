@@ -122,7 +122,10 @@ class _Loss:
             self.weight,
             pos_weight,
             self.reduction,
-            self._options(mask),
+            self.label_smoothing,
+            mask,
+            self.axis,
+            self.keepdims,
         )
 
     def backward(
@@ -162,7 +165,10 @@ class _Loss:
             self.weight,
             pos_weight,
             self.reduction,
-            self._options(mask),
+            self.label_smoothing,
+            mask,
+            self.axis,
+            self.keepdims,
         )
 
     def __call__(
