@@ -97,6 +97,49 @@ fn reference(loss: &LossKind, x: f64, y: f64, pw: f64) -> Reference {
     }
 }
 
+/// The magnitude of the terms the derivative `what` of `loss` at one element is a sum of (for
+/// a tolerance: a sum of terms may cancel); `grad` and `hess` are sums of terms of one sign,
+/// but for the focal loss.
+#[cfg(feature = "gpu")]
+fn magnitude(loss: &LossKind, what: &str, x: f64, y: f64, pw: f64) -> f64 {
+    let sp = (-x.abs()).exp().ln_1p();
+    let (s, sn) = (sigmoid(x), sigmoid(-x));
+    match (*loss, what) {
+        (LossKind::Bce, "grad_target") => x.ln().max(-100.0).abs() + (-x).ln_1p().max(-100.0).abs(),
+        (LossKind::BceWithLogits, "grad_target") => {
+            times(pw, (-x).max(0.0) + sp).abs() + x.max(0.0) + sp
+        }
+        (LossKind::SigmoidFocal { alpha, gamma }, what) => {
+            let ce = times(1.0 - y, x.max(0.0)) + times(y, (-x).max(0.0)) + sp;
+            let q = y * sn + (1.0 - y) * s;
+            let m = q.powf(gamma);
+            let alpha_t = if alpha >= 0.0 {
+                alpha * y + (1.0 - alpha) * (1.0 - y)
+            } else {
+                1.0
+            };
+            let dalpha = if alpha >= 0.0 { 2.0 * alpha - 1.0 } else { 0.0 };
+            let r = (1.0 - 2.0 * y) * s * sn / q;
+            let dce = (1.0 - y) * s + y * sn;
+            match what {
+                "grad_target" => {
+                    dalpha.abs() * ce * m
+                        + alpha_t * m * (x.abs() + gamma * ce * (sn - s).abs() / q)
+                }
+                "hess" => {
+                    alpha_t
+                        * m
+                        * (s * sn
+                            + 2.0 * gamma * (r * dce).abs()
+                            + gamma * ce * ((gamma - 1.0).abs() * r * r + (r * (sn - s)).abs()))
+                }
+                _ => alpha_t * m * (dce + gamma * ce * r.abs()),
+            }
+        }
+        _ => 0.0,
+    }
+}
+
 /// Inputs the loss takes: probabilities (with 0, 1 and neighbours) for BCE, logits (with 0,
 /// large and infinite values) otherwise; soft and hard targets; a weight; a pos_weight for
 /// the loss that takes one.
@@ -370,6 +413,62 @@ fn every_loss_on_the_gpu_agrees_with_the_cpu() {
                 let same = a == b || (a.is_nan() && b.is_nan());
                 let close = (a - b).abs() <= 1e-5 * b.abs().max(1e-3) || a.abs() < 1e-30;
                 assert!(same || close, "gpu {loss} {what}[{i}]: {a:e}, cpu {b:e}");
+            }
+        }
+        // Every derivative in one call (more outputs than some devices' kernels write at once:
+        // several dispatches), elementwise and for a mean with a grad_output, against the
+        // CPU's float32 results.
+        let all = bcers::Outputs {
+            value: true,
+            grad: true,
+            grad_target: true,
+            hess: true,
+        };
+        let (hx, hy, hw) = (arr::<f32>(&c.x), arr::<f32>(&c.y), arr::<f32>(&c.w));
+        let hpw = c.pw.as_deref().map(arr::<f32>);
+        let half = ndarray::arr0(0.5f32).into_dyn();
+        let dev_half = GpuArray::from_view(&gpu, half.view()).unwrap();
+        for (reduction, g) in [(Reduction::None, false), (Reduction::Mean, true)] {
+            let cpu_request = {
+                let r = Request::new(loss, hx.view(), hy.view())
+                    .weight(hw.view())
+                    .reduction(reduction);
+                match &hpw {
+                    Some(pw) => r.pos_weight(pw.view()),
+                    None => r,
+                }
+            };
+            let want = cpu_request
+                .derivatives(all, g.then(|| half.view()))
+                .unwrap();
+            let have = request(reduction)
+                .derivatives(all, g.then_some(&dev_half))
+                .unwrap();
+            for (what, h, k) in [
+                ("grad", have.grad, want.grad),
+                ("grad_target", have.grad_target, want.grad_target),
+                ("hess", have.hess, want.hess),
+            ] {
+                let h = h.unwrap().to_array().unwrap();
+                let k = k.unwrap();
+                let scale = if g { 0.5 / c.x.len() as f64 } else { 1.0 };
+                for (i, (&a, &b)) in h.iter().zip(k.iter()).enumerate() {
+                    let (x, y) = (f64::from(hx[i]), f64::from(hy[i]));
+                    let pw = hpw.as_ref().map_or(1.0, |p| f64::from(p[i]));
+                    // Within a few ulp of the terms each is a sum of (they may cancel).
+                    let terms = f64::from(hw[i]).abs() * scale * magnitude(&loss, what, x, y, pw);
+                    let (a64, b64) = (f64::from(a), f64::from(b));
+                    let same = a == b || (a.is_nan() && b.is_nan());
+                    let close = if terms.is_finite() {
+                        (a64 - b64).abs() <= 2e-5 * (b64.abs() + terms) + 1e-30
+                    } else {
+                        a.is_finite() == b.is_finite()
+                    };
+                    assert!(
+                        same || close,
+                        "gpu {loss} {reduction:?} {what}[{i}] at x={x}, y={y}: {a:e}, cpu {b:e}"
+                    );
+                }
             }
         }
     }

@@ -92,4 +92,6 @@ def _gpu_compute(
     value: bool,
     grad: bool,
     label_smoothing: float = 0.0,
+    grad_target: bool = False,
+    hess: bool = False,
 ) -> Any: ...

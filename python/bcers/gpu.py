@@ -147,15 +147,14 @@ def _compute(
     """One call on the GPU (bcers' functions make it when an argument is an :class:`Array`):
     the loss (a ``np.float32`` for ``mean``/``sum``, an :class:`Array` for ``none``), the
     gradient (an :class:`Array`), or both as a tuple; a ``Derivatives`` with
-    ``as_derivatives``. ``grad_output`` None means 1. The GPU takes label smoothing and every
-    reduction, not yet a mask, axes, the target gradient or the second derivative."""
+    ``as_derivatives`` or with the target gradient or second derivative. ``grad_output`` None
+    means 1. The GPU takes label smoothing, every reduction and every derivative, not yet a
+    mask or axes."""
     value, grad, grad_target, hess = outputs
     for name, unsupported in (
         ("mask", options.mask is not None),
         ("axis", options.axis is not None),
         ("keepdims", options.keepdims),
-        ("grad_target", grad_target),
-        ("hess", hess),
     ):
         if unsupported:
             raise ValueError(
@@ -165,14 +164,19 @@ def _compute(
     y = _upload(target, "target", False)
     w = _optional(weight, "weight")
     pw = _optional(pos_weight, "pos_weight")
-    g = _optional(grad_output, "grad_output") if grad else None
+    g = _optional(grad_output, "grad_output") if grad or grad_target or hess else None
+    extra = {"grad_target": grad_target, "hess": hess} if grad_target or hess else {}
     out = _bcers._gpu_compute(
-        loss, alpha, gamma, x, y, w, pw, g, reduction, value, grad, options.label_smoothing
+        loss, alpha, gamma, x, y, w, pw, g, reduction, value, grad, options.label_smoothing, **extra
     )
 
     def scalar(v: Any) -> Any:
         return np.float32(v) if type(v) is float else v
 
+    if extra:
+        from ._functional import Derivatives
+
+        return Derivatives(scalar(out[0]), out[1], out[2], out[3])
     if value and grad:
         pair = scalar(out[0]), out[1]
     elif value:

@@ -424,6 +424,10 @@ pub(crate) struct PipelineKey {
     pub value: bool,
     /// The input gradient is needed (`WANT_GRAD`).
     pub grad: bool,
+    /// The target gradient is needed (`WANT_GRAD_TARGET`).
+    pub grad_target: bool,
+    /// The second derivative is needed (`WANT_HESS`).
+    pub hess: bool,
 }
 
 impl PipelineKey {
@@ -461,6 +465,8 @@ impl Inner {
             ("PER_THREAD", key.per_thread() as f64),
             ("WANT_VALUE", flag(key.value)),
             ("WANT_GRAD", flag(key.grad)),
+            ("WANT_GRAD_TARGET", flag(key.grad_target)),
+            ("WANT_HESS", flag(key.hess)),
         ];
         const ROLES: [&str; MAX_SLOTS] = ["ROLE_0", "ROLE_1", "ROLE_2", "ROLE_3"];
         for (name, role) in ROLES.iter().zip(key.roles) {

@@ -41,10 +41,13 @@ pub(crate) struct GpuPlan {
     pub checks_range: bool,
     /// The values are summed.
     pub sum: bool,
-    /// The array outputs, in order: `ROLE_VALUE` (1) or `ROLE_GRAD` (2).
+    /// The array outputs, in order: `ROLE_VALUE`, `ROLE_GRAD`, `ROLE_GRAD_TARGET` or
+    /// `ROLE_HESS`.
     pub outputs: Vec<u32>,
-    /// Every derivative is multiplied by `factor`, then divided by `divisor`.
+    /// Every derivative is multiplied by `factor` (the target gradient by `target_factor`),
+    /// then divided by `divisor`.
     pub factor: f32,
+    pub target_factor: f32,
     pub divisor: f32,
 }
 
@@ -52,6 +55,10 @@ pub(crate) struct GpuPlan {
 pub(crate) const ROLE_VALUE: u32 = 1;
 /// The role of the input gradient.
 pub(crate) const ROLE_GRAD: u32 = 2;
+/// The role of the target gradient.
+pub(crate) const ROLE_GRAD_TARGET: u32 = 3;
+/// The role of the second derivative.
+pub(crate) const ROLE_HESS: u32 = 4;
 
 /// The uniform block of one pass, as the shader lays it out.
 fn params(
@@ -75,6 +82,7 @@ fn params(
     p[8] = plan.gamma.to_bits();
     p[9] = plan.smoothing.0.to_bits();
     p[10] = plan.smoothing.1.to_bits();
+    p[11] = plan.target_factor.to_bits();
     // Shape and start coordinates, innermost axis first.
     let start = geometry.coords(pass.start);
     for (d, (&len, &c)) in geometry.shape.iter().zip(&start).rev().enumerate() {
@@ -168,6 +176,8 @@ pub(crate) fn execute<'a>(
         roles,
         value: plan.sum || plan.outputs.contains(&ROLE_VALUE),
         grad: plan.outputs.contains(&ROLE_GRAD),
+        grad_target: plan.outputs.contains(&ROLE_GRAD_TARGET),
+        hess: plan.outputs.contains(&ROLE_HESS),
     };
     let tile = key.tile();
     let max_len = tile.saturating_mul(max_groups).saturating_mul(max_groups);

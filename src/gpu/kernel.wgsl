@@ -20,7 +20,8 @@
 override LOSS: u32 = 0u; // 0: BCE on probabilities, 1: BCE with logits, 2: sigmoid focal
 override SUM: bool = false; // the values are summed
 override PER_THREAD: u32 = 1u; // elements per thread
-override ROLE_0: u32 = 0u; // what slot k holds: 0 nothing, 1 values, 2 input gradients
+override ROLE_0: u32 = 0u; // what slot k holds: 0 nothing, 1 values, 2 input gradients,
+// 3 target gradients, 4 second derivatives
 override ROLE_1: u32 = 0u;
 override ROLE_2: u32 = 0u;
 override ROLE_3: u32 = 0u;
@@ -28,6 +29,8 @@ override ROLE_3: u32 = 0u;
 const WG: u32 = 256u;
 const ROLE_VALUE: u32 = 1u;
 const ROLE_GRAD: u32 = 2u;
+const ROLE_GRAD_TARGET: u32 = 3u;
+const ROLE_HESS: u32 = 4u;
 const NO_INDEX: u32 = 0xffffffffu;
 
 struct Operand {
@@ -46,7 +49,8 @@ struct Params {
     len: u32,
     xoff: u32,
     groups_x: u32,
-    // Every derivative is multiplied by `factor` (with the per-element grad_output), then
+    // Every derivative is multiplied by `factor` (the target gradient by `target_factor`,
+    // which has label smoothing's chain-rule factor too) and the per-element grad_output, then
     // divided by `divisor` (1, or n where factor / n would be subnormal).
     factor: f32,
     divisor: f32,
@@ -58,7 +62,7 @@ struct Params {
     // Label smoothing: the target used is y * smooth_a + smooth_b (1 and 0: none).
     smooth_a: f32,
     smooth_b: f32,
-    pad2: u32,
+    target_factor: f32,
     // The collapsed shape of the input, innermost axis first.
     shape: array<vec4<u32>, 2>,
     // The coordinates of the pass's first element, innermost first.
@@ -149,7 +153,15 @@ fn output(role: u32, d: Derivs, w: f32, i: u32) -> f32 {
     if role == ROLE_VALUE {
         return weighted(w, d.value);
     }
-    return weighted(w, d.grad) * (grad_output_at(i) * P.factor) / P.divisor;
+    var v = d.grad;
+    var factor = P.factor;
+    if role == ROLE_GRAD_TARGET {
+        v = d.grad_target;
+        factor = P.target_factor;
+    } else if role == ROLE_HESS {
+        v = d.hess;
+    }
+    return weighted(w, v) * (grad_output_at(i) * factor) / P.divisor;
 }
 
 @compute @workgroup_size(256)

@@ -23,9 +23,11 @@
 //! be subnormal); the broadcasting of `weight`, `pos_weight` and a per-element `grad_output`
 //! (NumPy's rules, trailing axes aligned, never enlarging the input; done by index arithmetic
 //! in the shader, nothing is materialised); BCE's range check with the same
-//! [`Error::OutOfRange`]; `mean` over an empty input being NaN.
+//! [`Error::OutOfRange`]; `mean` over an empty input being NaN; every derivative
+//! ([`Request::derivatives`]: the input and target gradients and the second derivative).
 //!
 //! What differs:
+//! - **No mask and no per-axis reduction yet**: refused with [`Error::GpuUnsupported`].
 //! - **float32 only.** Arrays are float32 on the device; results agree with the CPU's float32
 //!   results to a few ulp per element (the shaders carry their own `log`, `log1p` and `exp`,
 //!   ports of musl's, rather than the drivers' built-ins).
@@ -58,7 +60,7 @@ use crate::cpu::Interrupt;
 use crate::error::Error;
 use crate::loss::LossKind;
 use crate::request::{check, derivative_scale, reduced_value, Outputs, Reduction, Shapes, Spec};
-use exec::{execute, GpuPlan, Operands, ROLE_GRAD, ROLE_VALUE};
+use exec::{execute, GpuPlan, Operands, ROLE_GRAD, ROLE_GRAD_TARGET, ROLE_HESS, ROLE_VALUE};
 
 /// A loss computed on the GPU: one value per element, on the device, or the reduced value.
 #[derive(Clone, Debug)]
@@ -87,19 +89,27 @@ impl GpuLoss {
     }
 }
 
-/// What a GPU call returns (what it asked for).
-pub(crate) struct Results {
+/// What [`Request::derivatives`] returns: the outputs asked for, on the device (`None` for
+/// the others), as [`crate::Derivatives`] on the CPU.
+#[derive(Clone, Debug)]
+pub struct GpuDerivatives {
     /// The loss, if asked for.
     pub value: Option<GpuLoss>,
     /// The input gradient, if asked for.
     pub grad: Option<GpuArray>,
+    /// The target gradient, if asked for.
+    pub grad_target: Option<GpuArray>,
+    /// The second derivative, if asked for.
+    pub hess: Option<GpuArray>,
 }
 
 /// Runs `spec` on the GPU; `g` is the grad_output (for a reduction, a 0-d array whose value is
 /// read back to fold it into the derivatives' factor).
 ///
-/// The GPU takes label smoothing and every reduction; it does not take a mask, axes, the
-/// target gradient or the second derivative yet ([`Error::GpuUnsupported`]).
+/// The GPU takes label smoothing, every reduction and every derivative; it does not take a
+/// mask or axes yet ([`Error::GpuUnsupported`]). A call with more array outputs than the
+/// device's kernel has output slots runs as several dispatches (the values summed in the
+/// first).
 pub(crate) fn run(
     spec: &Spec,
     x: &GpuArray,
@@ -108,7 +118,7 @@ pub(crate) fn run(
     pw: Option<&GpuArray>,
     g: Option<&GpuArray>,
     interrupt: Interrupt<'_>,
-) -> Result<Results, Error> {
+) -> Result<GpuDerivatives, Error> {
     let shapes = Shapes {
         input: x.shape(),
         target: y.shape(),
@@ -122,21 +132,16 @@ pub(crate) fn run(
     if spec.axis.is_some() || spec.keepdims {
         return Err(Error::GpuUnsupported { arg: "axis" });
     }
-    if outputs.grad_target {
-        return Err(Error::GpuUnsupported { arg: "grad_target" });
-    }
-    if outputs.hess {
-        return Err(Error::GpuUnsupported { arg: "hess" });
-    }
-    if !(outputs.value || outputs.grad) || checked.kept.is_some() {
+    if !outputs.any() || checked.kept.is_some() {
         return Err(Error::Internal(
             "a GPU call that asks for nothing it can do",
         ));
     }
+    let derivatives = outputs.derivatives();
     let n = x.len();
     let (g, grad_output) = match (spec.reduction, g) {
-        (Reduction::None, g) => (g.filter(|_| outputs.grad), 1.0),
-        (_, Some(g)) if outputs.grad => (None, g.element(0)?),
+        (Reduction::None, g) => (g.filter(|_| derivatives), 1.0),
+        (_, Some(g)) if derivatives => (None, g.element(0)?),
         _ => (None, 1.0),
     };
     // The denominator: the number of elements, or the sum of the weights broadcast to the
@@ -151,55 +156,82 @@ pub(crate) fn run(
         _ => count,
     };
     let scale = derivative_scale(spec.reduction, denominator, grad_output);
+    let ls = spec.label_smoothing;
+    // The target gradient has label smoothing's chain-rule factor too (as on the CPU).
+    let target_factor = scale.factor * (1.0 - ls) as f32;
     let elementwise = outputs.value && spec.reduction == Reduction::None;
-    let mut roles = Vec::new();
-    if elementwise {
-        roles.push(ROLE_VALUE);
-    }
-    if outputs.grad {
-        roles.push(ROLE_GRAD);
-    }
+    let roles: Vec<u32> = [
+        (elementwise, ROLE_VALUE),
+        (outputs.grad, ROLE_GRAD),
+        (outputs.grad_target, ROLE_GRAD_TARGET),
+        (outputs.hess, ROLE_HESS),
+    ]
+    .into_iter()
+    .filter_map(|(wanted, role)| wanted.then_some(role))
+    .collect();
     let (alpha, gamma) = match spec.loss {
         LossKind::SigmoidFocal { alpha, gamma } => (alpha as f32, gamma as f32),
         _ => (0.0, 0.0),
     };
-    let ls = spec.label_smoothing;
-    let plan = GpuPlan {
+    let sum = outputs.value && !elementwise;
+    let divisor = scale.divide_after.unwrap_or(1.0);
+    let plan = |outputs: Vec<u32>, sum: bool| GpuPlan {
         loss: spec.loss.gpu_id(),
         alpha,
         gamma,
         smoothing: ((1.0 - ls) as f32, (ls / 2.0) as f32),
         checks_range: spec.loss.checks_range(),
-        sum: outputs.value && !elementwise,
-        outputs: roles,
+        sum,
+        outputs,
         factor: scale.factor,
-        divisor: scale.divide_after.unwrap_or(1.0),
+        target_factor,
+        divisor,
     };
     let ops = Operands { x, y, w, pw, g };
-    let out = execute(&plan, &ops, interrupt)?;
-    let mut arrays = out.arrays.into_iter();
-    let value = if elementwise {
-        let a = arrays
+    // The outputs in groups of as many as the kernel has slots; the sum with the first group
+    // (or alone, for a reduced value with no derivatives).
+    let slots = x.gpu.inner.slots.max(1);
+    let mut groups: Vec<Vec<u32>> = roles.chunks(slots).map(<[u32]>::to_vec).collect();
+    if groups.is_empty() {
+        groups.push(Vec::new());
+    }
+    let mut total = 0.0;
+    let mut arrays = Vec::new();
+    for (k, group) in groups.into_iter().enumerate() {
+        let out = execute(&plan(group, sum && k == 0), &ops, interrupt)?;
+        if k == 0 {
+            total = out.sum;
+        }
+        arrays.extend(out.arrays);
+    }
+    let mut arrays = roles.iter().copied().zip(arrays);
+    let mut take = |wanted: bool| -> Result<Option<GpuArray>, Error> {
+        if !wanted {
+            return Ok(None);
+        }
+        arrays
             .next()
-            .ok_or(Error::Internal("the kernel lost an output"))?;
-        Some(GpuLoss::Elementwise(a))
+            .map(|(_, a)| Some(a))
+            .ok_or(Error::Internal("the kernel lost an output"))
+    };
+    let value = if elementwise {
+        take(true)?.map(GpuLoss::Elementwise)
     } else if outputs.value {
         Some(GpuLoss::Reduced(
-            reduced_value(spec.reduction, out.sum, denominator) as f32,
+            reduced_value(spec.reduction, total, denominator) as f32,
         ))
     } else {
         None
     };
-    let grad = if outputs.grad {
-        Some(
-            arrays
-                .next()
-                .ok_or(Error::Internal("the kernel lost an output"))?,
-        )
-    } else {
-        None
-    };
-    Ok(Results { value, grad })
+    let grad = take(outputs.grad)?;
+    let grad_target = take(outputs.grad_target)?;
+    let hess = take(outputs.hess)?;
+    Ok(GpuDerivatives {
+        value,
+        grad,
+        grad_target,
+        hess,
+    })
 }
 
 /// One call on the GPU, as [`crate::Request`] on the CPU: a loss with its parameters, its
@@ -261,16 +293,19 @@ impl<'a> Request<'a> {
         self
     }
 
-    fn run(&self, value: bool, grad: bool, g: Option<&GpuArray>) -> Result<Results, Error> {
-        let mut spec = Spec::new(
-            self.loss,
-            self.reduction,
+    fn run(&self, value: bool, grad: bool, g: Option<&GpuArray>) -> Result<GpuDerivatives, Error> {
+        self.run_outputs(
             Outputs {
                 value,
                 grad,
                 ..Outputs::default()
             },
-        );
+            g,
+        )
+    }
+
+    fn run_outputs(&self, outputs: Outputs, g: Option<&GpuArray>) -> Result<GpuDerivatives, Error> {
+        let mut spec = Spec::new(self.loss, self.reduction, outputs);
         spec.label_smoothing = self.label_smoothing;
         run(
             &spec,
@@ -318,6 +353,30 @@ impl<'a> Request<'a> {
             (Some(v), Some(g)) => Ok((v, g)),
             _ => Err(Error::Internal("a value_and_grad without its outputs")),
         }
+    }
+
+    /// The outputs asked for (the loss, its derivatives with respect to the input and the
+    /// target, its second derivative with respect to the input), as
+    /// [`crate::Request::derivatives`]: each derivative of the loss as this request reduces
+    /// it, times `grad_output` (as in [`Request::backward`]). A call with more array outputs
+    /// than the device's kernel writes at once runs as several dispatches.
+    ///
+    /// # Errors
+    /// Those of [`Request::backward`].
+    pub fn derivatives(
+        &self,
+        outputs: Outputs,
+        grad_output: Option<&GpuArray>,
+    ) -> Result<GpuDerivatives, Error> {
+        if !outputs.any() {
+            return Ok(GpuDerivatives {
+                value: None,
+                grad: None,
+                grad_target: None,
+                hess: None,
+            });
+        }
+        self.run_outputs(outputs, grad_output)
     }
 }
 

@@ -158,10 +158,15 @@ fn loss_to_py(py: Python<'_>, loss: GpuLoss) -> PyResult<Py<PyAny>> {
     })
 }
 
-/// One call on the GPU, as `bcers._bcers.compute`: the loss (a float for `mean`/`sum`, an
-/// Array for `none`), the gradient (an Array), or both as a tuple.
+/// One call on the GPU, as `bcers._bcers.compute`: without `grad_target` and `hess`, the
+/// loss (a float for `mean`/`sum`, an Array for `none`), the gradient (an Array), or both as
+/// a tuple; with either, the 4-tuple `(value, grad, grad_target, hess)` with `None` for what
+/// was not asked.
 #[pyfunction]
-#[pyo3(signature = (loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad, label_smoothing=0.0))]
+#[pyo3(signature = (
+    loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad,
+    label_smoothing=0.0, grad_target=false, hess=false
+))]
 #[allow(clippy::too_many_arguments)]
 fn _gpu_compute<'py>(
     py: Python<'py>,
@@ -177,6 +182,8 @@ fn _gpu_compute<'py>(
     value: bool,
     grad: bool,
     label_smoothing: f64,
+    grad_target: bool,
+    hess: bool,
 ) -> PyResult<Py<PyAny>> {
     let mut spec = Spec::new(
         loss_of(loss, alpha, gamma)?,
@@ -184,7 +191,8 @@ fn _gpu_compute<'py>(
         Outputs {
             value,
             grad,
-            ..Outputs::default()
+            grad_target,
+            hess,
         },
     );
     spec.label_smoothing = label_smoothing;
@@ -198,11 +206,22 @@ fn _gpu_compute<'py>(
     let results = run(py, usize::MAX, |interrupt| {
         super::run(&spec, x, y, w, pw, g, interrupt)
     })?;
+    let array = |a: Option<GpuArray>| {
+        a.map(|a| Py::new(py, PyGpuArray { inner: a }).map(Py::into_any))
+            .transpose()
+    };
     let value = results.value.map(|v| loss_to_py(py, v)).transpose()?;
-    let grad = results
-        .grad
-        .map(|a| Py::new(py, PyGpuArray { inner: a }).map(Py::into_any))
-        .transpose()?;
+    let grad = array(results.grad)?;
+    if grad_target || hess {
+        let items = [
+            value,
+            grad,
+            array(results.grad_target)?,
+            array(results.hess)?,
+        ]
+        .map(|o| o.unwrap_or_else(|| py.None()));
+        return Ok(PyTuple::new(py, items)?.into_any().unbind());
+    }
     match (value, grad) {
         (Some(v), Some(g)) => Ok(PyTuple::new(py, [v, g])?.into_any().unbind()),
         (Some(v), None) => Ok(v),

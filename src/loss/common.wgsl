@@ -4,10 +4,16 @@
 
 override WANT_VALUE: bool = true;
 override WANT_GRAD: bool = false;
+override WANT_GRAD_TARGET: bool = false;
+override WANT_HESS: bool = false;
 
+// The loss and its derivatives: with respect to the input, to the target, and the second with
+// respect to the input.
 struct Derivs {
     value: f32,
     grad: f32,
+    grad_target: f32,
+    hess: f32,
 }
 
 // `max(a, b)` as the CPU kernels have it: b when a is NaN.
@@ -37,6 +43,16 @@ fn weighted3(a: f32, b: f32, v: f32) -> f32 {
         ab = bitcast<f32>(((bitcast<u32>(a) ^ bitcast<u32>(b)) & 0x80000000u) | 0x00800000u);
     }
     return weighted(ab, v);
+}
+
+// Whether v is +-inf, from the bits (a GPU may assume no infinity in float comparisons).
+fn is_inf_bits(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) == 0x7f800000u;
+}
+
+// Whether v is NaN, from the bits.
+fn is_nan_bits(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
 // |x| from the bits.
