@@ -473,7 +473,7 @@ fn sums_t<'py, T: Element + Real>(
     py: Python<'py>,
     spec: &Spec,
     args: &Args<'_, 'py>,
-) -> PyResult<Vec<Vec<u8>>> {
+) -> PyResult<Vec<LossSums>> {
     let x = borrow::<T>(args.input, "input")?;
     let shape = x.shape().to_vec();
     let y = borrow::<T>(args.target, "target")?;
@@ -489,24 +489,17 @@ fn sums_t<'py, T: Element + Real>(
         mask: mask.as_ref().map(|a| a.as_array()),
     };
     let n = ops.x.len();
-    let states = run(py, n, move |interrupt| {
+    Ok(run(py, n, move |interrupt| {
         engine::run_sums(spec, ops, interrupt)
-    })?;
-    Ok(states.iter().map(LossSums::to_bytes).collect())
+    })?)
 }
 
-/// The exact sums of a loss (as `compute`'s first arguments) over the kept elements, as the
-/// bytes of `LossSums` (`bcers::accumulate::LossSums::to_bytes`): one per slot of the
-/// reduction over `axis` (all axes: one), in C order of the reduced shape.
-#[pyfunction]
-#[pyo3(signature = (
-    loss, alpha, gamma, input, target, weight, pos_weight, label_smoothing=0.0, mask=None,
-    axis=None
-))]
+/// The exact sums of a loss (as `compute`'s first arguments) over the kept elements, one per
+/// slot of the reduction over `axis` (all axes: one), in C order of the reduced shape.
 #[allow(clippy::too_many_arguments)]
-fn sums<'py>(
+fn sums_of<'py>(
     py: Python<'py>,
-    loss: &str,
+    loss: &Bound<'py, PyString>,
     alpha: f64,
     gamma: f64,
     input: &Bound<'py, PyAny>,
@@ -516,9 +509,9 @@ fn sums<'py>(
     label_smoothing: f64,
     mask: Option<&Bound<'py, PyAny>>,
     axis: Option<Vec<isize>>,
-) -> PyResult<Vec<Py<PyBytes>>> {
+) -> PyResult<Vec<LossSums>> {
     let spec = Spec {
-        loss: loss_of(loss, alpha, gamma)?,
+        loss: loss_named(loss, alpha, gamma)?,
         reduction: Reduction::Sum,
         label_smoothing,
         axis,
@@ -536,11 +529,134 @@ fn sums<'py>(
         grad_output: None,
         mask,
     };
-    let states = by_dtype!(input, sums_t(py, &spec, &args))?;
+    by_dtype!(input, sums_t(py, &spec, &args))
+}
+
+/// [`sums_of`] as the bytes of `LossSums` (`bcers::accumulate::LossSums::to_bytes`).
+#[pyfunction]
+#[pyo3(signature = (
+    loss, alpha, gamma, input, target, weight, pos_weight, label_smoothing=0.0, mask=None,
+    axis=None
+))]
+#[allow(clippy::too_many_arguments)]
+fn sums<'py>(
+    py: Python<'py>,
+    loss: &Bound<'py, PyString>,
+    alpha: f64,
+    gamma: f64,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    label_smoothing: f64,
+    mask: Option<&Bound<'py, PyAny>>,
+    axis: Option<Vec<isize>>,
+) -> PyResult<Vec<Py<PyBytes>>> {
+    let states = sums_of(
+        py,
+        loss,
+        alpha,
+        gamma,
+        input,
+        target,
+        weight,
+        pos_weight,
+        label_smoothing,
+        mask,
+        axis,
+    )?;
     Ok(states
         .iter()
-        .map(|b| PyBytes::new(py, b).unbind())
+        .map(|s| PyBytes::new(py, &s.to_bytes()).unbind())
         .collect())
+}
+
+/// [`sums_of`] over all axes, added to `into`: a stream of batches neither writes nor reads
+/// bytes per batch. Nothing is added when the call fails.
+#[pyfunction]
+#[pyo3(signature = (
+    into, loss, alpha, gamma, input, target, weight, pos_weight, label_smoothing=0.0, mask=None
+))]
+#[allow(clippy::too_many_arguments)]
+fn sums_into<'py>(
+    py: Python<'py>,
+    into: &Bound<'py, PySums>,
+    loss: &Bound<'py, PyString>,
+    alpha: f64,
+    gamma: f64,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    label_smoothing: f64,
+    mask: Option<&Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let states = sums_of(
+        py,
+        loss,
+        alpha,
+        gamma,
+        input,
+        target,
+        weight,
+        pos_weight,
+        label_smoothing,
+        mask,
+        None,
+    )?;
+    let mut into = into.try_borrow_mut()?;
+    for state in &states {
+        into.inner.merge(state);
+    }
+    Ok(())
+}
+
+/// The exact sums of a stream of batches (`bcers.metrics.LossMetric`'s state), merged in
+/// place: `LossSums`, with its bytes for pickling and for other processes.
+#[pyclass(module = "bcers._bcers", name = "Sums")]
+#[derive(Clone, Default)]
+pub(crate) struct PySums {
+    inner: LossSums,
+}
+
+#[pymethods]
+impl PySums {
+    /// Empty sums.
+    #[new]
+    fn new() -> Self {
+        PySums::default()
+    }
+
+    /// The sums `to_bytes` wrote (ValueError for bytes that are not sums).
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(PySums {
+            inner: decode_sums(data)?,
+        })
+    }
+
+    /// The sums as bytes (`LossSums::to_bytes`).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Adds `other`'s sums (it may be these sums themselves).
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> PyResult<()> {
+        let add = other.try_borrow()?.inner.clone();
+        slf.try_borrow_mut()?.inner.merge(&add);
+        Ok(())
+    }
+
+    /// `(values, weights, count)`: the two sums correctly rounded to float64, the count.
+    fn finish(&self) -> (f64, f64, u64) {
+        let s = &self.inner;
+        (s.values.finish(), s.weights.finish(), s.count)
+    }
+
+    /// A copy.
+    fn copy(&self) -> Self {
+        self.clone()
+    }
 }
 
 fn decode_sums(bytes: &[u8]) -> PyResult<LossSums> {
@@ -631,6 +747,8 @@ fn _bcers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compute, m)?)?;
     m.add_function(wrap_pyfunction!(check_loss, m)?)?;
     m.add_function(wrap_pyfunction!(sums, m)?)?;
+    m.add_function(wrap_pyfunction!(sums_into, m)?)?;
+    m.add_class::<PySums>()?;
     m.add_function(wrap_pyfunction!(sums_merge, m)?)?;
     m.add_function(wrap_pyfunction!(sums_finish, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;

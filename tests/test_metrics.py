@@ -792,6 +792,36 @@ def test_merge_of_many_and_of_none() -> None:
     assert total.to_bytes() == before
 
 
+def test_merging_a_metric_with_itself_doubles_it() -> None:
+    loss = bcers.BCEWithLogitsLoss()
+    m = LossMetric(loss)
+    z = np.linspace(-4.0, 4.0, 11, dtype=np.float32)
+    y = (np.arange(11) % 2).astype(np.float32)
+    m.update(z, y)
+    elementwise = bcers.binary_cross_entropy_with_logits(z, y, reduction="none")
+    once = math.fsum(float(v) for v in elementwise)
+    assert m.sum == once
+    assert m.merge(m) is m
+    assert (m.sum, m.weight_sum, m.count) == (2 * once, 22.0, 22)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_and_general_updates_hold_the_same_state(dtype: Any) -> None:
+    """A plain batch (ndarrays of one float dtype, no weight or mask) is summed as it is; the
+    same batch through the general path (a mask keeping everything, a list target) gives the
+    same state, bit for bit."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.01, 0.99, (7, 9)).astype(dtype)
+    y = (rng.random((7, 9)) < 0.5).astype(dtype)
+    for loss in (bcers.BCELoss(), bcers.SigmoidFocalLoss(label_smoothing=0.1)):
+        plain, general, listed = LossMetric(loss), LossMetric(loss), LossMetric(loss)
+        plain.update(x, y)
+        general.update(x, y, mask=np.ones((7, 9), bool))
+        listed.update(x, y.tolist())
+        assert plain.to_bytes() == general.to_bytes() == listed.to_bytes()
+        same(plain.compute(), loss(x, y))
+
+
 def test_from_bytes_refuses_garbage() -> None:
     metric = LossMetric(bcers.SigmoidFocalLoss(0.25, 2.0))
     metric.update(np.array([1.0, -2.0]), np.array([1.0, 0.0]))

@@ -16,6 +16,8 @@ import numpy as np
 
 from . import _bcers
 from ._functional import (
+    _F32,
+    _F64,
     _MAX_NDIM,
     ArrayLike,
     _mask,
@@ -33,7 +35,6 @@ __all__ = ["InvalidParameterError", "LossMetric", "log_loss"]
 
 _MAGIC = b"bclm"
 _VERSION = 1
-_EMPTY = _bcers.sums_merge([])
 _KINDS: dict[str, type[_Loss]] = {
     "bce": BCELoss,
     "logits": BCEWithLogitsLoss,
@@ -70,19 +71,19 @@ def _weights(a: Any, b: Any) -> Any:
     return np.multiply(a, b)
 
 
-def _sums(
+def _add_sums(
+    into: _bcers.Sums,
     loss: _Loss,
     input: ArrayLike,
     target: ArrayLike,
     weight: ArrayLike | None,
     mask: ArrayLike | None,
-    axis: tuple[int, ...] | None = None,
-) -> tuple[list[bytes], np.dtype[Any]]:
-    """The exact sums (as bytes) of ``loss`` over the kept elements, one per slot of the
-    reduction over ``axis`` (all axes: one), and the dtype of a result; the loss's own weight
-    times ``weight``."""
+) -> np.dtype[Any]:
+    """Adds the exact sums of ``loss`` over the kept elements to ``into`` (the loss's own
+    weight times ``weight``), and returns the dtype of a result. Nothing is added when the
+    batch raises."""
     name, alpha, gamma, pos_weight = _params(loss)
-    options = _Options(loss.label_smoothing, _mask(mask), axis, False)
+    options = _Options(loss.label_smoothing, _mask(mask), None, False)
     if isinstance(input, np.ma.MaskedArray) or isinstance(target, np.ma.MaskedArray):
         input, target, options = _unmask(input, target, options)
     try:
@@ -98,8 +99,6 @@ def _sums(
         ) from None
     m = options.mask
     if x.ndim > _MAX_NDIM:
-        if axis is not None:
-            raise ValueError(f"axis takes inputs of at most {_MAX_NDIM} dimensions")
         squeeze = _Squeeze(x, y)
         fit = squeeze.operand
         x, y, w, pw, m = (
@@ -109,8 +108,8 @@ def _sums(
             fit(pw, "pos_weight"),
             fit(m, "mask"),
         )
-    states = _bcers.sums(name, alpha, gamma, x, y, w, pw, options.label_smoothing, m, axis)
-    return states, dtype
+    _bcers.sums_into(into, name, alpha, gamma, x, y, w, pw, options.label_smoothing, m)
+    return dtype
 
 
 class LossMetric:
@@ -151,7 +150,7 @@ class LossMetric:
                 f"SigmoidFocalLoss), got {type(loss).__name__}"
             )
         self.loss = loss
-        self._state = _EMPTY
+        self._sums = _bcers.Sums()
         self._dtype: np.dtype[Any] | None = None
 
     def update(
@@ -167,12 +166,37 @@ class LossMetric:
         broadcast to the batch; False drops an element: it adds nothing, and is not
         range-checked). A ``numpy.ma.MaskedArray`` input or target drops its masked
         elements. A batch whose input is out of range raises, and adds nothing."""
-        states, dtype = _sums(self.loss, input, target, weight, mask)
-        self._state = _bcers.sums_merge([self._state, *states])
+        dtype = self._add_plain(input, target) if weight is None and mask is None else None
+        if dtype is None:
+            dtype = _add_sums(self._sums, self.loss, input, target, weight, mask)
         if dtype is not self._dtype:  # the common case (the same dtype again) costs nothing
             self._dtype = _canonical(
                 dtype if self._dtype is None else np.result_type(self._dtype, dtype)
             )
+
+    def _add_plain(self, input: Any, target: Any) -> np.dtype[Any] | None:
+        """Adds the common batch (float32 or float64 ndarrays of one dtype, the loss without
+        weight or pos_weight), handed to the native sums as it is, and returns its dtype: a
+        stream of small batches pays little per batch. None for any other batch (nothing is
+        added)."""
+        loss = self.loss
+        if type(input) is not np.ndarray or type(target) is not np.ndarray:
+            return None
+        dtype = input.dtype
+        if (
+            (dtype is not _F32 and dtype is not _F64)
+            or target.dtype is not dtype
+            or input.ndim > _MAX_NDIM
+            or loss.weight is not None
+        ):
+            return None
+        name, alpha, gamma, pos_weight = _params(loss)
+        if pos_weight is not None:
+            return None
+        _bcers.sums_into(
+            self._sums, name, alpha, gamma, input, target, None, None, loss.label_smoothing
+        )
+        return dtype
 
     def _check_like(self, other: LossMetric) -> None:
         if not isinstance(other, LossMetric):
@@ -195,7 +219,8 @@ class LossMetric:
         it. The order of merges does not change any result."""
         for other in others:
             self._check_like(other)
-        self._state = _bcers.sums_merge([self._state, *(o._state for o in others)])
+        for other in others:
+            self._sums.merge(other._sums)
         for other in others:
             if other._dtype is not None:
                 self._dtype = _canonical(
@@ -207,29 +232,29 @@ class LossMetric:
 
     def reset(self) -> None:
         """Forgets every batch."""
-        self._state = _EMPTY
+        self._sums = _bcers.Sums()
         self._dtype = None
 
     @property
     def sum(self) -> float:
         """The sum of the (weighted) losses of the kept elements, correctly rounded."""
-        return float(_bcers.sums_finish(self._state)[0])
+        return float(self._sums.finish()[0])
 
     @property
     def weight_sum(self) -> float:
         """The sum of the kept elements' weights (1 each without a weight), correctly
         rounded."""
-        return float(_bcers.sums_finish(self._state)[1])
+        return float(self._sums.finish()[1])
 
     @property
     def count(self) -> int:
         """The number of kept elements."""
-        return int(_bcers.sums_finish(self._state)[2])
+        return int(self._sums.finish()[2])
 
     def compute(self) -> Any:
         """``sum / weight_sum``, in the dtype of the batches (as the loss returns it): the
         weighted mean, the mean without weights. NaN before any element."""
-        total, weights, _ = _bcers.sums_finish(self._state)
+        total, weights, _ = self._sums.finish()
         with np.errstate(divide="ignore", invalid="ignore"):
             value = float(np.float64(total) / np.float64(weights))
         return _result(value, self._dtype or np.dtype(np.float64))
@@ -250,7 +275,7 @@ class LossMetric:
             sort_keys=True,
         ).encode()
         head = struct.pack("<4sBH", _MAGIC, _VERSION, len(header))
-        return head + header + self._state
+        return head + header + self._sums.to_bytes()
 
     @classmethod
     def from_bytes(cls, data: bytes, loss: _Loss | None = None) -> LossMetric:
@@ -272,8 +297,7 @@ class LossMetric:
             kind = _KINDS[header["loss"]]
         except (ValueError, KeyError, TypeError):
             raise ValueError("a malformed LossMetric state") from None
-        state = data[size + length :]
-        _bcers.sums_finish(state)  # ValueError for bad sums
+        sums = _bcers.Sums.from_bytes(data[size + length :])  # ValueError for bad sums
         if loss is None:
             if header["arrays"]:
                 raise ValueError(
@@ -288,16 +312,16 @@ class LossMetric:
         recorded = (header["loss"], header["alpha"], header["gamma"], header["label_smoothing"])
         if (name, alpha, gamma, loss.label_smoothing) != recorded:
             raise ValueError(f"{loss!r} is not the loss this state was computed with")
-        metric._state = state
+        metric._sums = sums
         metric._dtype = _canonical(header["dtype"])
         return metric
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"loss": self.loss, "state": self._state, "dtype": self._dtype}
+        return {"loss": self.loss, "state": self._sums.to_bytes(), "dtype": self._dtype}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.loss = state["loss"]
-        self._state = state["state"]
+        self._sums = _bcers.Sums.from_bytes(state["state"])
         self._dtype = _canonical(state["dtype"])
 
     def __repr__(self) -> str:
