@@ -489,9 +489,9 @@ fn sums_t<'py, T: Element + Real>(
         mask: mask.as_ref().map(|a| a.as_array()),
     };
     let n = ops.x.len();
-    Ok(run(py, n, move |interrupt| {
+    run(py, n, move |interrupt| {
         engine::run_sums(spec, ops, interrupt)
-    })?)
+    })
 }
 
 /// The exact sums of a loss (as `compute`'s first arguments) over the kept elements, one per
@@ -609,6 +609,21 @@ fn sums_into<'py>(
         into.inner.merge(state);
     }
     Ok(())
+}
+
+/// The sum of a float64 array's elements, exact and then rounded once to float64 (the same
+/// bits in any order: the weights' sum of `log_loss`, as `bcers.dask` sums them by parts).
+#[pyfunction]
+fn exact_sum(py: Python<'_>, values: PyReadonlyArrayDyn<'_, f64>) -> f64 {
+    let view = values.as_array();
+    py.detach(|| {
+        let mut sum = crate::accumulate::ExactSum::new();
+        match view.as_slice_memory_order() {
+            Some(slice) => sum.add_f64_block(slice),
+            None => view.iter().for_each(|&v| sum.add(v)),
+        }
+        sum.finish()
+    })
 }
 
 /// The exact sums of a stream of batches (`bcers.metrics.LossMetric`'s state), merged in
@@ -748,6 +763,7 @@ fn _bcers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_loss, m)?)?;
     m.add_function(wrap_pyfunction!(sums, m)?)?;
     m.add_function(wrap_pyfunction!(sums_into, m)?)?;
+    m.add_function(wrap_pyfunction!(exact_sum, m)?)?;
     m.add_class::<PySums>()?;
     m.add_function(wrap_pyfunction!(sums_merge, m)?)?;
     m.add_function(wrap_pyfunction!(sums_finish, m)?)?;

@@ -4,6 +4,7 @@ real distributed cluster (two worker processes) and on the synchronous scheduler
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -346,10 +347,17 @@ def test_log_loss_matches_scikit_learn_and_bcers_metrics(client: Any) -> None:
         assert np.asarray(got).dtype == np.float64
         ref = sklearn_metrics.log_loss(y, pp, **kw)
         assert abs(got - ref) <= 1e-12 * abs(ref)
-    # Weights whose float64 sum NumPy rounds: agreement within rounding.
-    got = bd.log_loss(td, pd, sample_weight=weights).compute(scheduler="sync")
-    ref = sklearn_metrics.log_loss(t, p, sample_weight=weights)
-    assert abs(got - ref) <= 1e-12 * abs(ref)
+    # Weights whose float64 sum rounds (and signed ones): bitwise bcers.metrics, whose sum of
+    # the weights is exact too; scikit-learn's within its pairwise sum's rounding.
+    rounded = np.random.default_rng(0).random(n)
+    assert float(rounded.sum()) != math.fsum(rounded)  # NumPy's pairwise sum rounds here
+    for w in (weights, weights - 0.25, rounded):
+        got = bd.log_loss(td, pd, sample_weight=da.from_array(w, chunks=700)).compute(
+            scheduler="sync"
+        )
+        assert got == bm.log_loss(t, p, sample_weight=w)
+        ref = sklearn_metrics.log_loss(t, p, sample_weight=w)
+        assert abs(got - ref) <= 1e-12 * abs(ref)
     # float32 probabilities: bitwise bcers.metrics.
     p32 = p.astype(np.float32)
     got = bd.log_loss(td, da.from_array(p32, chunks=500)).compute(scheduler="sync")

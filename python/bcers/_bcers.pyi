@@ -62,6 +62,7 @@ def sums_into(
     label_smoothing: float = 0.0,
     mask: Any = None,
 ) -> None: ...
+def exact_sum(values: npt.NDArray[np.float64]) -> float: ...
 
 @final
 class Sums:

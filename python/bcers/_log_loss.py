@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _bcers
 from ._functional import _warn, binary_cross_entropy
 
 __all__ = ["InvalidParameterError", "log_loss"]
@@ -156,8 +157,11 @@ def _check_weights(w: npt.NDArray[Any], n: int) -> tuple[float, float]:
         )
     if low == 0 and high == 0:
         raise ValueError("Sample weights must contain at least one non-zero number.")
-    total = float(w.sum(dtype=np.float64))
-    absolute = total if low >= 0 else float(np.abs(w).sum(dtype=np.float64))
+    # Exact sums, rounded once: the same bits however the weights are split (bcers.dask sums
+    # them by chunks), within an ulp or so of NumPy's pairwise sum.
+    w64 = w.astype(np.float64, copy=False)
+    total = _bcers.exact_sum(w64)
+    absolute = total if low >= 0 else _bcers.exact_sum(np.abs(w64))
     return total, absolute
 
 

@@ -1291,10 +1291,8 @@ def log_loss(
     Returns
     -------
     loss : 0-d Dask array of float64
-        Bitwise :func:`bcers.metrics.log_loss` on the whole arrays without sample weights
-        (and with weights whose float64 sum NumPy computes exactly, integers say: bcers's sum
-        of the weights is exact, NumPy's pairwise one may differ from it by a rounding); equal
-        to scikit-learn's within 1e-12 relative in float64.
+        Bitwise :func:`bcers.metrics.log_loss` on the whole arrays (every sum exact, rounded
+        once); equal to scikit-learn's within 1e-12 relative in float64.
 
     Raises
     ------
