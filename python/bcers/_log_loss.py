@@ -514,8 +514,8 @@ def log_loss(
 
     - Multiclass input (see Raises) is refused; scikit-learn computes it.
     - Bit-for-bit equality is not promised, only agreement within rounding: the logs and
-      sums are bcers's (its logs are within 1 ulp of NumPy's, its sums accumulate in float64
-      in another order than NumPy's pairwise ones).
+      sums are bcers's (its logs are within 1 ulp of NumPy's; its sums, of the losses and of
+      the weights, are exact and rounded once, where NumPy's pairwise ones round as they go).
     - float32 and float16 y_pred are clipped with their own epsilon, as scikit-learn does, but
       the loss is summed at higher precision than scikit-learn's float32 (or float16)
       arithmetic; the results agree to about 1e-6 relative for float32 and to float16's
