@@ -1766,9 +1766,7 @@ def test_gpu_label_smoothing_and_weighted_mean(device: dict[str, Any], loss: Los
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
-def test_gpu_refuses_mask_and_axes_by_name(
-    device: dict[str, Any], loss: Loss
-) -> None:
+def test_gpu_refuses_mask_and_axes_by_name(device: dict[str, Any], loss: Loss) -> None:
     x, y = sample(loss.kind, (4, 5), np.float32, 32)
     dx = gpu.asarray(x)
     refused = {

@@ -381,8 +381,47 @@ def test_log_loss_errors() -> None:
     outside = bd.log_loss(da.from_array(t * 2, chunks=2), da.from_array(p, chunks=2), labels=[0, 1])
     with pytest.raises(ValueError, match="not belonging to the passed labels"):
         outside.compute(scheduler="sync")
-    with pytest.raises(TypeError, match="numeric or boolean labels"):
-        bd.log_loss(np.array(["a", "b", "a", "b", "a"]), da.from_array(p))
+    with pytest.raises(TypeError, match="labels represented as bytes"):
+        bd.log_loss(np.array([b"a", b"b", b"a", b"b", b"a"]), da.from_array(p))
+    with pytest.raises(TypeError, match=r"numeric, boolean or str y_true.*astype\(str\)"):
+        bd.log_loss(np.array(["a", "b", "a", "b", "a"], dtype=object), da.from_array(p))
+    strings = da.from_array(np.array(["a", "b", "c", "b", "a"]), chunks=2)
+    with pytest.raises(ValueError, match="binary problems"):
+        bd.log_loss(strings, da.from_array(p, chunks=2)).compute(scheduler="sync")
+
+
+def test_log_loss_takes_string_labels() -> None:
+    """str labels, as scikit-learn takes them: the greater string is the positive class; a
+    chunk may hold one class only; bitwise bcers.metrics, scikit-learn within 1e-12."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(12)
+    n = 1001
+    p = rng.random(n)
+    t = np.where(rng.random(n) < 0.5, "spam", "ham")
+    t[:300] = "ham"  # the first chunk holds one class
+    w = rng.random(n)
+    two = np.stack([1 - p, p], axis=1)
+    cases: list[tuple[Any, dict[str, Any], Any, dict[str, Any]]] = [
+        (p, {}, da.from_array(p, chunks=300), {}),
+        (p, {"labels": ["ham", "spam"]}, da.from_array(p, chunks=300), {"labels": ["ham", "spam"]}),
+        (
+            p,
+            {"sample_weight": w},
+            da.from_array(p, chunks=300),
+            {"sample_weight": da.from_array(w, chunks=400)},
+        ),
+        (two, {}, da.from_array(two, chunks=(250, 2)), {}),
+    ]
+    for pp, kw, ppd, kwd in cases:
+        got = bd.log_loss(da.from_array(t, chunks=300), ppd, **kwd).compute(scheduler="sync")
+        assert got == bm.log_loss(t, pp, **kw), kw
+        ref = sklearn_metrics.log_loss(t, pp, **kw)
+        assert abs(got - ref) <= 1e-12 * abs(ref), kw
+    undeclared = bd.log_loss(
+        da.from_array(t, chunks=300), da.from_array(p, chunks=300), labels=["eggs", "ham"]
+    )
+    with pytest.raises(ValueError, match="not belonging to the passed labels"):
+        undeclared.compute(scheduler="sync")
 
 
 def test_errors(client: Any) -> None:

@@ -59,7 +59,7 @@ from ._functional import (
     _broadcast_error,
     _Options,
 )
-from ._log_loss import _check_parameters
+from ._log_loss import _BYTES, _check_parameters
 
 __all__ = [
     "binary_cross_entropy",
@@ -1068,6 +1068,22 @@ for _function, _summary in (
 _KEPT = (_F64, _F32, _F16)
 _GAP: dict[np.dtype[Any], float] = {_F64: 1e-14, _F32: 1e-6}
 _ZERO_WEIGHTS = "Sample weights must contain at least one non-zero number."
+# The labels' dtype kinds: bool, integers, floats, and str (bytes are refused as scikit-learn
+# refuses them; an object array must be given a str dtype, which its blocks cannot be checked
+# for before they are computed).
+_LABEL_KINDS = "biufU"
+
+
+def _label_kind(dtype: Any, name: str) -> None:
+    """TypeError for labels of a dtype bcers.dask.log_loss does not take."""
+    kind = np.dtype(dtype).kind
+    if kind == "S":
+        raise TypeError(_BYTES)
+    if kind not in _LABEL_KINDS:
+        raise TypeError(
+            f"bcers.dask.log_loss takes numeric, boolean or str {name}, got dtype {dtype} "
+            "(give strings as a str dtype: .astype(str))"
+        )
 
 
 def _exact_sum(a: npt.NDArray[Any]) -> bytes:
@@ -1240,8 +1256,7 @@ def _declared(labels: Any) -> npt.NDArray[Any]:
     given = np.asarray(labels)
     if given.ndim != 1:
         raise ValueError(f"labels must be a 1-D array-like of class labels, got {labels!r}")
-    if given.dtype.kind not in "biuf":
-        raise TypeError("bcers.dask.log_loss takes numeric or boolean labels")
+    _label_kind(given.dtype, "labels")
     classes = np.unique(given)
     if classes.shape != given.shape:
         raise ValueError(f"labels must not repeat a label, got {labels}")
@@ -1275,9 +1290,9 @@ def log_loss(
     Parameters
     ----------
     y_true : Dask or NumPy array of shape (n_samples,) or (n_samples, 1)
-        Numeric or boolean labels of two classes (0/1, -1/1, False/True, ...); the greater
-        class is the positive one, as in scikit-learn. String labels are not taken: encode
-        them first.
+        Labels of two classes: numbers, booleans or strings (a str dtype; bytes are refused
+        as scikit-learn refuses them, and an object array must be given a str dtype first);
+        the greater class is the positive one, as in scikit-learn.
     y_pred : Dask or NumPy array of shape (n_samples,), (n_samples, 1) or (n_samples, 2)
         Predicted probabilities: of the positive class, or of the two sorted classes.
     normalize : bool, default=True
@@ -1337,10 +1352,7 @@ def log_loss(
             )
         p = p[:, 0] if p.shape[1] == 1 else p.rechunk({1: -1})
     y = y_true if _is_dask(y_true) else np.asarray(y_true)
-    if np.dtype(y.dtype).kind not in "biuf":
-        raise TypeError(
-            "bcers.dask.log_loss takes numeric or boolean labels; encode string labels first"
-        )
+    _label_kind(y.dtype, "y_true")
     if y.ndim == 0:
         raise TypeError("y_true must have at least one dimension")
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
