@@ -58,6 +58,27 @@ impl Denominators {
     }
 }
 
+/// The plan of `spec`'s loss over the slots of the axes `kept`, with the values `value`: its
+/// parameters and label smoothing; no kernel yet, no derivatives, no denominators, no states;
+/// the derivatives' scales 1 (the target gradient's: label smoothing's chain-rule factor).
+fn plan_for<F: Real>(spec: &Spec, kept: Option<Vec<usize>>, value: ValueOut) -> Plan<F> {
+    let ls = spec.label_smoothing;
+    Plan {
+        kernel: None,
+        params: Params::of(&spec.loss),
+        value,
+        grad: false,
+        grad_target: false,
+        hess: false,
+        grad_scale: F::ONE,
+        grad_target_scale: F::from_f64(1.0 - ls),
+        smoothing: (ls != 0.0).then(|| (F::from_f64(1.0 - ls), F::from_f64(ls / 2.0))),
+        denominators: false,
+        kept,
+        states: false,
+    }
+}
+
 /// The shapes of `ops`, for [`check`].
 fn shapes_of<'s, F>(ops: &'s Operands<'_, F>) -> Shapes<'s> {
     Shapes {
@@ -91,9 +112,7 @@ pub(crate) fn run<F: Real>(
         .as_ref()
         .map_or(1, |kept| kept.iter().map(|&ax| ops.x.shape()[ax]).product());
     let per_slot = n.checked_div(slots).unwrap_or(0);
-    let ls = spec.label_smoothing;
-    let smoothing = (ls != 0.0).then(|| (F::from_f64(1.0 - ls), F::from_f64(ls / 2.0)));
-    let target_factor = F::from_f64(1.0 - ls);
+    let target_factor = F::from_f64(1.0 - spec.label_smoothing);
 
     // The grad_output of a reduction's derivatives, per slot (C order of the reduced shape).
     let grad_output: Vec<F> = match (reduces, ops.g.take()) {
@@ -114,18 +133,11 @@ pub(crate) fn run<F: Real>(
         Reduction::Sum | Reduction::None => false,
     };
     let base = |value: ValueOut, derivatives: bool, denominators: bool| Plan {
-        kernel: None,
-        params: Params::of(&spec.loss),
-        value,
         grad: derivatives && outputs.grad,
         grad_target: derivatives && outputs.grad_target,
         hess: derivatives && outputs.hess,
-        grad_scale: F::ONE,
-        grad_target_scale: target_factor,
-        smoothing,
         denominators,
-        kept: kept.clone(),
-        states: false,
+        ..plan_for(spec, kept.clone(), value)
     };
     // Each slot's (weights, count) when known before the pass: every slot's elements when
     // they do not depend on the data; with derivatives, from a first pass that counts them.
@@ -317,20 +329,11 @@ pub(crate) fn run_sums<F: Real>(
         ..spec.clone()
     };
     let Checked { kept, .. } = check(&summed, &shapes_of(&ops))?;
-    let ls = spec.label_smoothing;
     let plan = Plan {
         kernel: Some(kernel::<F>(&spec.loss, summed.want())),
-        params: Params::of(&spec.loss),
-        value: ValueOut::Sum,
-        grad: false,
-        grad_target: false,
-        hess: false,
-        grad_scale: F::ONE,
-        grad_target_scale: F::ONE,
-        smoothing: (ls != 0.0).then(|| (F::from_f64(1.0 - ls), F::from_f64(ls / 2.0))),
         denominators: true,
-        kept,
         states: true,
+        ..plan_for(spec, kept, ValueOut::Sum)
     };
     Ok(execute(&plan, &ops, Dest::default(), interrupt)?.states)
 }

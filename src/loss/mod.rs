@@ -370,6 +370,7 @@ impl<F: Float> Params<F> {
 /// The positive-class weight of one element: a slice, or 1 when absent (monomorphised, so
 /// that an absent one costs nothing).
 pub(crate) trait PosWeight<F>: Copy {
+    /// The positive-class weight of element `i` of the block.
     fn at(self, i: usize) -> F;
 }
 
@@ -396,6 +397,7 @@ impl<F: Float> PosWeight<F> for NoPosWeight {
 pub(crate) trait Keep: Copy {
     /// Every element is kept.
     const ALL: bool;
+    /// Whether element `i` of the block is kept.
     fn at(self, i: usize) -> bool;
 }
 
