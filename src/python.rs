@@ -629,7 +629,7 @@ fn exact_sum(py: Python<'_>, values: PyReadonlyArrayDyn<'_, f64>) -> f64 {
 /// The exact sums of a stream of batches (`bcers.metrics.LossMetric`'s state), merged in
 /// place: `LossSums`, with its bytes for pickling and for other processes.
 #[pyclass(module = "bcers._bcers", name = "Sums")]
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct PySums {
     inner: LossSums,
 }
@@ -664,14 +664,13 @@ impl PySums {
 
     /// `(values, weights, count)`: the two sums correctly rounded to float64, the count.
     fn finish(&self) -> (f64, f64, u64) {
-        let s = &self.inner;
-        (s.values.finish(), s.weights.finish(), s.count)
+        finished(&self.inner)
     }
+}
 
-    /// A copy.
-    fn copy(&self) -> Self {
-        self.clone()
-    }
+/// `(values, weights, count)` of `sums`: the two sums correctly rounded to float64, the count.
+fn finished(sums: &LossSums) -> (f64, f64, u64) {
+    (sums.values.finish(), sums.weights.finish(), sums.count)
 }
 
 fn decode_sums(bytes: &[u8]) -> PyResult<LossSums> {
@@ -692,8 +691,7 @@ fn sums_merge<'py>(py: Python<'py>, states: Vec<Vec<u8>>) -> PyResult<Bound<'py,
 /// float64, the count an int.
 #[pyfunction]
 fn sums_finish(state: &[u8]) -> PyResult<(f64, f64, u64)> {
-    let s = decode_sums(state)?;
-    Ok((s.values.finish(), s.weights.finish(), s.count))
+    Ok(finished(&decode_sums(state)?))
 }
 
 /// Checks a loss's parameters and a label smoothing (ValueError naming the bad one).
