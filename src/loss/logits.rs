@@ -34,10 +34,13 @@ impl<F: Real> Elementwise<F> for Logits {
             let sp = log1p_unit::<F, I>(e);
             let relu_pos = max(x, F::ZERO);
             let relu_neg = max(-x, F::ZERO);
-            // pw y relu_neg: an underflowing pw y times an infinite relu_neg is infinite.
+            // pw y relu_neg: an underflowing pw y times an infinite relu_neg is infinite. With
+            // pw = 1 the log weight is 1 for every target but NaN, where the first term is NaN
+            // anyway: so it is 1 (which an absent pos_weight folds away).
+            let value_weight = if pw == F::ONE { F::ONE } else { log_weight };
             d.value = weighted(F::ONE - y, relu_pos)
                 + weighted3(pw, y, relu_neg)
-                + weighted(log_weight, sp);
+                + weighted(value_weight, sp);
             d.grad_target = weighted(pw, relu_neg + sp) - (relu_pos + sp);
         }
         if W::GRAD || W::HESS {
