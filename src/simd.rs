@@ -134,6 +134,8 @@ pub fn simd_level() -> SimdLevel {
 ///
 /// Meant for benchmarks and tests that compare levels. Results of different levels agree to
 /// within the kernels' stated accuracy, not bit for bit.
+/// The level is process-wide: a call that another thread is making meanwhile may run at
+/// either level, so a program that changes it should not compare bits across threads then.
 ///
 /// # Errors
 /// [`Error::UnsupportedSimdLevel`] when this machine's processor cannot run `level`.

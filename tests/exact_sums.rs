@@ -7,17 +7,14 @@
 
 #[path = "support/fsum.rs"]
 mod fsum;
+#[path = "support/globals.rs"]
+mod globals;
 #[path = "support/random.rs"]
 mod random;
-use std::sync::Mutex;
-
 use bcers::{Float, LossKind, Reduction, Request};
 use fsum::fsum;
 use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, Axis, ShapeBuilder};
 use random::uniform;
-
-/// Holds the thread count still while a test changes it.
-static THREADS: Mutex<()> = Mutex::new(());
 
 /// Operands of shape `shape`: probabilities in `(0, 1)`, targets in `[0, 1]`, weights in
 /// `[0, 2)` and a mask keeping about 3 in 4.
@@ -184,7 +181,7 @@ fn all_same<T: Float>(a: &[ArrayD<T>], b: &[ArrayD<T>]) -> bool {
 
 #[test]
 fn thread_counts_do_not_change_a_bit() {
-    let _lock = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let _settings = globals::hold();
     let before = bcers::get_num_threads();
     let d64 = data::<f64>(&[9, 33_331], 11);
     let d32 = data::<f32>(&[40_000, 7], 12);

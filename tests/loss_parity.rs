@@ -3,6 +3,8 @@
 //! this processor has, one and several threads, and the GPU (when there is one; CI requires
 //! Mesa's lavapipe). In a test binary of its own: the SIMD level is process-wide.
 
+#[path = "support/globals.rs"]
+mod globals;
 #[path = "support/random.rs"]
 mod random;
 
@@ -319,6 +321,8 @@ fn same_bits<F: Float>(a: &Results<F>, b: &Results<F>) -> bool {
 
 #[test]
 fn every_loss_through_every_cpu_path() {
+    // Changes the SIMD level and the thread count.
+    let _settings = globals::hold();
     let lengths = [1usize, 37, 1_000, 70_001];
     for loss in LossKind::registry() {
         for (k, &n) in lengths.iter().enumerate() {
@@ -353,6 +357,8 @@ fn every_loss_through_every_cpu_path() {
 #[cfg(feature = "gpu")]
 #[test]
 fn every_loss_on_the_gpu_agrees_with_the_cpu() {
+    // Compares CPU results bit for bit: the SIMD level must hold still.
+    let _settings = globals::hold();
     use bcers::gpu::{Gpu, GpuArray};
     let gpu = match Gpu::get() {
         Ok(gpu) => gpu,

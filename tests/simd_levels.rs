@@ -1,6 +1,8 @@
 //! Every SIMD level this processor has gives the scalar reference's values (to a few ulp).
-//! In a test binary of its own: the level is process-wide.
+//! The level is process-wide: each test holds the settings lock while it runs.
 
+#[path = "support/globals.rs"]
+mod globals;
 #[path = "support/random.rs"]
 mod random;
 use bcers::{binary_cross_entropy, binary_cross_entropy_with_logits_value_and_grad, Reduction};
@@ -9,6 +11,7 @@ use random::uniform;
 
 #[test]
 fn every_simd_level_agrees_with_the_scalar_reference() {
+    let _settings = globals::hold();
     let n = 5_003;
     let x = Array1::from_vec(uniform(n, 21)).mapv(|v| v as f32);
     let y = Array1::from_vec(uniform(n, 22)).mapv(|v| v as f32);
@@ -97,6 +100,7 @@ where
 
 #[test]
 fn range_check_is_exact_at_every_level() {
+    let _settings = globals::hold();
     let tiny = f32::from_bits(1);
     range_check_at_every_level::<f32>(
         &[
