@@ -63,11 +63,6 @@ pub enum Error {
         /// The shape that was given.
         shape: Vec<usize>,
     },
-    /// An argument the GPU path does not take yet (the CPU functions do).
-    GpuUnsupported {
-        /// The argument.
-        arg: &'static str,
-    },
     /// A loss parameter outside its domain (the focal loss's `alpha` or `gamma`).
     InvalidParameter {
         /// The parameter's name.
@@ -203,10 +198,6 @@ impl fmt::Display for Error {
                 "grad_output must have the reduced loss's shape {}, got shape {}",
                 Shape(expected),
                 Shape(shape)
-            ),
-            Error::GpuUnsupported { arg } => write!(
-                f,
-                "the GPU path does not take {arg} yet; compute on NumPy arrays (the CPU) for it"
             ),
             Error::InvalidParameter {
                 name,

@@ -300,6 +300,18 @@ pub(crate) struct Scale<F> {
     pub divide_after: Option<F>,
 }
 
+#[cfg(feature = "gpu")]
+impl<F: Float> Scale<F> {
+    /// The factor with the divisor applied: one number where one must do (the GPU's factor per
+    /// slice of a per-axis reduction), subnormal or infinite where `divide_after` is set.
+    pub(crate) fn folded(self) -> F {
+        match self.divide_after {
+            Some(d) => self.factor / d,
+            None => self.factor,
+        }
+    }
+}
+
 /// The [`Scale`] of the derivatives of a call whose reduction divides by `denominator` (1 for
 /// `sum` and `none`), for the scalar `grad_output` (1 where none was given; `none` has
 /// per-element `grad_output`s and the factor 1).

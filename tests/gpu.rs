@@ -696,3 +696,121 @@ fn arrays_larger_than_one_binding_and_one_dispatch() {
     compare_loss(&dev_l, &cpu_l, "40M none loss");
     assert_close(&down(&dev_g), &cpu_g, 2e-5, 1e-7, "40M none grad");
 }
+
+/// Masks (broadcast, with slices where nothing is kept) and reductions over some axes (with
+/// and without `keepdims`), every loss, every output, with a `grad_output` of the reduced
+/// shape: as on the CPU, on the normal device and on one with tiny buffers (the mask read
+/// across buffers, passes split).
+#[test]
+fn masks_and_axes_agree_with_the_cpu() {
+    use bcers::{LossKind, Outputs, Request};
+    let Some(normal) = device() else { return };
+    let Some(tiny) = tiny_device() else { return };
+    let shape = [6usize, 5, 4];
+    let n: usize = shape.iter().product();
+    let all = Outputs {
+        value: true,
+        grad: true,
+        grad_target: true,
+        hess: true,
+    };
+    let keep = array(&[6, 1, 4], 40, 0.0, 1.0).mapv(|u| u < 0.7);
+    // Nothing kept in column 1 of the last axis: its means are NaN, its derivatives 0.
+    let mut keep = keep;
+    keep.slice_mut(ndarray::s![.., .., 1]).fill(false);
+    let kept_everywhere = keep.broadcast(IxDyn(&shape)).unwrap().to_owned();
+    let w = array(&[5, 1], 41, 0.5, 2.0);
+    for gpu in [&normal, &tiny] {
+        for loss in LossKind::registry() {
+            let (mut x, mut y) = if loss.checks_range() {
+                (array(&shape, 42, 0.0, 1.0), array(&shape, 43, 0.0, 1.0))
+            } else {
+                (array(&shape, 42, -8.0, 8.0), array(&shape, 43, 0.0, 1.0))
+            };
+            if loss.checks_range() {
+                // Out of range where nothing is kept: not checked.
+                ndarray::Zip::from(&mut x)
+                    .and(&mut y)
+                    .and(&kept_everywhere)
+                    .for_each(|x, y, &k| {
+                        if !k {
+                            *x = 7.0;
+                            *y = 255.0;
+                        }
+                    });
+            }
+            let m = keep.mapv(|k| if k { 1.0f32 } else { 0.0 });
+            let (dx, dy, dw, dm) = (up(gpu, &x), up(gpu, &y), up(gpu, &w), up(gpu, &m));
+            let axes: [(Option<&[isize]>, bool); 6] = [
+                (None, false),
+                (None, true),
+                (Some(&[0]), false),
+                (Some(&[-1]), true),
+                (Some(&[0, 2]), false),
+                (Some(&[2, 0, 1]), true),
+            ];
+            for reduction in [
+                Reduction::None,
+                Reduction::Mean,
+                Reduction::Sum,
+                Reduction::WeightedMean,
+            ] {
+                for &(axis, keepdims) in &axes {
+                    if reduction == Reduction::None && (axis.is_some() || keepdims) {
+                        continue;
+                    }
+                    let what = format!("{loss} {reduction} axis={axis:?} keepdims={keepdims}");
+                    let mut cpu = Request::new(loss, x.view(), y.view())
+                        .weight(w.view())
+                        .mask(keep.view())
+                        .reduction(reduction)
+                        .keepdims(keepdims);
+                    let mut dev = gpu::Request::new(loss, &dx, &dy)
+                        .weight(&dw)
+                        .mask(&dm)
+                        .reduction(reduction)
+                        .keepdims(keepdims);
+                    if let Some(axis) = axis {
+                        cpu = cpu.axis(axis);
+                        dev = dev.axis(axis);
+                    }
+                    let value = cpu.forward().unwrap();
+                    // A grad_output of the reduced result's shape, of both signs.
+                    let g_shape: Vec<usize> = match &value {
+                        Loss::Reduced(_) => Vec::new(),
+                        Loss::Axes(a) => a.shape().to_vec(),
+                        Loss::Elementwise(a) => a.shape().to_vec(),
+                    };
+                    let g_len: usize = g_shape.iter().product();
+                    let g = ArrayD::from_shape_vec(
+                        IxDyn(&g_shape),
+                        (0..g_len).map(|i| 0.5 - i as f32 / g_len as f32).collect(),
+                    )
+                    .unwrap();
+                    let want = cpu.derivatives(all, Some(g.view())).unwrap();
+                    let have = dev.derivatives(all, Some(&up(gpu, &g))).unwrap();
+                    match (have.value.unwrap(), want.value.unwrap()) {
+                        (GpuLoss::Axes(d), Loss::Axes(c)) => {
+                            assert_close(&down(&d), &c, 2e-5, 1e-6, &what)
+                        }
+                        (d, c) => compare_loss(&d, &c, &what),
+                    }
+                    for (name, d, c) in [
+                        ("grad", have.grad, want.grad),
+                        ("grad_target", have.grad_target, want.grad_target),
+                        ("hess", have.hess, want.hess),
+                    ] {
+                        let (d, c) = (down(&d.unwrap()), c.unwrap());
+                        // A few ulp of the largest term (a target gradient is a difference
+                        // of logarithms); exactly 0 where nothing is kept.
+                        let scale = c.iter().fold(0f32, |a, &v| a.max(v.abs()));
+                        assert_close(&d, &c, 2e-5, 2e-5 * scale, &format!("{what} {name}"));
+                        for ((&dv, &k), i) in d.iter().zip(&kept_everywhere).zip(0..n) {
+                            assert!(k || dv == 0.0, "{what} {name}[{i}]: {dv:e} left out");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1765,19 +1765,77 @@ def test_gpu_label_smoothing_and_weighted_mean(device: dict[str, Any], loss: Los
             loss.forward(dx, bad, label_smoothing=1.0)
 
 
+def assert_gpu_derivative(dev: Any, cpu: Any, what: str) -> None:
+    """A GPU derivative against the CPU's: within a few ulp of the largest one (a target
+    gradient is a difference of logarithms, a focal derivative a sum of terms of both signs)."""
+    assert type(dev) is gpu.Array, what
+    scale = float(np.max(np.abs(cpu), initial=0.0)) or 1.0
+    np.testing.assert_allclose(dev.numpy(), cpu, rtol=2e-5, atol=2e-5 * scale, err_msg=what)
+
+
 @pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
-def test_gpu_refuses_mask_and_axes_by_name(device: dict[str, Any], loss: Loss) -> None:
-    x, y = sample(loss.kind, (4, 5), np.float32, 32)
-    dx = gpu.asarray(x)
-    refused = {
-        "mask": {"mask": np.ones(5, bool)},
-        "axis": {"axis": 0},
-        "keepdims": {"keepdims": True},
-    }
-    for name, kw in refused.items():
-        for entry in ("forward", "backward", "value_and_grad", "derivatives", "class"):
-            with pytest.raises(ValueError, match=rf"^the GPU path does not take {name} yet"):
-                run_entry(loss, entry, dx, y, **kw)
-    # A masked array with a GPU operand: its mask is a mask.
-    with pytest.raises(ValueError, match=r"^the GPU path does not take mask yet"):
-        loss.forward(np.ma.masked_array(x, mask=x > 0), gpu.asarray(y.astype(np.float32)))
+def test_gpu_masks_and_axes_as_on_the_cpu(device: dict[str, Any], loss: Loss) -> None:
+    x, y = sample(loss.kind, (6, 5, 4), np.float32, 32)
+    rng = np.random.default_rng(33)
+    w = rng.uniform(0.5, 2.0, (5, 1)).astype(np.float32)
+    mask = rng.random((6, 1, 4)) < 0.7
+    mask[:, :, 1] = False  # nothing kept there: NaN means, zero derivatives
+    everywhere = np.broadcast_to(mask, x.shape)
+    if loss.kind == "bce":
+        # Out of range where nothing is kept: not checked, on the GPU as on the CPU.
+        x = np.where(everywhere, x, np.float32(7.0))
+        y = np.where(everywhere, y, 255.0)
+    dx, dy, dw = gpu.asarray(x), gpu.asarray(y.astype(np.float32)), gpu.asarray(w)
+    for reduction in ("mean", "sum", "weighted_mean"):
+        for axis, keepdims in (
+            (None, False),
+            (None, True),
+            (0, False),
+            (-1, True),
+            ((0, 2), False),
+            ((2, 0, 1), True),
+        ):
+            label = f"{loss} {reduction} axis={axis} keepdims={keepdims}"
+            kw: dict[str, Any] = {"mask": mask, "axis": axis, "keepdims": keepdims}
+            cpu = loss.value_and_grad(x, y, w, None, reduction, **kw)
+            dev = loss.value_and_grad(dx, dy, dw, None, reduction, **kw)
+            assert_gpu_matches(dev[0], cpu[0], label + " value")
+            assert_gpu_matches(dev[1], cpu[1], label + " grad")
+            assert not np.any(dev[1].numpy()[~everywhere]), label
+            # A grad_output of the reduced result's shape, given as NumPy or on the device.
+            shape = np.shape(cpu[0])
+            g = np.linspace(-1.0, 1.0, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+            want = loss.backward(g, x, y, w, None, reduction, **kw)
+            assert_gpu_matches(loss.backward(g, dx, dy, dw, None, reduction, **kw), want, label)
+            dg = gpu.asarray(g) if shape else g
+            assert_gpu_matches(loss.backward(dg, dx, dy, dw, None, reduction, **kw), want, label)
+            # Every derivative in one call, through the class, with the mask on the device.
+            obj = loss.make(w, None, reduction, axis=axis, keepdims=keepdims)
+            dobj = loss.make(dw, None, reduction, axis=axis, keepdims=keepdims)
+            want_d = obj.derivatives(x, y, mask=mask, grad_target=True, hess=True, grad_output=g)
+            have_d = dobj.derivatives(
+                dx, dy, mask=gpu.asarray(mask), grad_target=True, hess=True, grad_output=g
+            )
+            assert_gpu_matches(have_d.value, want_d.value, label + " derivatives")
+            for field in ("grad", "grad_target", "hess"):
+                assert_gpu_derivative(
+                    getattr(have_d, field), getattr(want_d, field), f"{label} {field}"
+                )
+    # A masked array with a GPU operand: its mask is a mask there too.
+    masked = np.ma.masked_array(x, mask=~everywhere)
+    assert_gpu_matches(
+        loss.forward(masked, dy, reduction="sum"),
+        loss.forward(x, y, reduction="sum", mask=mask),
+        "masked array",
+    )
+    # The CPU's errors: a mask that does not broadcast, a non-bool mask, a grad_output of
+    # another shape than the reduced result's.
+    with pytest.raises(
+        ValueError,
+        match=r"^mask of shape \(3,\) cannot be broadcast to the input.s shape \(6, 5, 4\)",
+    ):
+        loss.forward(dx, dy, mask=np.ones(3, bool))
+    with pytest.raises(TypeError, match=r"^mask must be an array of booleans"):
+        loss.forward(dx, dy, mask=np.ones(4))
+    with pytest.raises(ValueError, match=r"grad_output"):
+        loss.backward(np.ones(3, np.float32), dx, dy, reduction="sum", axis=0)

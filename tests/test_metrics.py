@@ -969,3 +969,15 @@ def test_log_loss_is_scikit_learns() -> None:
     ours, theirs = log_loss(y, p, sample_weight=w), sk_log_loss(y, p, sample_weight=w)
     assert abs(ours - theirs) <= 1e-12 * theirs
     assert abs(log_loss(y, p) - log_loss(y, p, sample_weight=w)) > 1e-3
+
+
+def test_metric_refuses_gpu_arrays(device: dict[str, Any]) -> None:
+    from bcers import gpu
+
+    metric = LossMetric(bcers.BCELoss())
+    x = np.full(4, 0.5, np.float32)
+    with pytest.raises(TypeError, match=r"^LossMetric takes NumPy arrays"):
+        metric.update(gpu.asarray(x), x)
+    with pytest.raises(TypeError, match=r"^LossMetric takes NumPy arrays"):
+        metric.update(x, x, mask=gpu.asarray(np.ones(4, bool)))
+    assert metric.count == 0

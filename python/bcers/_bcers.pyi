@@ -117,4 +117,7 @@ def _gpu_compute(
     label_smoothing: float = 0.0,
     grad_target: bool = False,
     hess: bool = False,
+    mask: Array | None = None,
+    axis: list[int] | None = None,
+    keepdims: bool = False,
 ) -> Any: ...

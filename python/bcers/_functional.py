@@ -280,11 +280,12 @@ class Derivatives(NamedTuple):
 
 
 class _Options(NamedTuple):
-    """The keywords beyond torch's, checked: label smoothing, the mask (a bool ndarray, or
-    None), the axes of the reduction (a tuple of ints, or None) and keepdims."""
+    """The keywords beyond torch's, checked: label smoothing, the mask (a bool ndarray, a
+    ``bcers.gpu.Array``, or None), the axes of the reduction (a tuple of ints, or None) and
+    keepdims."""
 
     label_smoothing: float
-    mask: npt.NDArray[np.bool_] | None
+    mask: npt.NDArray[np.bool_] | _GpuArray | None
     axis: tuple[int, ...] | None
     keepdims: bool
 
@@ -317,12 +318,13 @@ def _axis(axis: Any) -> tuple[int, ...] | None:
         ) from None
 
 
-def _mask(mask: Any) -> npt.NDArray[np.bool_] | None:
-    """``mask`` as a bool ndarray (TypeError for any other dtype)."""
+def _mask(mask: Any) -> npt.NDArray[np.bool_] | _GpuArray | None:
+    """``mask`` as a bool ndarray (TypeError for any other dtype); a ``bcers.gpu.Array`` as
+    it is."""
     if mask is None:
         return None
-    if _is_dask(mask):
-        return mask  # type: ignore[no-any-return]  # bcers.dask checks it
+    if _is_dask(mask) or type(mask) is _GpuArray:
+        return mask  # type: ignore[no-any-return]  # bcers.dask or bcers.gpu checks it
     m = _convert(mask, "mask")  # a MaskedArray is refused: a mask of a mask means nothing
     if m.dtype != np.bool_:
         raise TypeError(f"mask must be an array of booleans, got dtype {m.dtype}")
@@ -389,7 +391,8 @@ def _native(
     fit = squeeze.operand
     g = fit(g, "grad_output") if mode == "none" else g
     if options.mask is not None:
-        extra["mask"] = fit(options.mask, "mask")
+        # A bool ndarray: a bcers.gpu.Array mask took the call to the GPU.
+        extra["mask"] = fit(cast("npt.NDArray[np.bool_]", options.mask), "mask")
     args = (fit(x, "input"), fit(y, "target"), fit(w, "weight"), fit(pw, "pos_weight"), g)
     try:
         out = _bcers.compute(loss, alpha, gamma, *args, mode, value, grad, **extra)
@@ -452,6 +455,8 @@ def _run(
     try:
         if options.mask is not None and _is_dask(options.mask):
             raise _OnDask
+        if type(options.mask) is _GpuArray:
+            raise _OnGpu
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
         g = _grad_output(grad_output, dtype) if derivatives else None
     except (_OnDask, _OnGpu) as other:

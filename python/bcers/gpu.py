@@ -148,24 +148,24 @@ def _compute(
     the loss (a ``np.float32`` for ``mean``/``sum``, an :class:`Array` for ``none``), the
     gradient (an :class:`Array`), or both as a tuple; a ``Derivatives`` with
     ``as_derivatives`` or with the target gradient or second derivative. ``grad_output`` None
-    means 1. The GPU takes label smoothing, every reduction and every derivative, not yet a
-    mask or axes."""
+    means 1. A reduction over some axes (or with ``keepdims``) gives an :class:`Array`. The
+    mask is a bool array (uploaded as float32) or an :class:`Array` (0 leaves an element
+    out)."""
     value, grad, grad_target, hess = outputs
-    for name, unsupported in (
-        ("mask", options.mask is not None),
-        ("axis", options.axis is not None),
-        ("keepdims", options.keepdims),
-    ):
-        if unsupported:
-            raise ValueError(
-                f"the GPU path does not take {name} yet; compute on NumPy arrays (the CPU) for it"
-            )
     x = _upload(input, "input", True)
     y = _upload(target, "target", False)
     w = _optional(weight, "weight")
     pw = _optional(pos_weight, "pos_weight")
     g = _optional(grad_output, "grad_output") if grad or grad_target or hess else None
-    extra = {"grad_target": grad_target, "hess": hess} if grad_target or hess else {}
+    m = _optional(options.mask, "mask")
+    extra: dict[str, Any] = (
+        {"grad_target": grad_target, "hess": hess} if grad_target or hess else {}
+    )
+    if m is not None:
+        extra["mask"] = m
+    if options.axis is not None or options.keepdims:
+        extra["axis"] = None if options.axis is None else list(options.axis)
+        extra["keepdims"] = options.keepdims
     out = _bcers._gpu_compute(
         loss, alpha, gamma, x, y, w, pw, g, reduction, value, grad, options.label_smoothing, **extra
     )
@@ -173,7 +173,7 @@ def _compute(
     def scalar(v: Any) -> Any:
         return np.float32(v) if type(v) is float else v
 
-    if extra:
+    if grad_target or hess:
         from ._functional import Derivatives
 
         return Derivatives(scalar(out[0]), out[1], out[2], out[3])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _bcers
 from ._functional import (
@@ -20,6 +21,7 @@ from ._functional import (
     _F64,
     _MAX_NDIM,
     ArrayLike,
+    _GpuArray,
     _mask,
     _OnGpu,
     _Options,
@@ -87,6 +89,8 @@ def _add_sums(
     if isinstance(input, np.ma.MaskedArray) or isinstance(target, np.ma.MaskedArray):
         input, target, options = _unmask(input, target, options)
     try:
+        if type(options.mask) is _GpuArray:
+            raise _OnGpu
         x, y, w, pw, dtype = _prepare(input, target, loss.weight, pos_weight)
         if weight is not None:
             # Prepared against the input as given: a float16 batch's weight is rounded to
@@ -97,7 +101,7 @@ def _add_sums(
         raise TypeError(
             "LossMetric takes NumPy arrays; bring bcers.gpu arrays back with .numpy()"
         ) from None
-    m = options.mask
+    m = cast("npt.NDArray[np.bool_] | None", options.mask)  # not a bcers.gpu.Array: refused above
     if x.ndim > _MAX_NDIM:
         squeeze = _Squeeze(x, y)
         fit = squeeze.operand

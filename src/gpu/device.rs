@@ -244,7 +244,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
         .get_downlevel_capabilities()
         .flags
         .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-        || limits.max_storage_buffers_per_shader_stage < (FIXED_BINDINGS + 2) as u32
+        || limits.max_storage_buffers_per_shader_stage < (FIXED_BINDINGS + 1) as u32
     {
         return Err(Error::GpuUnavailable(format!(
             "{} (the adapter found, {} on {}, cannot run the compute shaders: it lacks \
@@ -302,7 +302,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
     let scope = ErrorScope::push(&device);
     let slots = (limits.max_storage_buffers_per_shader_stage as usize)
         .saturating_sub(FIXED_BINDINGS)
-        .clamp(2, MAX_SLOTS);
+        .clamp(1, MAX_SLOTS);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("bcers loss kernels"),
         source: wgpu::ShaderSource::Wgsl(shader_source(slots).into()),
@@ -336,6 +336,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
             storage(4, true),
             storage(5, true),
             storage(6, false),
+            storage(7, true),
         ]
         .into_iter()
         .chain((0..slots).map(|k| storage((FIXED_BINDINGS + 1 + k) as u32, false)))
@@ -381,17 +382,23 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
 }
 
 /// The storage bindings every pipeline has: input, target, weight, pos_weight, grad_output,
-/// the scratch buffer (range flags and partial sums). The output slots come after them.
-pub(crate) const FIXED_BINDINGS: usize = 6;
+/// the scratch buffer (range flags and partial sums), the mask. The output slots come after
+/// them.
+pub(crate) const FIXED_BINDINGS: usize = 7;
 /// The most output slots a kernel is compiled with.
 pub(crate) const MAX_SLOTS: usize = 4;
 
 /// The kernel's source for a device with `slots` output slots: the elementary functions, the
-/// losses' WGSL twins, and the kernel with the slots' bindings and their writes.
+/// losses' WGSL twins, and the kernel with the slots' bindings, their writes and their zeros
+/// (for the elements a mask leaves out).
 fn shader_source(slots: usize) -> String {
     let mut decls = String::new();
     let mut writes = String::from("fn write_slots(j: u32, d: Derivs, w: f32, i: u32) {\n");
+    let mut zeros = String::from("fn zero_slots(j: u32) {\n");
     for k in 0..slots {
+        zeros.push_str(&format!(
+            "    if ROLE_{k} != 0u {{\n        OUT{k}[j] = 0.0;\n    }}\n"
+        ));
         decls.push_str(&format!(
             "@group(0) @binding({}) var<storage, read_write> OUT{k}: array<f32>;\n",
             FIXED_BINDINGS + 1 + k
@@ -401,7 +408,9 @@ fn shader_source(slots: usize) -> String {
         ));
     }
     writes.push_str("}\n");
-    let kernel = include_str!("kernel.wgsl").replace("{OUTPUT_SLOTS}", &(decls + "\n" + &writes));
+    zeros.push_str("}\n");
+    let kernel = include_str!("kernel.wgsl")
+        .replace("{OUTPUT_SLOTS}", &(decls + "\n" + &writes + "\n" + &zeros));
     [
         include_str!("math.wgsl"),
         crate::loss::WGSL_COMMON,
@@ -428,6 +437,8 @@ pub(crate) struct PipelineKey {
     pub grad_target: bool,
     /// The second derivative is needed (`WANT_HESS`).
     pub hess: bool,
+    /// Elements are left out where the mask is 0 (`MASKED`).
+    pub masked: bool,
 }
 
 impl PipelineKey {
@@ -467,6 +478,7 @@ impl Inner {
             ("WANT_GRAD", flag(key.grad)),
             ("WANT_GRAD_TARGET", flag(key.grad_target)),
             ("WANT_HESS", flag(key.hess)),
+            ("MASKED", flag(key.masked)),
         ];
         const ROLES: [&str; MAX_SLOTS] = ["ROLE_0", "ROLE_1", "ROLE_2", "ROLE_3"];
         for (name, role) in ROLES.iter().zip(key.roles) {

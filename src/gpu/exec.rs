@@ -3,7 +3,7 @@
 
 use super::array::{buffer_with, read_back, GpuArray};
 use super::device::{ErrorScope, PipelineKey, MAX_SLOTS};
-use super::plan::{broadcast_strides, passes, Geometry, Mode, Pass, MAX_DIMS};
+use super::plan::{broadcast_strides, passes, Geometry, Mode, Pass, MAX_DIMS, OPERANDS};
 use crate::cpu::Interrupt;
 use crate::error::{format_value, Error};
 
@@ -14,6 +14,8 @@ pub(crate) struct Operands<'a> {
     pub w: Option<&'a GpuArray>,
     pub pw: Option<&'a GpuArray>,
     pub g: Option<&'a GpuArray>,
+    /// The mask: elements where it is 0 are left out.
+    pub m: Option<&'a GpuArray>,
 }
 
 /// Buffer `c` of `a`.
@@ -23,8 +25,9 @@ fn chunk_of(a: &GpuArray, c: usize) -> Result<&wgpu::Buffer, Error> {
         .ok_or_else(|| Error::Gpu("an array has fewer buffers than its shape needs".to_owned()))
 }
 
-/// Words of the uniform block of one pass (`Params` in `kernel.wgsl`).
-const PARAMS_WORDS: usize = 64;
+/// Words of the uniform block of one pass (`Params` in `kernel.wgsl`): 12 scalars, the shape
+/// and start coordinates (8 each), 12 per operand.
+const PARAMS_WORDS: usize = 28 + 12 * OPERANDS;
 /// Its bytes.
 const PARAMS_BYTES: u64 = PARAMS_WORDS as u64 * 4;
 
@@ -148,7 +151,8 @@ pub(crate) fn execute<'a>(
     let w = strides("weight", ops.w)?;
     let pw = strides("pos_weight", ops.pw)?;
     let g = strides("grad_output", ops.g)?;
-    let others = [Some(ops.y), ops.w, ops.pw, ops.g];
+    let m = strides("mask", ops.m)?;
+    let others = [Some(ops.y), ops.w, ops.pw, ops.g, ops.m];
     if others.iter().flatten().any(|a| !a.gpu.same_device(gpu)) {
         return Err(Error::GpuDeviceMismatch);
     }
@@ -163,7 +167,7 @@ pub(crate) fn execute<'a>(
             .collect::<Result<Vec<_>, Error>>()?;
         return Ok(Outcome { sum: 0.0, arrays });
     }
-    let geometry = Geometry::new(&shape, [w, pw, g])?;
+    let geometry = Geometry::new(&shape, [w, pw, g, m])?;
     let chunk = inner.chunk as u64;
     let max_groups = u64::from(inner.max_groups);
     let mut roles = [0u32; MAX_SLOTS];
@@ -178,6 +182,7 @@ pub(crate) fn execute<'a>(
         grad: plan.outputs.contains(&ROLE_GRAD),
         grad_target: plan.outputs.contains(&ROLE_GRAD_TARGET),
         hess: plan.outputs.contains(&ROLE_HESS),
+        masked: ops.m.is_some(),
     };
     let tile = key.tile();
     let max_len = tile.saturating_mul(max_groups).saturating_mul(max_groups);
@@ -268,6 +273,7 @@ pub(crate) fn execute<'a>(
                 operand(1, ops.pw, pass)?,
                 operand(2, ops.g, pass)?,
                 &scratch,
+                operand(3, ops.m, pass)?,
             ];
             for k in 0..inner.slots {
                 buffers.push(match arrays.get(k) {

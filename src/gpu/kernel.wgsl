@@ -6,9 +6,11 @@
 // are coalesced. Workgroups are laid out in 2-D (`P.groups_x` wide) to pass the 65,535 limit
 // per dimension.
 //
-// `weight`, `pos_weight` and `grad_output` broadcast to the input's shape: their element for
+// `weight`, `pos_weight`, `grad_output` and `mask` broadcast to the input's shape: their element for
 // input element `i` is found from the (collapsed) shape and their strides, with 0 for the
-// broadcast axes (see `offset`). Nothing is materialised.
+// broadcast axes (see `offset`). Nothing is materialised. Where the mask is 0 (`MASKED`), the
+// element is left out: its outputs are 0, it adds nothing to the sum and its range is not
+// checked.
 //
 // The loss is evaluated by its WGSL twin (`LOSS` picks it); the outputs go to the output
 // slots, `ROLE_k` saying what slot `k` holds. The slot bindings are declared by the host, as
@@ -25,6 +27,7 @@ override ROLE_0: u32 = 0u; // what slot k holds: 0 nothing, 1 values, 2 input gr
 override ROLE_1: u32 = 0u;
 override ROLE_2: u32 = 0u;
 override ROLE_3: u32 = 0u;
+override MASKED: bool = false; // a mask is bound
 
 const WG: u32 = 256u;
 const ROLE_VALUE: u32 = 1u;
@@ -67,8 +70,8 @@ struct Params {
     shape: array<vec4<u32>, 2>,
     // The coordinates of the pass's first element, innermost first.
     start: array<vec4<u32>, 2>,
-    // weight, pos_weight, grad_output.
-    ops: array<Operand, 3>,
+    // weight, pos_weight, grad_output, mask.
+    ops: array<Operand, 4>,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -79,6 +82,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> G: array<f32>;
 // Range flags (two per pass), then the partial sums (as float32 bits).
 @group(0) @binding(6) var<storage, read_write> SCRATCH: array<atomic<u32>>;
+// The mask, as float32: 0 leaves the element out.
+@group(0) @binding(7) var<storage, read> M: array<f32>;
 {OUTPUT_SLOTS}
 
 var<workgroup> partial: array<f32, WG>;
@@ -122,6 +127,14 @@ fn pos_weight_at(i: u32) -> f32 {
         return 1.0;
     }
     return PW[offset(1u, i)];
+}
+
+// Whether element `i` is kept (always, without a mask).
+fn kept(i: u32) -> bool {
+    if !MASKED || P.ops[3].mode == 0u {
+        return true;
+    }
+    return M[offset(3u, i)] != 0.0;
 }
 
 fn grad_output_at(i: u32) -> f32 {
@@ -176,7 +189,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var bad_y = NO_INDEX;
     for (var k = 0u; k < PER_THREAD; k++) {
         let i = tile + k * WG + lid;
-        if i < P.len {
+        if i < P.len && !kept(i) {
+            zero_slots(P.xoff + i);
+        } else if i < P.len {
             let j = P.xoff + i;
             let x = X[j];
             var y = Y[j];

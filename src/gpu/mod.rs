@@ -20,14 +20,23 @@
 //! gradients, the focal loss's `1 - p_t` without cancellation); the call's description and its
 //! checks ([`crate::Request`]'s, in the same order, with the same errors); the finishing of the
 //! reduction (the derivatives' factor, divided by `n` afterwards where `grad_output / n` would
-//! be subnormal); the broadcasting of `weight`, `pos_weight` and a per-element `grad_output`
-//! (NumPy's rules, trailing axes aligned, never enlarging the input; done by index arithmetic
-//! in the shader, nothing is materialised); BCE's range check with the same
-//! [`Error::OutOfRange`]; `mean` over an empty input being NaN; every derivative
-//! ([`Request::derivatives`]: the input and target gradients and the second derivative).
+//! be subnormal); the broadcasting of `weight`, `pos_weight`, a per-element `grad_output` and
+//! the mask (NumPy's rules, trailing axes aligned, never enlarging the input; done by index
+//! arithmetic in the shader, nothing is materialised); BCE's range check with the same
+//! [`Error::OutOfRange`] (not of the elements a mask leaves out); `mean` over an empty input
+//! (or a slice with nothing kept) being NaN; every derivative ([`Request::derivatives`]: the
+//! input and target gradients and the second derivative); label smoothing, every reduction,
+//! masks ([`Request::mask`]) and reductions over some axes ([`Request::axis`],
+//! [`Request::keepdims`]).
 //!
 //! What differs:
-//! - **No mask and no per-axis reduction yet**: refused with [`Error::GpuUnsupported`].
+//! - **Read back to the host.** A mean with a mask counts the kept elements on the host (the
+//!   mask is read back), a weighted mean adds its weights there; a reduction over some axes
+//!   reads the per-element losses back and adds them per slice in float64, and reads its
+//!   `grad_output` (of the reduced shape) back to fold it into one factor per slice, which
+//!   the shader reads like a broadcast `grad_output` (the derivatives stay on the device).
+//!   That factor is `grad_output / denominator` rounded to float32: where it would be
+//!   subnormal, the CPU divides afterwards and keeps the precision, the GPU may flush it.
 //! - **float32 only.** Arrays are float32 on the device; results agree with the CPU's float32
 //!   results to a few ulp per element (the shaders carry their own `log`, `log1p` and `exp`,
 //!   ports of musl's, rather than the drivers' built-ins).
@@ -61,14 +70,18 @@ use crate::error::Error;
 use crate::loss::LossKind;
 use crate::request::{check, derivative_scale, reduced_value, Outputs, Reduction, Shapes, Spec};
 use exec::{execute, GpuPlan, Operands, ROLE_GRAD, ROLE_GRAD_TARGET, ROLE_HESS, ROLE_VALUE};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 /// A loss computed on the GPU: one value per element, on the device, or the reduced value.
 #[derive(Clone, Debug)]
 pub enum GpuLoss {
     /// The per-element losses, in the input's shape.
     Elementwise(GpuArray),
-    /// The mean or sum.
+    /// The mean, sum or weighted mean over every element.
     Reduced(f32),
+    /// The mean, sum or weighted mean over some axes, or over every axis with `keepdims`
+    /// (NumPy's shape for such a reduction), on the device.
+    Axes(GpuArray),
 }
 
 impl GpuLoss {
@@ -76,7 +89,7 @@ impl GpuLoss {
     pub fn reduced(&self) -> Option<f32> {
         match self {
             GpuLoss::Reduced(v) => Some(*v),
-            GpuLoss::Elementwise(_) => None,
+            GpuLoss::Elementwise(_) | GpuLoss::Axes(_) => None,
         }
     }
 
@@ -84,7 +97,15 @@ impl GpuLoss {
     pub fn elementwise(self) -> Option<GpuArray> {
         match self {
             GpuLoss::Elementwise(a) => Some(a),
-            GpuLoss::Reduced(_) => None,
+            GpuLoss::Reduced(_) | GpuLoss::Axes(_) => None,
+        }
+    }
+
+    /// The values reduced over some axes, if this is them.
+    pub fn axes(self) -> Option<GpuArray> {
+        match self {
+            GpuLoss::Axes(a) => Some(a),
+            GpuLoss::Reduced(_) | GpuLoss::Elementwise(_) => None,
         }
     }
 }
@@ -103,13 +124,16 @@ pub struct GpuDerivatives {
     pub hess: Option<GpuArray>,
 }
 
-/// Runs `spec` on the GPU; `g` is the grad_output (for a reduction, a 0-d array whose value is
-/// read back to fold it into the derivatives' factor).
+/// Runs `spec` on the GPU; `g` is the grad_output (for a reduction over every axis, a 0-d
+/// array whose value is read back to fold it into the derivatives' factor; over some axes, of
+/// the reduced result's shape, read back too); `m` the mask (0 leaves an element out).
 ///
-/// The GPU takes label smoothing, every reduction and every derivative; it does not take a
-/// mask or axes yet ([`Error::GpuUnsupported`]). A call with more array outputs than the
-/// device's kernel has output slots runs as several dispatches (the values summed in the
-/// first).
+/// A call with more array outputs than the device's kernel has output slots runs as several
+/// dispatches (the values summed in the first). What the host needs is read back: the mask
+/// (when a mean counts the kept elements) and the weight (for a weighted mean's
+/// denominator); for a reduction over some axes, the per-element losses, which the host adds
+/// per slice in float64 (the derivatives stay on the device, scaled per slice).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     spec: &Spec,
     x: &GpuArray,
@@ -117,6 +141,7 @@ pub(crate) fn run(
     w: Option<&GpuArray>,
     pw: Option<&GpuArray>,
     g: Option<&GpuArray>,
+    m: Option<&GpuArray>,
     interrupt: Interrupt<'_>,
 ) -> Result<GpuDerivatives, Error> {
     let shapes = Shapes {
@@ -125,41 +150,80 @@ pub(crate) fn run(
         weight: w.map(GpuArray::shape),
         pos_weight: pw.map(GpuArray::shape),
         grad_output: g.map(GpuArray::shape),
-        mask: None,
+        mask: m.map(GpuArray::shape),
     };
     let checked = check(spec, &shapes)?;
     let outputs = spec.outputs;
-    if spec.axis.is_some() || spec.keepdims {
-        return Err(Error::GpuUnsupported { arg: "axis" });
-    }
-    if !outputs.any() || checked.kept.is_some() {
+    if !outputs.any() {
         return Err(Error::Internal(
             "a GPU call that asks for nothing it can do",
         ));
     }
     let derivatives = outputs.derivatives();
-    let n = x.len();
-    let (g, grad_output) = match (spec.reduction, g) {
-        (Reduction::None, g) => (g.filter(|_| derivatives), 1.0),
-        (_, Some(g)) if derivatives => (None, g.element(0)?),
-        _ => (None, 1.0),
+    let input = x.shape();
+    let ndim = input.len();
+    let reduction = spec.reduction;
+    // The axes the reduction runs over (every one for a full reduction) and the shape of its
+    // slots with those axes kept, of length 1.
+    let reduced: Vec<usize> = match &checked.kept {
+        Some(kept) => (0..ndim).filter(|ax| !kept.contains(ax)).collect(),
+        None => (0..ndim).collect(),
     };
-    // The denominator: the number of elements, or the sum of the weights broadcast to the
-    // input's shape (each weight element stands for n / weight.len() input elements).
-    let count = n as f64;
-    let denominator = match (spec.reduction, w) {
-        (Reduction::WeightedMean, Some(w)) if !w.is_empty() => {
-            let host = w.to_array()?;
-            let sum: f64 = host.iter().map(|&v| f64::from(v)).sum();
-            sum * (count / w.len() as f64)
+    let per_axis = reduction != Reduction::None && checked.kept.is_some();
+    let slots_shape: Vec<usize> = (0..ndim)
+        .map(|ax| if reduced.contains(&ax) { 1 } else { input[ax] })
+        .collect();
+    // The denominator of each slot: the number of kept elements, or the sum of their weights
+    // broadcast to the input's shape.
+    let denominators = match reduction {
+        Reduction::Mean | Reduction::WeightedMean => {
+            let kept = m.map(|m| m.to_array()).transpose()?;
+            let weights = match (reduction, w) {
+                (Reduction::WeightedMean, Some(w)) => Some(w.to_array()?),
+                _ => None,
+            };
+            slot_denominators(input, &reduced, kept, weights)?
         }
-        _ => count,
+        Reduction::Sum | Reduction::None => ArrayD::from_elem(IxDyn(&slots_shape), 1.0),
     };
-    let scale = derivative_scale(spec.reduction, denominator, grad_output);
     let ls = spec.label_smoothing;
+    // The derivatives' scale: one factor (and maybe a divisor after) for a full reduction; a
+    // factor per slice, uploaded and read as a broadcast grad_output, for a per-axis one.
+    let mut slice_factors = None;
+    let (g, scale) = match (reduction, g) {
+        (Reduction::None, g) => (
+            g.filter(|_| derivatives),
+            derivative_scale(reduction, 1.0, 1.0),
+        ),
+        _ if per_axis && derivatives => {
+            let go = match g {
+                Some(g) => g
+                    .to_array()?
+                    .into_shape_with_order(IxDyn(&slots_shape))
+                    .map_err(|_| {
+                        Error::Internal("a grad_output of the reduced shape that does not reshape")
+                    })?,
+                None => ArrayD::from_elem(IxDyn(&slots_shape), 1.0f32),
+            };
+            let factors = ndarray::Zip::from(&go)
+                .and(&denominators)
+                .map_collect(|&go, &d| derivative_scale(reduction, d, go).folded());
+            slice_factors = Some(GpuArray::from_view(&x.gpu, factors.view())?);
+            (None, derivative_scale(Reduction::Sum, 1.0, 1.0f32))
+        }
+        (_, g) => {
+            let go = match g {
+                Some(g) if derivatives => g.element(0)?,
+                _ => 1.0,
+            };
+            let d = denominators.iter().next().copied().unwrap_or(1.0);
+            (None, derivative_scale(reduction, d, go))
+        }
+    };
+    let g = slice_factors.as_ref().or(g);
     // The target gradient has label smoothing's chain-rule factor too (as on the CPU).
     let target_factor = scale.factor * (1.0 - ls) as f32;
-    let elementwise = outputs.value && spec.reduction == Reduction::None;
+    let elementwise = outputs.value && (reduction == Reduction::None || per_axis);
     let roles: Vec<u32> = [
         (elementwise, ROLE_VALUE),
         (outputs.grad, ROLE_GRAD),
@@ -187,7 +251,7 @@ pub(crate) fn run(
         target_factor,
         divisor,
     };
-    let ops = Operands { x, y, w, pw, g };
+    let ops = Operands { x, y, w, pw, g, m };
     // The outputs in groups of as many as the kernel has slots; the sum with the first group
     // (or alone, for a reduced value with no derivatives).
     let slots = x.gpu.inner.slots.max(1);
@@ -214,12 +278,30 @@ pub(crate) fn run(
             .map(|(_, a)| Some(a))
             .ok_or(Error::Internal("the kernel lost an output"))
     };
-    let value = if elementwise {
+    let value = if per_axis && outputs.value {
+        // The per-element losses, added per slice on the host.
+        let losses = take(true)?
+            .ok_or(Error::Internal("the kernel lost an output"))?
+            .to_array()?
+            .mapv(f64::from);
+        let sums = slot_sums(losses, input, &reduced)?;
+        let values = ndarray::Zip::from(&sums)
+            .and(&denominators)
+            .map_collect(|&s, &d| reduced_value(reduction, s, d) as f32)
+            .into_shape_with_order(IxDyn(&checked.shape))
+            .map_err(|_| Error::Internal("the reduced losses do not take their shape"))?;
+        Some(GpuLoss::Axes(GpuArray::from_view(&x.gpu, values.view())?))
+    } else if elementwise {
         take(true)?.map(GpuLoss::Elementwise)
     } else if outputs.value {
-        Some(GpuLoss::Reduced(
-            reduced_value(spec.reduction, total, denominator) as f32,
-        ))
+        let d = denominators.iter().next().copied().unwrap_or(1.0);
+        let v = reduced_value(reduction, total, d) as f32;
+        Some(if spec.keepdims {
+            let a = ArrayD::from_elem(IxDyn(&checked.shape), v);
+            GpuLoss::Axes(GpuArray::from_view(&x.gpu, a.view())?)
+        } else {
+            GpuLoss::Reduced(v)
+        })
     } else {
         None
     };
@@ -234,6 +316,79 @@ pub(crate) fn run(
     })
 }
 
+/// `a` (whose shape broadcasts to `input`) broadcast to `input` and summed over the axes
+/// `reduced`: an array with those axes of length 1 and the others of the input's length.
+fn slot_sums(a: ArrayD<f64>, input: &[usize], reduced: &[usize]) -> Result<ArrayD<f64>, Error> {
+    let ndim = input.len();
+    let mut shape = vec![1; ndim.saturating_sub(a.ndim())];
+    shape.extend_from_slice(a.shape());
+    let mut a = a
+        .into_shape_with_order(IxDyn(&shape))
+        .map_err(|_| Error::Internal("an operand that does not take the input's rank"))?;
+    let mut factor = 1.0;
+    for &ax in reduced {
+        if a.shape()[ax] == 1 {
+            // Broadcast along the axis: each element stands for the axis's length.
+            factor *= input[ax] as f64;
+        } else {
+            a = a.sum_axis(Axis(ax)).insert_axis(Axis(ax));
+        }
+    }
+    if factor != 1.0 {
+        a.mapv_inplace(|v| v * factor);
+    }
+    let slots: Vec<usize> = (0..ndim)
+        .map(|ax| if reduced.contains(&ax) { 1 } else { input[ax] })
+        .collect();
+    a.broadcast(IxDyn(&slots))
+        .map(|b| b.to_owned())
+        .ok_or(Error::Internal(
+            "slot sums that do not broadcast to the slots",
+        ))
+}
+
+/// Each slot's denominator of a mean: the number of its elements the mask keeps (nonzero),
+/// or, given weights, the sum of their weights over the kept elements (broadcast to the
+/// input's shape).
+fn slot_denominators(
+    input: &[usize],
+    reduced: &[usize],
+    mask: Option<ArrayD<f32>>,
+    weights: Option<ArrayD<f32>>,
+) -> Result<ArrayD<f64>, Error> {
+    let ndim = input.len();
+    let padded = |a: ArrayD<f32>| -> Result<ArrayD<f32>, Error> {
+        let mut shape = vec![1; ndim.saturating_sub(a.ndim())];
+        shape.extend_from_slice(a.shape());
+        a.into_shape_with_order(IxDyn(&shape))
+            .map_err(|_| Error::Internal("an operand that does not take the input's rank"))
+    };
+    let kept = |v: f32| v != 0.0;
+    let a = match (mask, weights) {
+        (None, None) => ArrayD::from_elem(IxDyn(&vec![1; ndim]), 1.0),
+        (Some(m), None) => m.mapv(|v| if kept(v) { 1.0 } else { 0.0 }),
+        (None, Some(w)) => w.mapv(f64::from),
+        (Some(m), Some(w)) => {
+            let (m, w) = (padded(m)?, padded(w)?);
+            let common: Vec<usize> = m
+                .shape()
+                .iter()
+                .zip(w.shape())
+                .map(|(&a, &b)| a.max(b))
+                .collect();
+            let (Some(m), Some(w)) = (m.broadcast(IxDyn(&common)), w.broadcast(IxDyn(&common)))
+            else {
+                return Err(Error::Internal("a weight and a mask that do not broadcast"));
+            };
+            // A left-out element's weight is not added, whatever it is (inf, NaN).
+            ndarray::Zip::from(&m)
+                .and(&w)
+                .map_collect(|&m, &w| if kept(m) { f64::from(w) } else { 0.0 })
+        }
+    };
+    slot_sums(a, input, reduced)
+}
+
 /// One call on the GPU, as [`crate::Request`] on the CPU: a loss with its parameters, its
 /// operands (device arrays) and its reduction, then [`forward`](Request::forward),
 /// [`backward`](Request::backward) or [`value_and_grad`](Request::value_and_grad).
@@ -244,8 +399,11 @@ pub struct Request<'a> {
     target: &'a GpuArray,
     weight: Option<&'a GpuArray>,
     pos_weight: Option<&'a GpuArray>,
+    mask: Option<&'a GpuArray>,
     reduction: Reduction,
     label_smoothing: f64,
+    axis: Option<Vec<isize>>,
+    keepdims: bool,
 }
 
 impl<'a> Request<'a> {
@@ -257,8 +415,11 @@ impl<'a> Request<'a> {
             target,
             weight: None,
             pos_weight: None,
+            mask: None,
             reduction: Reduction::Mean,
             label_smoothing: 0.0,
+            axis: None,
+            keepdims: false,
         }
     }
 
@@ -287,6 +448,27 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// Leaves out the elements where `mask` (which broadcasts to the input's shape) is 0, as
+    /// [`crate::Request::mask`]: their loss and derivatives are 0, their range is not checked,
+    /// and a mean divides by the number of kept elements (the mask is read back to count them).
+    pub fn mask(mut self, mask: &'a GpuArray) -> Self {
+        self.mask = Some(mask);
+        self
+    }
+
+    /// Reduces over these axes only, as [`crate::Request::axis`]: the value is an array
+    /// ([`GpuLoss::Axes`]), the derivatives are scaled per slice.
+    pub fn axis(mut self, axis: &[isize]) -> Self {
+        self.axis = Some(axis.to_vec());
+        self
+    }
+
+    /// Keeps the reduced axes, of length 1, as [`crate::Request::keepdims`].
+    pub fn keepdims(mut self, keepdims: bool) -> Self {
+        self.keepdims = keepdims;
+        self
+    }
+
     fn with(mut self, weight: Option<&'a GpuArray>, pos_weight: Option<&'a GpuArray>) -> Self {
         self.weight = weight;
         self.pos_weight = pos_weight;
@@ -307,6 +489,8 @@ impl<'a> Request<'a> {
     fn run_outputs(&self, outputs: Outputs, g: Option<&GpuArray>) -> Result<GpuDerivatives, Error> {
         let mut spec = Spec::new(self.loss, self.reduction, outputs);
         spec.label_smoothing = self.label_smoothing;
+        spec.axis.clone_from(&self.axis);
+        spec.keepdims = self.keepdims;
         run(
             &spec,
             self.input,
@@ -314,6 +498,7 @@ impl<'a> Request<'a> {
             self.weight,
             self.pos_weight,
             g,
+            self.mask,
             None,
         )
     }
@@ -331,12 +516,14 @@ impl<'a> Request<'a> {
     }
 
     /// The gradient with respect to the input, on the device. `grad_output` `None` means 1;
-    /// for `Mean` and `Sum` it must be 0-d (its value is read back), for `None` it broadcasts
-    /// to the input's shape.
+    /// for a reduction over every axis it must be 0-d (its value is read back), over some axes
+    /// it has the reduced result's shape (read back, and folded into a factor per slice), for
+    /// `None` it broadcasts to the input's shape.
     ///
     /// # Errors
-    /// Those of [`Request::forward`], and [`Error::GradOutputNotScalar`] or
-    /// [`Error::Broadcast`] for a `grad_output` of the wrong shape.
+    /// Those of [`Request::forward`], and [`Error::GradOutputNotScalar`],
+    /// [`Error::GradOutputShape`] or [`Error::Broadcast`] for a `grad_output` of the wrong
+    /// shape.
     pub fn backward(&self, grad_output: Option<&GpuArray>) -> Result<GpuArray, Error> {
         self.run(false, true, grad_output)?
             .grad

@@ -5,7 +5,7 @@
 //! shorter), each small enough to be bound whole. A pass covers consecutive input elements
 //! inside one input buffer; the outputs (fresh arrays of the input's shape) share the input's
 //! buffer boundaries, and so does an operand with as many elements as the input. A broadcast
-//! operand (`weight`, `pos_weight`, `grad_output` of a smaller shape) is read through strides:
+//! operand (`weight`, `pos_weight`, `grad_output`, `mask` of a smaller shape) is read through strides:
 //! if it fits one buffer it is bound whole; if not, a pass is split (in halves) until the
 //! operand elements it touches lie in one of the operand's buffers.
 
@@ -13,6 +13,10 @@ use crate::error::Error;
 
 /// The most axes the shader walks after merging (`array<vec4<u32>, 2>` in the uniforms).
 pub(crate) const MAX_DIMS: usize = 8;
+
+/// The broadcast operands: `weight`, `pos_weight`, `grad_output`, `mask` (the `ops` of the
+/// shader's uniforms).
+pub(crate) const OPERANDS: usize = 4;
 
 /// How the shader finds an operand's element (the `mode` of `loss.wgsl`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +46,8 @@ pub(crate) struct OperandGeometry {
 pub(crate) struct Geometry {
     /// The merged shape, outermost axis first, no axis of length 1.
     pub shape: Vec<u64>,
-    /// `weight`, `pos_weight`, `grad_output` (absent ones as [`Mode::Absent`]).
-    pub ops: [OperandGeometry; 3],
+    /// `weight`, `pos_weight`, `grad_output`, `mask` (absent ones as [`Mode::Absent`]).
+    pub ops: [OperandGeometry; OPERANDS],
 }
 
 /// Checks that `shape` broadcasts to `input` without enlarging it (NumPy's rules, trailing
@@ -82,7 +86,10 @@ pub(crate) fn broadcast_strides(
 impl Geometry {
     /// The geometry of a call on an input of shape `input` (with `n > 0` elements), the
     /// operands given as `(mode-deciding length, strides along the input's axes)`.
-    pub(crate) fn new(input: &[usize], ops: [Option<(usize, Vec<u64>)>; 3]) -> Result<Self, Error> {
+    pub(crate) fn new(
+        input: &[usize],
+        ops: [Option<(usize, Vec<u64>)>; OPERANDS],
+    ) -> Result<Self, Error> {
         let n: usize = input.iter().product();
         let ops = ops.map(|op| match op {
             None => OperandGeometry {
@@ -102,7 +109,9 @@ impl Geometry {
                 strides,
             },
         });
-        let strided: Vec<usize> = (0..3).filter(|&k| ops[k].mode == Mode::Strided).collect();
+        let strided: Vec<usize> = (0..OPERANDS)
+            .filter(|&k| ops[k].mode == Mode::Strided)
+            .collect();
         if strided.is_empty() {
             return Ok(Geometry {
                 shape: vec![n as u64],
@@ -115,7 +124,7 @@ impl Geometry {
         // Drop axes of length 1, then merge each axis into the next inner one where every
         // strided operand walks the two as one.
         let mut shape: Vec<u64> = Vec::new();
-        let mut strides: [Vec<u64>; 3] = Default::default();
+        let mut strides: [Vec<u64>; OPERANDS] = Default::default();
         for (d, &len) in input.iter().enumerate() {
             if len == 1 {
                 continue;
@@ -145,7 +154,7 @@ impl Geometry {
         }
         if shape.len() > MAX_DIMS {
             return Err(Error::GpuLayout(format!(
-                "the broadcast of weight, pos_weight or grad_output to the input's shape {} \
+                "the broadcast of weight, pos_weight, grad_output or mask to the input's shape {} \
                  needs {} axes after merging, more than the {MAX_DIMS} the GPU kernels walk",
                 crate::error::Shape(input),
                 shape.len()
@@ -154,7 +163,7 @@ impl Geometry {
         if shape.iter().any(|&len| len > i32::MAX as u64) {
             return Err(Error::GpuLayout(format!(
                 "an axis of the input's shape {} is too long (over 2^31 - 1 elements) to \
-                 broadcast weight, pos_weight or grad_output along on the GPU",
+                 broadcast weight, pos_weight, grad_output or mask along on the GPU",
                 crate::error::Shape(input)
             )));
         }
@@ -238,7 +247,7 @@ pub(crate) struct Pass {
     /// The input (and output) buffer.
     pub chunk: usize,
     /// For each operand, the buffer bound (0 for absent ones).
-    pub op_chunk: [usize; 3],
+    pub op_chunk: [usize; OPERANDS],
 }
 
 /// Cuts `n` input elements into passes: inside one input buffer of `chunk` elements, at most
@@ -258,7 +267,7 @@ pub(crate) fn passes(geometry: &Geometry, n: u64, chunk: u64, max_len: u64) -> V
 }
 
 fn split(geometry: &Geometry, a: u64, b: u64, c: usize, chunk: u64, out: &mut Vec<Pass>) {
-    let mut op_chunk = [0usize; 3];
+    let mut op_chunk = [0usize; OPERANDS];
     for (k, slot) in op_chunk.iter_mut().enumerate() {
         let op = &geometry.ops[k];
         match op.mode {
@@ -307,7 +316,7 @@ mod tests {
     fn geometry(input: &[usize], w: &[usize]) -> Geometry {
         let strides = broadcast_strides("weight", w, input).unwrap();
         let len = w.iter().product();
-        Geometry::new(input, [Some((len, strides)), None, None]).unwrap()
+        Geometry::new(input, [Some((len, strides)), None, None, None]).unwrap()
     }
 
     #[test]

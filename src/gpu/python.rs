@@ -154,18 +154,21 @@ fn get<'a>(a: Arg<'a, '_>) -> Option<&'a GpuArray> {
 fn loss_to_py(py: Python<'_>, loss: GpuLoss) -> PyResult<Py<PyAny>> {
     Ok(match loss {
         GpuLoss::Reduced(v) => f64::from(v).into_pyobject(py)?.into_any().unbind(),
-        GpuLoss::Elementwise(a) => Py::new(py, PyGpuArray { inner: a })?.into_any(),
+        GpuLoss::Elementwise(a) | GpuLoss::Axes(a) => {
+            Py::new(py, PyGpuArray { inner: a })?.into_any()
+        }
     })
 }
 
 /// One call on the GPU, as `bcers._bcers.compute`: without `grad_target` and `hess`, the
-/// loss (a float for `mean`/`sum`, an Array for `none`), the gradient (an Array), or both as
+/// loss (a float for `mean`/`sum` over every axis, an Array for `none`, per axis or with
+/// `keepdims`), the gradient (an Array), or both as
 /// a tuple; with either, the 4-tuple `(value, grad, grad_target, hess)` with `None` for what
 /// was not asked.
 #[pyfunction]
 #[pyo3(signature = (
     loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad,
-    label_smoothing=0.0, grad_target=false, hess=false
+    label_smoothing=0.0, grad_target=false, hess=false, mask=None, axis=None, keepdims=false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn _gpu_compute<'py>(
@@ -184,6 +187,9 @@ fn _gpu_compute<'py>(
     label_smoothing: f64,
     grad_target: bool,
     hess: bool,
+    mask: Arg<'_, 'py>,
+    axis: Option<Vec<isize>>,
+    keepdims: bool,
 ) -> PyResult<Py<PyAny>> {
     let mut spec = Spec::new(
         loss_of(loss, alpha, gamma)?,
@@ -196,15 +202,18 @@ fn _gpu_compute<'py>(
         },
     );
     spec.label_smoothing = label_smoothing;
-    let (x, y, w, pw, g) = (
+    spec.axis = axis;
+    spec.keepdims = keepdims;
+    let (x, y, w, pw, g, m) = (
         &input.get().inner,
         &target.get().inner,
         get(weight),
         get(pos_weight),
         get(grad_output),
+        get(mask),
     );
     let results = run(py, usize::MAX, |interrupt| {
-        super::run(&spec, x, y, w, pw, g, interrupt)
+        super::run(&spec, x, y, w, pw, g, m, interrupt)
     })?;
     let array = |a: Option<GpuArray>| {
         a.map(|a| Py::new(py, PyGpuArray { inner: a }).map(Py::into_any))
