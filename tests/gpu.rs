@@ -26,13 +26,16 @@ fn device() -> Option<Gpu> {
 }
 
 /// A device with tiny buffers (64 elements) and dispatches (3 workgroups a side), so small
-/// arrays take many buffers, passes and 2-D dispatches.
+/// arrays take many buffers, passes and 2-D dispatches; and one output slot, so that a call
+/// with several array outputs takes several dispatches (as on a device with 8 storage
+/// bindings).
 fn tiny_device() -> Option<Gpu> {
     device()?;
     Some(
         Gpu::with_options(GpuOptions {
             max_binding_bytes: Some(64 * 4),
             max_workgroups_per_dimension: Some(3),
+            max_output_slots: Some(1),
         })
         .expect("a second device on the same adapter"),
     )

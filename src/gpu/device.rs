@@ -45,8 +45,8 @@ fn check_not_forked() -> Result<(), Error> {
 
 /// Limits below the adapter's, to exercise the chunking on small arrays (tests, benchmarks).
 ///
-/// [`Gpu::get`] reads them from the environment variables `BCERS_GPU_MAX_BINDING_BYTES` and
-/// `BCERS_GPU_MAX_WORKGROUPS` when they are set.
+/// [`Gpu::get`] reads them from the environment variables `BCERS_GPU_MAX_BINDING_BYTES`,
+/// `BCERS_GPU_MAX_WORKGROUPS` and `BCERS_GPU_MAX_OUTPUT_SLOTS` when they are set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GpuOptions {
     /// The most bytes one storage buffer of an array holds (at most the adapter's
@@ -55,6 +55,10 @@ pub struct GpuOptions {
     /// The most workgroups one dispatch has along one dimension (at most the adapter's
     /// `max_compute_workgroups_per_dimension`, at least 1).
     pub max_workgroups_per_dimension: Option<u32>,
+    /// The most array outputs one dispatch writes (at most what the adapter's storage-binding
+    /// limit allows, at least 1): a call with more runs as several dispatches, as on a device
+    /// with the 8 storage bindings WebGPU guarantees.
+    pub max_output_slots: Option<usize>,
 }
 
 impl GpuOptions {
@@ -68,6 +72,8 @@ impl GpuOptions {
             max_binding_bytes: var("BCERS_GPU_MAX_BINDING_BYTES"),
             max_workgroups_per_dimension: var("BCERS_GPU_MAX_WORKGROUPS")
                 .map(|v| v.min(u32::MAX as u64) as u32),
+            max_output_slots: var("BCERS_GPU_MAX_OUTPUT_SLOTS")
+                .map(|v| v.min(MAX_SLOTS as u64) as usize),
         }
     }
 }
@@ -302,6 +308,7 @@ fn open(options: GpuOptions) -> Result<Inner, Error> {
     let scope = ErrorScope::push(&device);
     let slots = (limits.max_storage_buffers_per_shader_stage as usize)
         .saturating_sub(FIXED_BINDINGS)
+        .min(options.max_output_slots.unwrap_or(MAX_SLOTS))
         .clamp(1, MAX_SLOTS);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("bcers loss kernels"),
