@@ -17,6 +17,12 @@
 //! float64 operands). `cargo bench --bench kernels -- --test` runs each benchmark once (a
 //! smoke test); a filter such as `-- f32/bce_forward` or `-- focal` selects groups.
 //!
+//! `floor/f32/grad_hess` (filter `-- floor`), n = 1e7 at one and two threads: `bcers` is
+//! `derivatives` of BCE with logits asking for the gradient and the second derivative (two
+//! fresh output arrays), `read2_write2` reads the logits and the targets once and writes two
+//! arrays already in memory (`z - y` and `z * y`, in chunks on a rayon pool): the least any
+//! such call can cost on this machine, before the first touch of fresh output pages.
+//!
 //! `accumulate/<dtype>/<values>` (filter `-- accumulate`) times the summation of blocks of 1024
 //! values, as the executor sums a block of losses: `exact` is `ExactSum::add_*_block` at the
 //! best SIMD level, `lanes16` the executor's 16-lane `f64` sum (a copy of `cpu::block`'s
@@ -270,6 +276,7 @@ fn kernels(c: &mut Criterion) {
         thread_counts()
     );
     bench_accumulate(c);
+    bench_write_floor(c);
     bench_dtype::<f32>(c, "f32");
     bench_dtype::<f64>(c, "f64");
 }
@@ -311,6 +318,56 @@ fn stream_read<F: Float>(x: &[F], y: &[F]) -> f64 {
             .map(read)
             .sum()
     })
+}
+
+/// Reads `z` and `y` once and writes `z - y` into `g` and `z * y` into `h`, in chunks of
+/// 16,384 on `get_num_threads()` rayon threads: the least work a call that reads two arrays
+/// and writes two can do.
+fn read2_write2(z: &[f32], y: &[f32], g: &mut [f32], h: &mut [f32]) {
+    const CHUNK: usize = 1 << 14;
+    read_pool(get_num_threads()).install(|| {
+        z.par_chunks(CHUNK)
+            .zip(y.par_chunks(CHUNK))
+            .zip(g.par_chunks_mut(CHUNK))
+            .zip(h.par_chunks_mut(CHUNK))
+            .with_max_len(4)
+            .for_each(|(((z, y), g), h)| {
+                for (((z, y), g), h) in z.iter().zip(y).zip(g.iter_mut()).zip(h.iter_mut()) {
+                    *g = z - y;
+                    *h = z * y;
+                }
+            });
+    });
+}
+
+/// `floor/f32/grad_hess`: the logits loss's gradient and second derivative beside
+/// [`read2_write2`].
+fn bench_write_floor(c: &mut Criterion) {
+    let n = 10_000_000;
+    let data = Data::<f32>::new(n);
+    let (z, y) = (ArrayView1::from(&data.z[..]), ArrayView1::from(&data.t[..]));
+    let (mut g, mut h) = (vec![1.0f32; n], vec![1.0f32; n]);
+    let outputs = bcers::Outputs {
+        grad: true,
+        hess: true,
+        ..bcers::Outputs::default()
+    };
+    let mut group = c.benchmark_group("floor/f32/grad_hess");
+    configure(&mut group, n);
+    for t in thread_counts() {
+        set_num_threads(t).expect("a positive thread count");
+        group.bench_function(BenchmarkId::new("bcers", format!("t{t}")), |b| {
+            b.iter(|| {
+                let request = bcers::Request::new(bcers::LossKind::BceWithLogits, z, y);
+                black_box(request.derivatives(outputs, None).expect("valid operands"));
+            });
+        });
+        group.bench_function(BenchmarkId::new("read2_write2", format!("t{t}")), |b| {
+            b.iter(|| read2_write2(&data.z, &data.t, &mut g, &mut h));
+        });
+    }
+    group.finish();
+    set_num_threads(thread_counts().last().copied().unwrap_or(1)).expect("a thread count");
 }
 
 /// A rayon pool of `threads` threads for [`stream_read`], made once per thread count.
