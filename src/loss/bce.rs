@@ -9,7 +9,7 @@
 //!
 //! The WGSL twin is `bce.wgsl`.
 
-use super::{max, Derivs, Elementwise, Want};
+use super::{max, Derivs, Elementwise, Products, Want};
 use crate::math::{log1m_unit, log_unit, Real};
 use crate::simd::Isa;
 
@@ -30,7 +30,7 @@ impl<F: Real> Elementwise<F> for Bce {
     /// The logarithms are the variants for `x` in `[0, 1]`: other inputs are rejected by the
     /// range check.
     #[inline(always)]
-    fn eval<I: Isa, W: Want>(&self, x: F, y: F, _pw: F) -> Derivs<F> {
+    fn eval<I: Isa, W: Want, P: Products>(&self, x: F, y: F, _pw: F) -> Derivs<F> {
         let mut d = Derivs::default();
         let eps = F::from_f64(f64::from(GRAD_EPS));
         if W::VALUE || W::GRAD_TARGET {

@@ -28,7 +28,7 @@
 //!
 //! The WGSL twin is `focal.wgsl`.
 
-use super::{exp_neg_abs, max, sigmoids, weighted, Derivs, Elementwise, Want};
+use super::{exp_neg_abs, max, sigmoids, weighted, Derivs, Elementwise, Products, Want};
 use crate::math::{exp, log, log1p_unit, Real};
 use crate::simd::Isa;
 
@@ -42,8 +42,10 @@ pub(crate) struct Focal<F> {
 }
 
 impl<F: Real> Elementwise<F> for Focal<F> {
+    /// Its products keep the limits whatever `P` ([`weighted`]): a product's NaN may be
+    /// dropped on its way to an output, so plain products are never tried first.
     #[inline(always)]
-    fn eval<I: Isa, W: Want>(&self, x: F, y: F, _pw: F) -> Derivs<F> {
+    fn eval<I: Isa, W: Want, P: Products>(&self, x: F, y: F, _pw: F) -> Derivs<F> {
         let mut d = Derivs::default();
         let abs = F::from_bits(x.to_bits() & !F::SIGN_MASK);
         let e = exp_neg_abs::<F, I>(x);

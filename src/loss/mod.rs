@@ -224,10 +224,16 @@ pub(crate) trait Elementwise<F: Real>: Copy + Send + Sync {
     /// Whether input and target must lie in `[0, 1]`: the block function checks them in the
     /// loop that computes the loss (a separate pass would cost the loads again).
     const CHECKS_RANGE: bool = false;
+    /// Whether [`Plain`] products give [`Limits`]' results wherever no wanted output is NaN:
+    /// true when `eval` takes its products of [`Products`] only, and a NaN product reaches
+    /// every output that depends on it (no comparison or select of a computed value can drop
+    /// it). The block function then runs a block with plain products first, and again with
+    /// the limits only when a kept output is NaN.
+    const PLAIN_FIRST: bool = false;
 
     /// The unweighted results for input `x`, target `y` and positive-class weight `pw` (1 for
-    /// the losses that take none).
-    fn eval<I: Isa, W: Want>(&self, x: F, y: F, pw: F) -> Derivs<F>;
+    /// the losses that take none), with the products of `P`.
+    fn eval<I: Isa, W: Want, P: Products>(&self, x: F, y: F, pw: F) -> Derivs<F>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,6 +277,56 @@ pub(crate) fn weighted3<F: Float>(a: F, b: F, v: F) -> F {
         ab
     };
     weighted(ab, v)
+}
+
+/// How the per-element function multiplies a coefficient by a term: [`Limits`], the products
+/// that keep the limits ([`weighted`], [`weighted3`]), or [`Plain`] ones, which give the same
+/// result wherever theirs is not NaN, in fewer operations.
+pub(crate) trait Products: Copy + Send + Sync + 'static {
+    /// Whether these are the plain products.
+    const PLAIN: bool;
+    /// `coef * v`.
+    fn weighted<F: Float>(coef: F, v: F) -> F;
+    /// `a * b * v`.
+    fn weighted3<F: Float>(a: F, b: F, v: F) -> F;
+}
+
+/// The products that keep the limits: [`weighted`] and [`weighted3`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits;
+
+impl Products for Limits {
+    const PLAIN: bool = false;
+
+    #[inline(always)]
+    fn weighted<F: Float>(coef: F, v: F) -> F {
+        weighted(coef, v)
+    }
+
+    #[inline(always)]
+    fn weighted3<F: Float>(a: F, b: F, v: F) -> F {
+        weighted3(a, b, v)
+    }
+}
+
+/// Plain IEEE products, in [`Limits`]' order: the same result wherever it is not NaN (a
+/// product of [`weighted`] or [`weighted3`] differs from the plain one only where that is
+/// `0 * inf = NaN`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plain;
+
+impl Products for Plain {
+    const PLAIN: bool = true;
+
+    #[inline(always)]
+    fn weighted<F: Float>(coef: F, v: F) -> F {
+        coef * v
+    }
+
+    #[inline(always)]
+    fn weighted3<F: Float>(a: F, b: F, v: F) -> F {
+        a * b * v
+    }
 }
 
 /// `bits(v + 0)`, unsigned: at most `bits(1)` exactly when `v` lies in `[0, 1]`. `v + 0`
@@ -442,14 +498,35 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
     type Output = RangeFlags;
 
     #[inline(always)]
-    fn run<I: Isa>(self) -> RangeFlags {
+    fn run<I: Isa>(mut self) -> RangeFlags {
+        let n = self.x.len();
+        let [value, grad, grad_target, hess] = core::mem::take(&mut self.out);
+        let mut out = [
+            cut(value, n, W::VALUE),
+            cut(grad, n, W::GRAD),
+            cut(grad_target, n, W::GRAD_TARGET),
+            cut(hess, n, W::HESS),
+        ];
+        if L::PLAIN_FIRST {
+            let (flags, nan) = self.pass::<I, Plain>(&mut out);
+            if !nan {
+                return flags;
+            }
+        }
+        self.pass::<I, Limits>(&mut out).0
+    }
+}
+
+impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F, L, W, P, K> {
+    /// One pass over the block (`out`: each wanted output, cut to its length), with the
+    /// products of `M`: the range flags, and whether a kept element's result was NaN. With
+    /// [`Limits`], a NaN result is written as the one quiet NaN; with [`Plain`] products it is
+    /// written as it is, and the block must be run again with [`Limits`].
+    #[inline(always)]
+    fn pass<I: Isa, M: Products>(&self, out: &mut [&mut [F]; 4]) -> (RangeFlags, bool) {
         let n = self.x.len();
         let (x, y) = (&self.x[..n], &self.y[..n]);
-        let [value, grad, grad_target, hess] = self.out;
-        let value = cut(value, n, W::VALUE);
-        let grad = cut(grad, n, W::GRAD);
-        let grad_target = cut(grad_target, n, W::GRAD_TARGET);
-        let hess = cut(hess, n, W::HESS);
+        let [value, grad, grad_target, hess] = out;
         let (smooth, (sa, sb)) = match self.smoothing {
             Some(ab) => (true, ab),
             None => (false, (F::ONE, F::ZERO)),
@@ -457,6 +534,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
         // The range check: the largest `unit_key` of each operand (of the kept elements, the
         // target as given), folded into this loop.
         let (mut kx, mut ky) = (F::ZERO.to_bits(), F::ZERO.to_bits());
+        let mut nan = false;
         for i in 0..n {
             let i = I::index(i);
             let k = K::ALL || self.keep.at(i);
@@ -469,14 +547,21 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
                 ky = if b > ky { b } else { ky };
             }
             let yi = if smooth { yi * sa + sb } else { yi };
-            let d = self.loss.eval::<I, W>(xi, yi, self.pw.at(i));
+            let d = self.loss.eval::<I, W, M>(xi, yi, self.pw.at(i));
             // A NaN result is the one quiet NaN: which NaN an operation gives (the input's,
             // or the processor's default of an invalid one) depends on its operands' order,
             // which the compiler picks per compiled variant; so a value computed alone and
             // with its gradient would differ in a NaN's sign. A dropped element's results
             // (of whatever it holds) are replaced by 0.
-            let kept = |v: F| {
-                let v = if v.is_nan() { F::NAN } else { v };
+            let mut kept = |v: F| {
+                let v = if M::PLAIN {
+                    nan |= k && v.is_nan();
+                    v
+                } else if v.is_nan() {
+                    F::NAN
+                } else {
+                    v
+                };
                 if k {
                     v
                 } else {
@@ -496,7 +581,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
                 hess[i] = kept(d.hess);
             }
         }
-        (kx > F::ONE.to_bits(), ky > F::ONE.to_bits())
+        ((kx > F::ONE.to_bits(), ky > F::ONE.to_bits()), nan)
     }
 }
 
