@@ -542,6 +542,12 @@ impl<'a, F: Float> Walk<'a, F> {
             return (false, false);
         };
         let [value, grad, grad_target, hess] = outs;
+        // Without weights and per-element factors, the block function scales the derivatives
+        // as it writes them: the same product as `block::finish`'s, and the same bits, unless
+        // a scale is NaN (a NaN times a NaN result gives either NaN, depending on the order
+        // of the operands the compiler picks): those stay with `finish`.
+        let scales = (plan.grad_scale, plan.grad_target_scale);
+        let fused = w.is_none() && g.is_none() && !scales.0.is_nan() && !scales.1.is_nan();
         let io = BlockIo {
             x,
             y,
@@ -552,6 +558,7 @@ impl<'a, F: Float> Walk<'a, F> {
             hess: hess.as_deref_mut(),
             keep,
             smoothing: plan.smoothing,
+            scales: if fused { scales } else { (F::ONE, F::ONE) },
         };
         let flags = kernel(&plan.params, self.level, io);
         block::finish(
@@ -561,7 +568,7 @@ impl<'a, F: Float> Walk<'a, F> {
             grad_target.as_deref_mut(),
             w,
             g,
-            (plan.grad_scale, plan.grad_target_scale),
+            if fused { (F::ONE, F::ONE) } else { scales },
         );
         flags
     }

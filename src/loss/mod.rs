@@ -389,6 +389,10 @@ pub(crate) struct BlockIo<'a, F> {
     /// Label smoothing `(a, b)`: the target used is `y a + b` (a product, then a sum, each
     /// rounded), the range check sees `y` as given.
     pub smoothing: Option<(F, F)>,
+    /// What the derivatives are multiplied by as they are written: those with respect to the
+    /// input (first and second) by `.0`, the target gradient by `.1` (`(1, 1)`: as computed).
+    /// The one product the executor's own pass would take, in this loop.
+    pub scales: (F, F),
 }
 
 /// What a block function reports: whether an input and whether a target element lay outside
@@ -489,6 +493,7 @@ struct Block<'a, F, L, W, P, K> {
     pw: P,
     keep: K,
     smoothing: Option<(F, F)>,
+    scales: (F, F),
     out: [&'a mut [F]; 4],
 }
 
@@ -531,6 +536,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
             Some(ab) => (true, ab),
             None => (false, (F::ONE, F::ZERO)),
         };
+        let (sx, sy) = self.scales;
         // The range check: the largest `unit_key` of each operand (of the kept elements, the
         // target as given), folded into this loop.
         let (mut kx, mut ky) = (F::ZERO.to_bits(), F::ZERO.to_bits());
@@ -572,13 +578,13 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
                 value[i] = kept(d.value);
             }
             if W::GRAD {
-                grad[i] = kept(d.grad);
+                grad[i] = kept(d.grad) * sx;
             }
             if W::GRAD_TARGET {
-                grad_target[i] = kept(d.grad_target);
+                grad_target[i] = kept(d.grad_target) * sy;
             }
             if W::HESS {
-                hess[i] = kept(d.hess);
+                hess[i] = kept(d.hess) * sx;
             }
         }
         ((kx > F::ONE.to_bits(), ky > F::ONE.to_bits()), nan)
@@ -626,7 +632,7 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(
         io.hess.unwrap_or_default(),
     ];
     let want = core::marker::PhantomData::<W>;
-    let (x, y, smoothing) = (io.x, io.y, io.smoothing);
+    let (x, y, smoothing, scales) = (io.x, io.y, io.smoothing, io.scales);
     macro_rules! go {
         ($pw:expr, $keep:expr) => {
             dispatch(
@@ -639,6 +645,7 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(
                     pw: $pw,
                     keep: $keep,
                     smoothing,
+                    scales,
                     out,
                 },
             )
