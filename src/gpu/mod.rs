@@ -186,6 +186,8 @@ pub(crate) fn run(
         }
         Reduction::Sum | Reduction::None => ArrayD::from_elem(IxDyn(&slots_shape), 1.0),
     };
+    // A full reduction's one denominator.
+    let full_denominator = denominators.iter().next().copied().unwrap_or(1.0);
     let ls = spec.label_smoothing;
     // The derivatives' scale: one factor (and maybe a divisor after) for a full reduction; a
     // factor per slice, uploaded and read as a broadcast grad_output, for a per-axis one.
@@ -216,8 +218,7 @@ pub(crate) fn run(
                 Some(g) if derivatives => g.element(0)?,
                 _ => 1.0,
             };
-            let d = denominators.iter().next().copied().unwrap_or(1.0);
-            (None, derivative_scale(reduction, d, go))
+            (None, derivative_scale(reduction, full_denominator, go))
         }
     };
     let g = slice_factors.as_ref().or(g);
@@ -294,8 +295,7 @@ pub(crate) fn run(
     } else if elementwise {
         take(true)?.map(GpuLoss::Elementwise)
     } else if outputs.value {
-        let d = denominators.iter().next().copied().unwrap_or(1.0);
-        let v = reduced_value(reduction, total, d) as f32;
+        let v = reduced_value(reduction, total, full_denominator) as f32;
         Some(if spec.keepdims {
             let a = ArrayD::from_elem(IxDyn(&checked.shape), v);
             GpuLoss::Axes(GpuArray::from_view(&x.gpu, a.view())?)
@@ -320,11 +320,7 @@ pub(crate) fn run(
 /// `reduced`: an array with those axes of length 1 and the others of the input's length.
 fn slot_sums(a: ArrayD<f64>, input: &[usize], reduced: &[usize]) -> Result<ArrayD<f64>, Error> {
     let ndim = input.len();
-    let mut shape = vec![1; ndim.saturating_sub(a.ndim())];
-    shape.extend_from_slice(a.shape());
-    let mut a = a
-        .into_shape_with_order(IxDyn(&shape))
-        .map_err(|_| Error::Internal("an operand that does not take the input's rank"))?;
+    let mut a = with_rank(a, ndim)?;
     let mut factor = 1.0;
     for &ax in reduced {
         if a.shape()[ax] == 1 {
@@ -347,6 +343,15 @@ fn slot_sums(a: ArrayD<f64>, input: &[usize], reduced: &[usize]) -> Result<Array
         ))
 }
 
+/// `a` with axes of length 1 put before its own up to `ndim` axes (NumPy's broadcasting
+/// alignment: trailing axes).
+fn with_rank<T>(a: ArrayD<T>, ndim: usize) -> Result<ArrayD<T>, Error> {
+    let mut shape = vec![1; ndim.saturating_sub(a.ndim())];
+    shape.extend_from_slice(a.shape());
+    a.into_shape_with_order(IxDyn(&shape))
+        .map_err(|_| Error::Internal("an operand that does not take the input's rank"))
+}
+
 /// Each slot's denominator of a mean: the number of its elements the mask keeps (nonzero),
 /// or, given weights, the sum of their weights over the kept elements (broadcast to the
 /// input's shape).
@@ -357,19 +362,13 @@ fn slot_denominators(
     weights: Option<ArrayD<f32>>,
 ) -> Result<ArrayD<f64>, Error> {
     let ndim = input.len();
-    let padded = |a: ArrayD<f32>| -> Result<ArrayD<f32>, Error> {
-        let mut shape = vec![1; ndim.saturating_sub(a.ndim())];
-        shape.extend_from_slice(a.shape());
-        a.into_shape_with_order(IxDyn(&shape))
-            .map_err(|_| Error::Internal("an operand that does not take the input's rank"))
-    };
     let kept = |v: f32| v != 0.0;
     let a = match (mask, weights) {
         (None, None) => ArrayD::from_elem(IxDyn(&vec![1; ndim]), 1.0),
         (Some(m), None) => m.mapv(|v| if kept(v) { 1.0 } else { 0.0 }),
         (None, Some(w)) => w.mapv(f64::from),
         (Some(m), Some(w)) => {
-            let (m, w) = (padded(m)?, padded(w)?);
+            let (m, w) = (with_rank(m, ndim)?, with_rank(w, ndim)?);
             let common: Vec<usize> = m
                 .shape()
                 .iter()
