@@ -335,13 +335,19 @@ class _CsvArrowReader(_Reader):
         self._row_bytes = len(sample) / max(1, sample.count(b"\n"))
         self._done = 0
 
-    def _open(self, types: dict[str, Any]) -> Any:
-        """A streaming reader of the columns asked for, typed as ``types`` says."""
+    def _open(self, types: dict[str, Any], invalid_row: Any = None) -> Any:
+        """A streaming reader of the columns asked for, typed as ``types`` says; with an
+        ``invalid_row`` handler (pyarrow's ``invalid_row_handler``) on one thread, so that the
+        handler is told each malformed row's number."""
         c = self._csv
         return c.open_csv(
             self.path,
-            read_options=c.ReadOptions(use_threads=True, block_size=_ARROW_CSV_BLOCK),
-            parse_options=c.ParseOptions(delimiter=self._delimiter),
+            read_options=c.ReadOptions(
+                use_threads=invalid_row is None, block_size=_ARROW_CSV_BLOCK
+            ),
+            parse_options=c.ParseOptions(
+                delimiter=self._delimiter, invalid_row_handler=invalid_row
+            ),
             convert_options=c.ConvertOptions(
                 include_columns=self._unique,
                 column_types=types,
@@ -385,11 +391,24 @@ class _CsvArrowReader(_Reader):
         pa = self._pa
         generic = ScoreError(f"{self.path}: after row {row0}: {_one_line(error)}")
         strings = {name: pa.string() for name in self._unique}
+        malformed: list[ScoreError] = []
+
+        def invalid_row(r: Any) -> str:
+            # pyarrow numbers the rows from 1 with the header first (blank lines skipped), so
+            # the data row counted from 0 as everywhere here is two less.
+            malformed.append(
+                ScoreError(
+                    f"{self.path}: row {r.number - 2} has {r.actual_columns} fields, the "
+                    f"header {r.expected_columns}"
+                )
+            )
+            return "error"
+
         row = 0
         try:
             # Read from the start (rows counted as the reader that failed counted them, blank
             # lines skipped); the failing block held at most a block's bytes, so fewer rows.
-            with self._open(strings) as reader:
+            with self._open(strings, invalid_row) as reader:
                 while row <= row0 + _ARROW_CSV_BLOCK:
                     record_batch = reader.read_next_batch()
                     n = record_batch.num_rows
@@ -403,7 +422,7 @@ class _CsvArrowReader(_Reader):
             return e
         except (pa.ArrowException, StopIteration):
             pass
-        return generic
+        return malformed[0] if malformed else generic
 
     def fraction(self) -> float | None:
         return min(0.99, self._done * self._row_bytes / self._size) if self._size else None
