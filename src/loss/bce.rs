@@ -26,6 +26,9 @@ pub(crate) struct Bce;
 
 impl<F: Real> Elementwise<F> for Bce {
     const CHECKS_RANGE: bool = true;
+    /// Every result is finite for `x` and `y` in `[0, 1]`: the logarithms are floored, the
+    /// denominators at least `EPS`.
+    const NEVER_NAN: bool = true;
 
     /// The logarithms are the variants for `x` in `[0, 1]`: other inputs are rejected by the
     /// range check.

@@ -230,6 +230,11 @@ pub(crate) trait Elementwise<F: Real>: Copy + Send + Sync {
     /// it). The block function then runs a block with plain products first, and again with
     /// the limits only when a kept output is NaN.
     const PLAIN_FIRST: bool = false;
+    /// Whether every result is a number (never NaN) for every input and target that the
+    /// range check accepts: the block function then does not look for NaN results to make
+    /// them the one quiet NaN (there are none: an operand the check refuses fails the call,
+    /// and a dropped element's results are 0).
+    const NEVER_NAN: bool = false;
 
     /// The unweighted results for input `x`, target `y` and positive-class weight `pw` (1 for
     /// the losses that take none), with the products of `P`.
@@ -560,7 +565,9 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
             // with its gradient would differ in a NaN's sign. A dropped element's results
             // (of whatever it holds) are replaced by 0.
             let mut kept = |v: F| {
-                let v = if M::PLAIN {
+                let v = if L::NEVER_NAN {
+                    v
+                } else if M::PLAIN {
                     nan |= k && v.is_nan();
                     v
                 } else if v.is_nan() {
