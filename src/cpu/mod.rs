@@ -400,7 +400,13 @@ impl<'a, F: Float> Walk<'a, F> {
 
     /// Runs chunk `c` of `plan`, writing its parts of the elementwise outputs (each the
     /// chunk's length, or empty when the plan has no such output).
-    fn run_chunk(&self, plan: &Plan<F>, c: usize, out: [&mut [F]; 4]) -> Partial
+    fn run_chunk(
+        &self,
+        plan: &Plan<F>,
+        c: usize,
+        out: [&mut [F]; 4],
+        scratch: &mut Scratch<F>,
+    ) -> Partial
     where
         F: Real,
     {
@@ -432,17 +438,17 @@ impl<'a, F: Float> Walk<'a, F> {
         let mut partial =
             Partial::starting_at(first / per_slot, per_slot).keeping_states(plan.states);
         // The values of a block, when they are summed.
-        let mut sums_buffer = if plan.value == ValueOut::Sum {
-            vec![F::ZERO; len.min(BLOCK)]
-        } else {
-            Vec::new()
-        };
+        let Scratch {
+            sums: sums_buffer,
+            kept_weights,
+        } = scratch;
+        let sums_buffer = buffer(sums_buffer, plan.value == ValueOut::Sum, len.min(BLOCK));
         // The kept elements' weights of a block, when a mask drops some and they are summed.
-        let mut kept_weights = if plan.denominators && self.has_mask && self.position[W].is_some() {
-            vec![F::ZERO; len.min(BLOCK)]
-        } else {
-            Vec::new()
-        };
+        let kept_weights = buffer(
+            kept_weights,
+            plan.denominators && self.has_mask && self.position[W].is_some(),
+            len.min(BLOCK),
+        );
         let mut open = Open::for_slot(first / per_slot);
         // Short slots: blocks of whole slots (from a chunk that starts at a slot's first
         // element), so that each slot is one run, summed plainly when that is exact.
@@ -627,6 +633,26 @@ impl<'a, F: Float> Walk<'a, F> {
     }
 }
 
+/// A thread's buffers for the chunks it runs in a call (one allocation per thread and call,
+/// not one per chunk): a block's values when they are summed, and a block's kept weights.
+#[derive(Default)]
+pub(crate) struct Scratch<F> {
+    sums: Vec<F>,
+    kept_weights: Vec<F>,
+}
+
+/// The first `n` elements of `v` (grown with zeros as needed) when `wanted`, else an empty
+/// slice.
+fn buffer<F: Float>(v: &mut Vec<F>, wanted: bool, n: usize) -> &mut [F] {
+    if !wanted {
+        return &mut [];
+    }
+    if v.len() < n {
+        v.resize(n, F::ZERO);
+    }
+    &mut v[..n]
+}
+
 /// `out[a..b]` if the output is wanted.
 fn sub<F>(out: &mut [F], wanted: bool, a: usize, b: usize) -> Option<&mut [F]> {
     if wanted {
@@ -797,7 +823,7 @@ pub(crate) fn execute<'v, 'o, F: Real>(
         (slots, per_slot, plan.states),
         pool.as_deref(),
         interrupt,
-        |c, out| walk.run_chunk(plan, c, out),
+        |c, out, scratch| walk.run_chunk(plan, c, out, scratch),
     )?;
     if total.broken {
         return Err(Error::Internal("a chunk did not fit the plan"));
@@ -928,7 +954,7 @@ fn run_shared<F: Float>(
     pool: &rayon::ThreadPool,
     work: Vec<ChunkOutputs<'_, F>>,
     total: Partial,
-    run: &(impl Fn(usize, [&mut [F]; 4]) -> Partial + Sync),
+    run: &(impl Fn(usize, [&mut [F]; 4], &mut Scratch<F>) -> Partial + Sync),
 ) -> Partial {
     let helpers = pool.current_num_threads().min(work.len().saturating_sub(1));
     let threads = helpers + 1;
@@ -936,16 +962,19 @@ fn run_shared<F: Float>(
     let shared = std::sync::Mutex::new(total);
     // A poisoned lock (a panic in another thread's chunk, which the call then re-raises) still
     // holds usable shares and a usable total.
-    let drain = |me: usize| loop {
-        let next = shares.0.lock().unwrap_or_else(|e| e.into_inner()).take(me);
-        let Some((c, out)) = next else {
-            break;
-        };
-        let report = run(c, out);
-        shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .merge(report);
+    let drain = |me: usize| {
+        let mut scratch = Scratch::default();
+        loop {
+            let next = shares.0.lock().unwrap_or_else(|e| e.into_inner()).take(me);
+            let Some((c, out)) = next else {
+                break;
+            };
+            let report = run(c, out, &mut scratch);
+            shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(report);
+        }
     };
     // The caller waits for the helpers' last chunks awake for a while (a blocking wait at the
     // scope's end puts it to sleep, and waking it takes as long as waking a helper); past
@@ -1063,7 +1092,7 @@ fn run_batches<F: Float>(
     (slots, per_slot, keep_states): (usize, usize, bool),
     pool: Option<&rayon::ThreadPool>,
     interrupt: Interrupt<'_>,
-    run: impl Fn(usize, [&mut [F]; 4]) -> Partial + Sync,
+    run: impl Fn(usize, [&mut [F]; 4], &mut Scratch<F>) -> Partial + Sync,
 ) -> Result<Partial, Error> {
     let chunks = geometry.count();
     let mut total = Partial::total(slots, per_slot).keeping_states(keep_states);
@@ -1078,12 +1107,14 @@ fn run_batches<F: Float>(
             }
         });
         if lens_fit {
-            total.merge(run(0, outputs));
+            total.merge(run(0, outputs, &mut Scratch::default()));
             return Ok(total);
         }
     }
     let mut start = 0;
     let mut batch = FIRST_BATCH;
+    // The caller's buffers when it runs the chunks alone (each thread has its own otherwise).
+    let mut scratch = Scratch::default();
     while start < chunks {
         let end = chunks.min(start + batch);
         let len: usize = (start..end).map(|c| geometry.len(c)).sum();
@@ -1105,7 +1136,7 @@ fn run_batches<F: Float>(
             Some(pool) => total = run_shared(pool, work, total, &run),
             None => {
                 for (c, out) in work {
-                    total.merge(run(c, out));
+                    total.merge(run(c, out, &mut scratch));
                 }
             }
         }
