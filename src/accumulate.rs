@@ -258,13 +258,16 @@ impl ExactSum {
 
     /// Adds the values `other` holds (exactly: the result is that of adding them all here).
     pub fn merge(&mut self, other: &ExactSum) {
-        let mut theirs = other.limbs;
-        normalise(&mut theirs);
-        self.normalise();
-        for (m, t) in self.limbs.iter_mut().zip(theirs) {
+        // Loose limbs added as they are: a limb after `p` additions since its normalisation
+        // is below `(p + 1) 2^56` in magnitude, so the sum of two is below `(p + q + 2) 2^56
+        // <= 2^63` (each has `p, q < MAX_PENDING`), and counts as `p + q + 1` additions.
+        for (m, t) in self.limbs.iter_mut().zip(other.limbs) {
             *m = m.wrapping_add(t);
         }
-        self.pending = 1;
+        self.pending += other.pending + 1;
+        if self.pending >= MAX_PENDING {
+            self.normalise();
+        }
         self.nan |= other.nan;
         self.pos_inf |= other.pos_inf;
         self.neg_inf |= other.neg_inf;
@@ -1763,6 +1766,56 @@ mod tests {
         let mut e = ExactSum::default();
         e.merge(&a);
         assert_eq!(e, a);
+    }
+
+    /// Merges add loose limbs to loose limbs: states each one addition short of normalising,
+    /// whose additions fill their limbs to the top, merged in a chain (the merged state's
+    /// additions pile up) and in a tree, keep the exact sum.
+    #[test]
+    fn merges_of_loose_states_stay_exact() {
+        let mut rng = Rng(12);
+        // (2^53 - 1) 2^e with e - BASE = 3 (mod 56): a significand shifted to fill a limb.
+        let full = |k: i32| ((1u64 << 53) - 1) as f64 * pow2(49 + 56 * k);
+        let mut values = Vec::new();
+        let states: Vec<ExactSum> = (0..300)
+            .map(|i| {
+                let mut s = ExactSum::new();
+                for j in 0..MAX_PENDING - 1 {
+                    let v = match (i + j) % 5 {
+                        4 => -full(rng.below(3) as i32 - 1),
+                        3 => rng.f64_exp(900, 1100),
+                        _ => full(rng.below(3) as i32 - 1),
+                    };
+                    s.add(v);
+                    values.push(v);
+                }
+                assert_eq!(s.pending, MAX_PENDING - 1);
+                s
+            })
+            .collect();
+        let want = fsum(values.iter().copied());
+        let mut chain = ExactSum::new();
+        for s in &states {
+            chain.merge(s);
+        }
+        assert!(same(chain.finish(), want), "{} {want}", chain.finish());
+        let mut level = states.clone();
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|pair| {
+                    let mut a = pair[0].clone();
+                    if let Some(b) = pair.get(1) {
+                        a.merge(b);
+                    }
+                    a
+                })
+                .collect();
+        }
+        assert_eq!(level[0].to_bytes(), chain.to_bytes());
+        let mut one = ExactSum::new();
+        values.iter().for_each(|&v| one.add(v));
+        assert_eq!(one, chain);
     }
 
     #[test]
