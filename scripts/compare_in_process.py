@@ -4,7 +4,7 @@ shared machine, where load changes from second to second and runs in separate pr
 
     python scripts/compare_in_process.py OLD_PACKAGE_DIR NEW_PACKAGE_DIR
         [--op forward|logits|value_and_grad|logits_value_and_grad] [--labels soft|hard]
-        [--n 1e7] [--threads 2] [--rounds 11]
+        [--reduction mean|sum|none] [--n 1e7] [--threads 2] [--rounds 11]
 
 ``OLD_PACKAGE_DIR`` and ``NEW_PACKAGE_DIR`` are installed ``bcers`` package directories (for
 example ``ENV/lib/python3.11/site-packages/bcers`` of two environments). Each is copied under
@@ -40,6 +40,7 @@ def main() -> None:
         choices=["forward", "logits", "value_and_grad", "logits_value_and_grad"],
     )
     parser.add_argument("--labels", default="soft", choices=["soft", "hard"])
+    parser.add_argument("--reduction", default="mean", choices=["mean", "sum", "none"])
     parser.add_argument("--n", type=float, default=1e7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=11)
@@ -63,14 +64,16 @@ def main() -> None:
         else:
             y = rng.random(n).astype(np.float32)
 
+        r = args.reduction
+
         def call(b: Any) -> object:
             if args.op == "forward":
-                return b.binary_cross_entropy(x, y)
+                return b.binary_cross_entropy(x, y, reduction=r)
             if args.op == "logits":
-                return b.binary_cross_entropy_with_logits(x, y)
+                return b.binary_cross_entropy_with_logits(x, y, reduction=r)
             if args.op == "value_and_grad":
-                return b.binary_cross_entropy_value_and_grad(x, y)
-            return b.binary_cross_entropy_with_logits_value_and_grad(x, y)
+                return b.binary_cross_entropy_value_and_grad(x, y, reduction=r)
+            return b.binary_cross_entropy_with_logits_value_and_grad(x, y, reduction=r)
 
         reps = max(1, min(int(2e8 / n), 20_000))
         times: dict[str, list[float]] = {name: [] for name in builds}
@@ -83,7 +86,7 @@ def main() -> None:
                 times[name].append((time.perf_counter() - t0) / reps)
         old_median, old_min = statistics.median(times["old"]), min(times["old"])
         print(
-            f"{args.op}, {args.labels} labels, n = {n:.0e} float32, {args.threads} threads, "
+            f"{args.op}, {r}, {args.labels} labels, n = {n:.0e} float32, {args.threads} threads, "
             f"{args.rounds} rounds of {reps} calls per build, alternating in one process"
         )
         print("| build | median us | fastest us | median ratio | fastest ratio |")
