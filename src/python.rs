@@ -9,9 +9,10 @@
 use std::sync::Mutex;
 
 use ndarray::{ArrayD, ArrayViewD};
+use numpy::npyffi::NPY_TYPES;
 use numpy::{
-    Element, PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
-    PyUntypedArrayMethods,
+    Element, PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn,
+    PyReadwriteArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{
     PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError,
@@ -20,6 +21,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyString, PyTuple};
+use std::ffi::c_int;
 
 use crate::accumulate::LossSums;
 use crate::cpu::{Dest, Interrupt, Operands};
@@ -187,16 +189,24 @@ enum DType {
     F64,
 }
 
+/// The input's float type, from its descriptor's type number and byte order (what
+/// `cast::<PyArrayDyn<T>>` checks, without NumPy's general type-equivalence call).
 fn dtype_of(input: &Bound<'_, PyAny>) -> PyResult<DType> {
-    if input.cast::<PyArrayDyn<f32>>().is_ok() {
-        Ok(DType::F32)
-    } else if input.cast::<PyArrayDyn<f64>>().is_ok() {
-        Ok(DType::F64)
-    } else {
-        Err(PyTypeError::new_err(
-            "input must be a native-endian float32 or float64 ndarray",
-        ))
+    if let Ok(array) = input.cast::<PyUntypedArray>() {
+        let dtype = array.dtype();
+        if dtype.is_native_byteorder() == Some(true) {
+            let num = dtype.num();
+            if num == NPY_TYPES::NPY_FLOAT as c_int {
+                return Ok(DType::F32);
+            }
+            if num == NPY_TYPES::NPY_DOUBLE as c_int {
+                return Ok(DType::F64);
+            }
+        }
     }
+    Err(PyTypeError::new_err(
+        "input must be a native-endian float32 or float64 ndarray",
+    ))
 }
 
 /// Calls `$f::<T>(args)` with `T` the input's float type.
