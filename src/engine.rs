@@ -6,7 +6,7 @@
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::accumulate::LossSums;
-use crate::cpu::{execute, Dest, Operands, Outcome, Plan, ValueOut};
+use crate::cpu::{execute, Closed, Dest, Operands, Outcome, Plan, ValueOut};
 use crate::error::Error;
 use crate::float::{DynArray, DynView};
 use crate::loss::{kernel, Params};
@@ -43,8 +43,8 @@ enum Denominators {
     Unknown,
     /// Every slot's elements, each of weight 1.
     Uniform(f64),
-    /// Per slot: the weights' sums, the counts.
-    PerSlot(Vec<f64>, Vec<f64>),
+    /// Per slot: the kept elements' weights' sums and counts.
+    PerSlot(Vec<Closed>),
 }
 
 impl Denominators {
@@ -53,7 +53,8 @@ impl Denominators {
         match self {
             Denominators::Unknown => None,
             Denominators::Uniform(c) => Some((*c, *c)),
-            Denominators::PerSlot(w, c) => Some((*w.get(s)?, *c.get(s)?)),
+            // A count is exact up to 2^53 elements, rounded to nearest beyond.
+            Denominators::PerSlot(slots) => slots.get(s).map(|c| (c.weight, c.count as f64)),
         }
     }
 }
@@ -149,7 +150,7 @@ pub(crate) fn run<F: Real>(
     if data_dependent && outputs.derivatives() {
         let plan = base(ValueOut::None, false, true);
         let out = execute(&plan, &ops, Dest::default(), interrupt)?;
-        known = Denominators::PerSlot(out.weights, out.counts);
+        known = Denominators::PerSlot(out.sums);
     }
 
     let mut plan = base(
@@ -233,11 +234,7 @@ pub(crate) fn run<F: Real>(
         dest.value = None;
     }
     let Outcome {
-        sums,
-        weights,
-        counts,
-        mut arrays,
-        ..
+        sums, mut arrays, ..
     } = execute(&plan, &ops, dest.reborrow(), interrupt)?;
     if let Some(d) = divide_after {
         let divide = |v: &mut F| *v = *v / d;
@@ -280,16 +277,16 @@ pub(crate) fn run<F: Real>(
         }
     }
     let reduced = if plan.value == ValueOut::Sum {
-        if let Denominators::Unknown = known {
-            known = Denominators::PerSlot(weights, counts);
-        }
         let value = |s: usize| -> Result<f64, Error> {
-            let (w, c) = known
-                .of(s)
-                .ok_or(Error::Internal("a reduced value without its denominator"))?;
+            // Denominators not known before the pass are its own.
+            let (w, c) = match known {
+                Denominators::Unknown => sums.get(s).map(|c| (c.weight, c.count as f64)),
+                _ => known.of(s),
+            }
+            .ok_or(Error::Internal("a reduced value without its denominator"))?;
             Ok(reduced_value(
                 reduction,
-                sums.get(s).copied().unwrap_or(0.0),
+                sums.get(s).map_or(0.0, |c| c.sum),
                 denominator(reduction, c, w),
             ))
         };

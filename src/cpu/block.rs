@@ -313,7 +313,7 @@ impl Partial {
 
     /// The total's sums per slot: of the values, of the weights and the counts. Every slot
     /// must be complete (a slot that is not is a bug: `None`).
-    pub(crate) fn sums(self) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    pub(crate) fn sums(self) -> Option<Vec<Closed>> {
         debug_assert!(
             self.open.is_empty(),
             "slots left incomplete: {:?}",
@@ -322,11 +322,7 @@ impl Partial {
         if !self.open.is_empty() || self.first != 0 {
             return None;
         }
-        let sums = self.closed.iter().map(|c| c.sum).collect();
-        let weights = self.closed.iter().map(|c| c.weight).collect();
-        // Exact up to 2^53 elements; rounded to nearest beyond.
-        let counts = self.closed.iter().map(|c| c.count as f64).collect();
-        Some((sums, weights, counts))
+        Some(self.closed)
     }
 }
 
@@ -563,11 +559,14 @@ mod tests {
                     total.merge(r.clone());
                 }
                 assert!(!total.broken);
-                let (sums, weights, counts) = total.sums().unwrap();
+                let closed = total.sums().unwrap();
+                let sums: Vec<f64> = closed.iter().map(|c| c.sum).collect();
                 assert_eq!(sums, exact, "chunks of {chunk}, reversed: {reversed}");
                 let doubled: Vec<f64> = exact.iter().map(|s| 2.0 * s).collect();
+                let weights: Vec<f64> = closed.iter().map(|c| c.weight).collect();
                 assert_eq!(weights, doubled);
-                assert_eq!(counts, vec![per_slot as f64; slots]);
+                let counts: Vec<u64> = closed.iter().map(|c| c.count).collect();
+                assert_eq!(counts, vec![per_slot as u64; slots]);
             }
         }
     }

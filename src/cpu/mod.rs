@@ -37,7 +37,8 @@ use crate::float::Float;
 use crate::loss::{in_unit_interval, BlockFn, BlockIo, Params};
 use crate::math::Real;
 use crate::simd::{simd_level, SimdLevel};
-use block::{Closed, Open, Partial};
+pub(crate) use block::Closed;
+use block::{Open, Partial};
 use layout::Canonical;
 pub(crate) use pool::get_num_threads;
 
@@ -159,12 +160,9 @@ impl<F> Dest<'_, F> {
 
 /// What a call produced.
 pub(crate) struct Outcome<F> {
-    /// Per slot: the sum of the (weighted) values.
-    pub sums: Vec<f64>,
-    /// Per slot: the sum of the kept elements' weights (with [`Plan::denominators`]).
-    pub weights: Vec<f64>,
-    /// Per slot: the number of kept elements (with [`Plan::denominators`]).
-    pub counts: Vec<f64>,
+    /// Per slot: the sum of the (weighted) values and, with [`Plan::denominators`], the sum
+    /// of the kept elements' weights and their number.
+    pub sums: Vec<Closed>,
     /// Per slot: the exact sums (with [`Plan::states`]; empty otherwise).
     pub states: Vec<LossSums>,
     /// The elementwise outputs, in the input's shape, that the executor allocated (`None`:
@@ -709,9 +707,7 @@ pub(crate) fn execute<'v, 'o, F: Real>(
             dest.hess.is_some(),
         ];
         return Ok(Outcome {
-            sums: vec![0.0; slots],
-            weights: vec![0.0; slots],
-            counts: vec![0.0; slots],
+            sums: vec![Closed::default(); slots],
             states: if plan.states {
                 vec![LossSums::new(); slots]
             } else {
@@ -838,7 +834,7 @@ pub(crate) fn execute<'v, 'o, F: Real>(
     } else {
         Vec::new()
     };
-    let (sums, weights, counts) = total.sums().ok_or(Error::Internal(
+    let sums = total.sums().ok_or(Error::Internal(
         "a slot of the reduction was left incomplete",
     ))?;
 
@@ -864,8 +860,6 @@ pub(crate) fn execute<'v, 'o, F: Real>(
     }
     Ok(Outcome {
         sums,
-        weights,
-        counts,
         states,
         arrays,
     })
