@@ -529,7 +529,8 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
 
 impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F, L, W, P, K> {
     /// One pass over the block (`out`: each wanted output, cut to its length), with the
-    /// products of `M`: the range flags, and whether a kept element's result was NaN. With
+    /// products of `M`: the range flags, and whether a kept element's result was NaN (or, with
+    /// [`Plain`] products, infinite: a rerun costs time, never a different result). With
     /// [`Limits`], a NaN result is written as the one quiet NaN; with [`Plain`] products it is
     /// written as it is, and the block must be run again with [`Limits`].
     #[inline(always)]
@@ -545,7 +546,10 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
         // The range check: the largest `unit_key` of each operand (of the kept elements, the
         // target as given), folded into this loop.
         let (mut kx, mut ky) = (F::ZERO.to_bits(), F::ZERO.to_bits());
-        let mut nan = false;
+        // With plain products: the bits of `v - v` of every kept result ORed, 0 while they are
+        // all finite (`v - v` is +0 for a finite `v`, NaN for a NaN or an infinity). Cheaper
+        // than a flag per lane, which the vectoriser narrows and packs each step.
+        let mut probe = F::ZERO.to_bits();
         for i in 0..n {
             let i = I::index(i);
             let k = K::ALL || self.keep.at(i);
@@ -568,7 +572,9 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
                 let v = if L::NEVER_NAN {
                     v
                 } else if M::PLAIN {
-                    nan |= k && v.is_nan();
+                    #[allow(clippy::eq_op)] // `v - v`: 0, or NaN for a NaN or an infinity
+                    let d = if k { v - v } else { F::ZERO };
+                    probe = probe | d.to_bits();
                     v
                 } else if v.is_nan() {
                     F::NAN
@@ -594,6 +600,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
                 hess[i] = kept(d.hess) * sx;
             }
         }
+        let nan = probe != F::ZERO.to_bits();
         ((kx > F::ONE.to_bits(), ky > F::ONE.to_bits()), nan)
     }
 }
