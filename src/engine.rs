@@ -6,7 +6,7 @@
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::accumulate::LossSums;
-use crate::cpu::{execute, Closed, Dest, Operands, Outcome, Plan, ValueOut};
+use crate::cpu::{execute, Closed, Dest, Operands, Outcome, OwnedOutputs, Plan, ValueOut};
 use crate::error::Error;
 use crate::float::{DynArray, DynView};
 use crate::loss::{kernel, Params};
@@ -22,8 +22,9 @@ pub(crate) use crate::cpu::Interrupt;
 pub(crate) enum Reduced<F> {
     /// Over every axis, without `keepdims`: the value in float64.
     Scalar(f64),
-    /// Over some axes, or with `keepdims`: an array of the reduced shape.
-    Array(ArrayD<F>),
+    /// Over some axes, or with `keepdims`: an array of the reduced shape (boxed, as the
+    /// elementwise outputs).
+    Array(Box<ArrayD<F>>),
 }
 
 /// What a call returns (what it asked for).
@@ -33,7 +34,7 @@ pub(crate) struct Results<F> {
     pub reduced: Option<Reduced<F>>,
     /// The elementwise outputs not written to the caller's buffers: values (`none`), input
     /// gradient, target gradient, second derivative.
-    pub arrays: [Option<ArrayD<F>>; 4],
+    pub arrays: OwnedOutputs<F>,
 }
 
 /// Each slot's denominators (the sum of its kept elements' weights, and their number), where
@@ -296,10 +297,10 @@ pub(crate) fn run<F: Real>(
             let typed = (0..slots)
                 .map(|s| value(s).map(F::from_f64))
                 .collect::<Result<Vec<F>, Error>>()?;
-            Reduced::Array(
+            Reduced::Array(Box::new(
                 ArrayD::from_shape_vec(IxDyn(&shape), typed)
                     .map_err(|_| Error::Internal("a reduced value of the wrong length"))?,
-            )
+            ))
         })
     } else {
         None
@@ -393,9 +394,9 @@ pub(crate) fn run_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<DynResults, E
             DynResults {
                 reduced: r.reduced.map(|v| match v {
                     Reduced::Scalar(v) => DynReduced::Scalar(v),
-                    Reduced::Array(a) => DynReduced::Array(DynArray::$variant(a)),
+                    Reduced::Array(a) => DynReduced::Array(DynArray::$variant(*a)),
                 }),
-                arrays: r.arrays.map(|a| a.map(DynArray::$variant)),
+                arrays: r.arrays.map(|a| a.map(|a| DynArray::$variant(*a))),
             }
         }};
     }

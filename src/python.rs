@@ -389,13 +389,13 @@ fn compute_t<'py, T: Element + Real>(
     let mut out: [Option<Py<PyAny>>; 4] = Default::default();
     for (k, ((array, our), want)) in arrays.into_iter().zip(ours).zip(wanted).enumerate() {
         if want {
-            out[k] = Some(output_to_py(py, array, our)?);
+            out[k] = Some(output_to_py(py, array.map(|a| *a), our)?);
         }
     }
     out[0] = match reduced {
         Some(engine::Reduced::Scalar(v)) => Some(v.into_pyobject(py)?.into_any().unbind()),
         Some(engine::Reduced::Array(a)) => {
-            Some(PyArray::from_owned_array(py, a).into_any().unbind())
+            Some(PyArray::from_owned_array(py, *a).into_any().unbind())
         }
         None => out[0].take(),
     };

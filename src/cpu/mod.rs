@@ -158,6 +158,10 @@ impl<F> Dest<'_, F> {
     }
 }
 
+/// The four elementwise outputs a call may allocate, boxed: a call's results pass through
+/// several functions by value, and four arrays (some 450 bytes) were copied at each.
+pub(crate) type OwnedOutputs<F> = [Option<Box<ArrayD<F>>>; 4];
+
 /// What a call produced.
 pub(crate) struct Outcome<F> {
     /// Per slot: the sum of the (weighted) values and, with [`Plan::denominators`], the sum
@@ -168,7 +172,7 @@ pub(crate) struct Outcome<F> {
     /// The elementwise outputs, in the input's shape, that the executor allocated (`None`:
     /// in the caller's buffer, or not asked for): values, gradient, target gradient, second
     /// derivative.
-    pub arrays: [Option<ArrayD<F>>; 4],
+    pub arrays: OwnedOutputs<F>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -713,7 +717,7 @@ pub(crate) fn execute<'v, 'o, F: Real>(
             } else {
                 Vec::new()
             },
-            arrays: core::array::from_fn(|k| empty(given[k], wanted[k])),
+            arrays: core::array::from_fn(|k| empty(given[k], wanted[k]).map(Box::new)),
         });
     }
     let per_slot = n / slots.max(1);
@@ -852,10 +856,10 @@ pub(crate) fn execute<'v, 'o, F: Real>(
             .map(|a| a.permuted_axes(inverse))
             .map_err(|_| Error::Internal("an output of the wrong length"))
     };
-    let mut arrays: [Option<ArrayD<F>>; 4] = Default::default();
+    let mut arrays: OwnedOutputs<F> = Default::default();
     for (slot, data) in arrays.iter_mut().zip(owned) {
         if !data.is_empty() {
-            *slot = Some(to_array(data)?);
+            *slot = Some(Box::new(to_array(data)?));
         }
     }
     Ok(Outcome {
