@@ -566,8 +566,9 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
             // A NaN result is the one quiet NaN: which NaN an operation gives (the input's,
             // or the processor's default of an invalid one) depends on its operands' order,
             // which the compiler picks per compiled variant; so a value computed alone and
-            // with its gradient would differ in a NaN's sign. A dropped element's results
-            // (of whatever it holds) are replaced by 0.
+            // with its gradient would differ in a NaN's sign. (A loss that never gives NaN
+            // skips this; the plain-products pass only notes a NaN, for the rerun.) A dropped
+            // element's results (of whatever it holds) are replaced by 0.
             let mut kept = |v: F| {
                 let v = if L::NEVER_NAN {
                     v
