@@ -100,13 +100,15 @@ fn reference(loss: &LossKind, x: f64, y: f64, pw: f64) -> Reference {
 }
 
 /// The magnitude of the terms the derivative `what` of `loss` at one element is a sum of (for
-/// a tolerance: a sum of terms may cancel); `grad` and `hess` are sums of terms of one sign,
-/// but for the focal loss.
+/// a tolerance: a sum of terms may cancel). BCE's and the logits loss's `grad` are differences
+/// (`(x - y) / (x (1 - x))`, `(1 + (pw - 1) y) sigmoid(x) - pw y`); their `hess` are sums of
+/// terms of one sign.
 #[cfg(feature = "gpu")]
 fn magnitude(loss: &LossKind, what: &str, x: f64, y: f64, pw: f64) -> f64 {
     let sp = (-x.abs()).exp().ln_1p();
     let (s, sn) = (sigmoid(x), sigmoid(-x));
     match (*loss, what) {
+        (LossKind::Bce | LossKind::BceWithLogits, "grad") => reference(loss, x, y, pw).grad_terms,
         (LossKind::Bce, "grad_target") => x.ln().max(-100.0).abs() + (-x).ln_1p().max(-100.0).abs(),
         (LossKind::BceWithLogits, "grad_target") => {
             times(pw, (-x).max(0.0) + sp).abs() + x.max(0.0) + sp
@@ -410,14 +412,31 @@ fn every_loss_on_the_gpu_agrees_with_the_cpu() {
         // The GPU's own log, log1p and exp (ports of musl's), and float32 sums per workgroup:
         // a few ulp per element, 2e-5 on the sums; subnormal results may be flushed to zero.
         check("gpu", &loss, &c, &got, 2e-5);
-        // And the CPU's float32 results, element by element.
+        // And the CPU's float32 results, element by element: within a few ulp of the terms
+        // each is a sum of (a difference of two rounded terms is exact only to their ulp).
         for (what, g, k) in [
             ("value", &got.value, &cpu.value),
             ("grad", &got.grad, &cpu.grad),
         ] {
             for (i, (&a, &b)) in g.iter().zip(k.iter()).enumerate() {
+                let (x, y, w) = (
+                    f64::from(c.x[i] as f32),
+                    f64::from(c.y[i] as f32),
+                    c.w[i] as f32,
+                );
+                let pw = c.pw.as_ref().map_or(1.0, |p| f64::from(p[i] as f32));
+                let r = reference(&loss, x, y, pw);
+                let terms = f64::from(w)
+                    * if what == "value" {
+                        r.value_terms
+                    } else {
+                        r.grad_terms
+                    };
                 let same = a == b || (a.is_nan() && b.is_nan());
-                let close = (a - b).abs() <= 1e-5 * b.abs().max(1e-3) || a.abs() < 1e-30;
+                let close = (terms.is_finite()
+                    && (f64::from(a) - f64::from(b)).abs()
+                        <= 1e-5 * (f64::from(b).abs().max(1e-3) + terms))
+                    || a.abs() < 1e-30;
                 assert!(same || close, "gpu {loss} {what}[{i}]: {a:e}, cpu {b:e}");
             }
         }
