@@ -486,24 +486,53 @@ impl Keep for KeepAll {
     }
 }
 
+/// The target a loss sees: the target as given, or label-smoothed (monomorphised, so that a
+/// call without smoothing carries none of it through its loop).
+pub(crate) trait Smooth<F>: Copy {
+    /// The target used for the target `y` as given.
+    fn target(self, y: F) -> F;
+}
+
+/// No label smoothing: the target as given.
+#[derive(Clone, Copy)]
+pub(crate) struct AsGiven;
+
+impl<F: Float> Smooth<F> for AsGiven {
+    #[inline(always)]
+    fn target(self, y: F) -> F {
+        y
+    }
+}
+
+/// Label smoothing `(a, b)`: the target used is `y a + b` (a product, then a sum, each rounded).
+#[derive(Clone, Copy)]
+pub(crate) struct Smoothed<F>(F, F);
+
+impl<F: Float> Smooth<F> for Smoothed<F> {
+    #[inline(always)]
+    fn target(self, y: F) -> F {
+        y * self.0 + self.1
+    }
+}
+
 /// One block of one loss, as a [`Kernel`] the SIMD dispatch compiles per level: the label
 /// smoothing, the range check, the loss and the zeroing of the elements a mask drops in one
 /// pass (a pass of their own would read the operands from memory without the loss's
 /// arithmetic to hide it behind).
-struct Block<'a, F, L, W, P, K> {
+struct Block<'a, F, L, W, P, K, S> {
     loss: L,
     want: core::marker::PhantomData<W>,
     x: &'a [F],
     y: &'a [F],
     pw: P,
     keep: K,
-    smoothing: Option<(F, F)>,
+    smooth: S,
     scales: (F, F),
     out: [&'a mut [F]; 4],
 }
 
-impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
-    for Block<'_, F, L, W, P, K>
+impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep, S: Smooth<F>> Kernel
+    for Block<'_, F, L, W, P, K, S>
 {
     type Output = RangeFlags;
 
@@ -527,7 +556,9 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Kernel
     }
 }
 
-impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F, L, W, P, K> {
+impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep, S: Smooth<F>>
+    Block<'_, F, L, W, P, K, S>
+{
     /// One pass over the block (`out`: each wanted output, cut to its length), with the
     /// products of `M`: the range flags, and whether a kept element's result was NaN (or, with
     /// [`Plain`] products, infinite: a rerun costs time, never a different result). With
@@ -538,10 +569,6 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
         let n = self.x.len();
         let (x, y) = (&self.x[..n], &self.y[..n]);
         let [value, grad, grad_target, hess] = out;
-        let (smooth, (sa, sb)) = match self.smoothing {
-            Some(ab) => (true, ab),
-            None => (false, (F::ONE, F::ZERO)),
-        };
         let (sx, sy) = self.scales;
         // The range check: the largest `unit_key` of each operand (of the kept elements, the
         // target as given), folded into this loop.
@@ -561,7 +588,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep> Block<'_, F,
                 kx = if a > kx { a } else { kx };
                 ky = if b > ky { b } else { ky };
             }
-            let yi = if smooth { yi * sa + sb } else { yi };
+            let yi = self.smooth.target(yi);
             let d = self.loss.eval::<I, W, M>(xi, yi, self.pw.at(i));
             // A NaN result is the one quiet NaN: which NaN an operation gives (the input's,
             // or the processor's default of an invalid one) depends on its operands' order,
@@ -649,7 +676,7 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(
     let want = core::marker::PhantomData::<W>;
     let (x, y, smoothing, scales) = (io.x, io.y, io.smoothing, io.scales);
     macro_rules! go {
-        ($pw:expr, $keep:expr) => {
+        ($pw:expr, $keep:expr, $smooth:expr) => {
             dispatch(
                 level,
                 Block {
@@ -659,11 +686,17 @@ fn run_block<F: Real, L: Elementwise<F>, W: Want>(
                     y,
                     pw: $pw,
                     keep: $keep,
-                    smoothing,
+                    smooth: $smooth,
                     scales,
                     out,
                 },
             )
+        };
+        ($pw:expr, $keep:expr) => {
+            match smoothing {
+                Some((a, b)) => go!($pw, $keep, Smoothed(a, b)),
+                None => go!($pw, $keep, AsGiven),
+            }
         };
     }
     let pw = io.pw.filter(|_| L::TAKES_POS_WEIGHT);
