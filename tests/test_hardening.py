@@ -157,12 +157,29 @@ def test_the_native_module_refuses_more_than_32_axes_with_a_value_error() -> Non
 # Memory running out: MemoryError, the process alive.
 
 
+def _more_than_memory_and_swap() -> int:
+    """A float64 element count whose bytes are more than twice this machine's memory and swap
+    together (at least 6e9: 48 GB), which the kernel refuses to give one allocation."""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            if f.read().strip() == "1":
+                pytest.skip("the kernel grants every allocation (vm.overcommit_memory = 1)")
+        with open("/proc/meminfo") as f:
+            kib = {line.split(":")[0]: int(line.split()[1]) for line in f if line.strip()}
+        total = (kib["MemTotal"] + kib.get("SwapTotal", 0)) * 1024
+    except OSError:  # not Linux: 48 GB
+        total = 0
+    return max(6 * 10**9, 2 * total // 8 + 1)
+
+
 def test_an_output_too_large_for_memory_is_a_memory_error() -> None:
-    # 6e9 float64 losses (48 GB) of a broadcast input: refused before anything is written.
+    # Float64 losses of a broadcast input, more than the machine has (48 GB or more): refused
+    # before anything is written.
+    n = _more_than_memory_and_swap()
     out = ok_output(
-        """
+        f"""
         import numpy as np, bcers
-        xb = np.broadcast_to(np.float64(0.3), (6 * 10**9,))
+        xb = np.broadcast_to(np.float64(0.3), ({n},))
         for call in (
             lambda: bcers.binary_cross_entropy(xb, xb, reduction="none"),
             lambda: bcers.binary_cross_entropy_backward(None, xb, xb, reduction="none"),
@@ -182,7 +199,7 @@ def test_an_output_too_large_for_memory_is_a_memory_error() -> None:
     assert all(
         line.startswith("MemoryError out of memory: could not allocate") for line in lines[:4]
     )
-    assert "48000000000 bytes" in lines[0]
+    assert f"{8 * n} bytes" in lines[0]
     assert abs(float(lines[4]) - float(ref.bce(0.3, 0.3).value)) < 1e-12
 
 
@@ -212,7 +229,7 @@ def test_memory_errors_under_an_address_space_limit() -> None:
         """,
         timeout=300,
     )
-    lines = out.split()
+    lines = out.splitlines()
     assert lines[:4] == ["MemoryError"] * 4, out
     assert abs(float(lines[4]) - float(ref.bce(0.3, 0.3).value)) < 1e-12
 
@@ -429,14 +446,19 @@ def test_a_long_gpu_call_is_interrupted_by_ctrl_c(device: dict[str, Any]) -> Non
         n = int(min(2 * 10**8, 2.5 / per_element))
         del small
         x = bcers.gpu.asarray(np.full(n, 0.5, np.float32))
-        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
         t0 = time.perf_counter()
         try:
             bcers.binary_cross_entropy(x, x)
+            timer.cancel()
             print("finished", time.perf_counter() - t0, n * per_element)
         except KeyboardInterrupt:
             print("interrupted", time.perf_counter() - t0, n * per_element)
-        time.sleep(0.5)
+        try:  # a fast device finishes first: the timer may fire after the call
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
         print(float(bcers.binary_cross_entropy(x, x)))
         """,
         timeout=300,
@@ -607,9 +629,12 @@ def test_infinite_coefficients_on_the_gpu(device: dict[str, Any]) -> None:
         np.testing.assert_array_equal(got, np.array([inf, inf, inf, 0.0, inf], np.float32))
     for got in (grad, grad2):
         np.testing.assert_array_equal(got, np.array([-inf, -inf, -inf, 0.0, -inf], np.float32))
+    # Zero weights on infinite losses: 0 where the CPU has 0, the finite element within a few
+    # ulp of the CPU's (a GPU's compiler may fuse a multiply and an add).
     w = np.array([0.0, 0.0, 1.0, 0.0, 0.0], np.float32)
     for got, want in zip(_logits_calls(d, -y, weight=w), _logits_calls(x, -y, weight=w)):
-        np.testing.assert_array_equal(got.numpy(), want)
+        np.testing.assert_array_equal(got.numpy() == 0, want == 0)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -782,7 +807,7 @@ def test_gpu_memory_errors_under_an_address_space_limit(device: dict[str, Any]) 
         """,
         timeout=300,
     )
-    lines = out.split()
+    lines = out.splitlines()
     if device.get("device_type") != "cpu":
         # A device with memory of its own need not run out under a host limit; it must not
         # crash, and the small call after must still be right.
