@@ -6,7 +6,10 @@
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::accumulate::LossSums;
-use crate::cpu::{execute, Closed, Dest, Operands, Outcome, OwnedOutputs, Plan, ValueOut};
+use crate::cpu::{
+    execute, execute_small, Closed, Dest, Operands, Outcome, OwnedOutputs, Plan, SmallOutcome,
+    ValueOut, SMALL_MAX,
+};
 use crate::error::Error;
 use crate::float::{DynArray, DynView};
 use crate::loss::{kernel, Params};
@@ -98,15 +101,29 @@ fn shapes_of<'s, F>(ops: &'s Operands<'_, F>) -> Shapes<'s> {
 /// they can go.
 pub(crate) fn run<F: Real>(
     spec: &Spec,
+    ops: Operands<'_, F>,
+    dest: Dest<'_, F>,
+    interrupt: Interrupt<'_>,
+) -> Result<Results<F>, Error> {
+    let checked = check(spec, &shapes_of(&ops))?;
+    if !spec.outputs.any() {
+        return Err(Error::Internal("a call that asks for nothing"));
+    }
+    if is_small(spec, &ops, checked.kept.as_deref(), &checked.shape) {
+        return run_small(spec, &ops, dest);
+    }
+    run_general(spec, ops, dest, interrupt, checked)
+}
+
+/// [`run`] through the executor's walk, for any call.
+fn run_general<F: Real>(
+    spec: &Spec,
     mut ops: Operands<'_, F>,
     mut dest: Dest<'_, F>,
     interrupt: Interrupt<'_>,
+    Checked { kept, shape }: Checked,
 ) -> Result<Results<F>, Error> {
-    let Checked { kept, shape } = check(spec, &shapes_of(&ops))?;
     let outputs = spec.outputs;
-    if !outputs.any() {
-        return Err(Error::Internal("a call that asks for nothing"));
-    }
     let n = ops.x.len();
     let reduction = spec.reduction;
     let reduces = reduction != Reduction::None;
@@ -238,21 +255,7 @@ pub(crate) fn run<F: Real>(
         sums, mut arrays, ..
     } = execute(&plan, &ops, dest.reborrow(), interrupt)?;
     if let Some(d) = divide_after {
-        let divide = |v: &mut F| *v = *v / d;
-        let wanted = [false, plan.grad, plan.grad_target, plan.hess];
-        for (k, array) in arrays.iter_mut().enumerate() {
-            if !wanted[k] {
-                continue;
-            }
-            match array {
-                Some(a) => a.map_inplace(divide),
-                None => {
-                    if let Some(buffer) = dest.slot(k) {
-                        buffer.iter_mut().for_each(divide);
-                    }
-                }
-            }
-        }
+        divide_derivatives(&plan, &mut arrays, &mut dest, d);
     }
     if let Some(divisors) = &slot_divisors {
         // Dividing by 1 (the slots that need no divisor) leaves the bits as they are.
@@ -305,6 +308,107 @@ pub(crate) fn run<F: Real>(
     } else {
         None
     };
+    Ok(Results { reduced, arrays })
+}
+
+/// Divides the derivatives `plan` computes by `d` (torch's divide-after, for a factor that
+/// would be subnormal or overflow), in `arrays` or the caller's buffers in `dest`.
+fn divide_derivatives<F: Real>(
+    plan: &Plan<F>,
+    arrays: &mut OwnedOutputs<F>,
+    dest: &mut Dest<'_, F>,
+    d: F,
+) {
+    let divide = |v: &mut F| *v = *v / d;
+    let wanted = [false, plan.grad, plan.grad_target, plan.hess];
+    for (k, array) in arrays.iter_mut().enumerate() {
+        if !wanted[k] {
+            continue;
+        }
+        match array {
+            Some(a) => a.map_inplace(divide),
+            None => {
+                if let Some(buffer) = dest.slot(k) {
+                    buffer.iter_mut().for_each(divide);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a checked call is one [`run_small`] takes: at most [`SMALL_MAX`] elements (at
+/// least one), over every axis or none (a scalar result, or the input's shape), without a
+/// weight, a mask or a per-element grad_output, its input, target and positive-class weight
+/// of one shape and contiguous in C order.
+fn is_small<F>(
+    spec: &Spec,
+    ops: &Operands<'_, F>,
+    kept: Option<&[usize]>,
+    shape: &[usize],
+) -> bool {
+    let n = ops.x.len();
+    let reduces = spec.reduction != Reduction::None;
+    let contiguous = |v: &ArrayViewD<'_, F>| v.shape() == ops.x.shape() && v.is_standard_layout();
+    (1..=SMALL_MAX).contains(&n)
+        && kept.is_none()
+        && (!reduces || shape.is_empty())
+        && ops.w.is_none()
+        && ops.mask.is_none()
+        && (reduces || ops.g.is_none() || !spec.outputs.derivatives())
+        && spec.outputs.any()
+        && contiguous(&ops.x)
+        && contiguous(&ops.y)
+        && ops.pw.as_ref().is_none_or(contiguous)
+}
+
+/// [`run`] for a small call (see [`is_small`]): the same plan, kernel, scales and finishing,
+/// computed by [`execute_small`] without the executor's walk (the same bits).
+fn run_small<F: Real>(
+    spec: &Spec,
+    ops: &Operands<'_, F>,
+    mut dest: Dest<'_, F>,
+) -> Result<Results<F>, Error> {
+    let outputs = spec.outputs;
+    let reduction = spec.reduction;
+    let reduces = reduction != Reduction::None;
+    // One slot of every element, each of weight 1: the denominators before the pass.
+    let n = ops.x.len() as f64;
+    let value = match (outputs.value, reduces) {
+        (false, _) => ValueOut::None,
+        (true, false) => ValueOut::Elementwise,
+        (true, true) => ValueOut::Sum,
+    };
+    let mut plan = Plan {
+        grad: outputs.grad,
+        grad_target: outputs.grad_target,
+        hess: outputs.hess,
+        ..plan_for(spec, None, value)
+    };
+    plan.kernel = Some(kernel::<F>(&spec.loss, spec.want()));
+    let mut divide_after = None;
+    if reduces && outputs.derivatives() {
+        let g = ops.g.as_ref().and_then(|g| g.iter().next().copied());
+        let scale = derivative_scale(reduction, denominator(reduction, n, n), g.unwrap_or(F::ONE));
+        plan.grad_scale = scale.factor;
+        plan.grad_target_scale = scale.factor * F::from_f64(1.0 - spec.label_smoothing);
+        divide_after = scale.divide_after;
+    }
+    let pw = match &ops.pw {
+        Some(pw) => Some(pw.as_slice().ok_or(Error::Internal(
+            "a small call's pos_weight is not contiguous",
+        ))?),
+        None => None,
+    };
+    if value != ValueOut::Elementwise {
+        dest.value = None;
+    }
+    let SmallOutcome { sum, mut arrays } =
+        execute_small(&plan, &ops.x, &ops.y, pw, dest.reborrow())?;
+    if let Some(d) = divide_after {
+        divide_derivatives(&plan, &mut arrays, &mut dest, d);
+    }
+    let reduced = (value == ValueOut::Sum)
+        .then(|| Reduced::Scalar(reduced_value(reduction, sum, denominator(reduction, n, n))));
     Ok(Results { reduced, arrays })
 }
 
@@ -417,4 +521,203 @@ pub(crate) fn sums_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<Vec<LossSums
 /// A view of `view`'s elements as the executor takes them.
 pub(crate) fn dyn_view<T: crate::Float>(view: ArrayViewD<'_, T>) -> DynView<'_> {
     T::dyn_view(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loss::LossKind;
+    use crate::request::Outputs;
+    use ndarray::Array1;
+
+    /// A deterministic stream of values in `[0, 1)`.
+    fn uniform(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 11) as f64 / (1u64 << 53) as f64
+            })
+            .collect()
+    }
+
+    /// Inputs with the edges each loss meets: 0, 1 and their neighbours for BCE; 0, large,
+    /// infinite and NaN logits otherwise; soft and hard targets.
+    fn case<F: Real>(loss: &LossKind, n: usize, seed: u64) -> [Array1<F>; 3] {
+        let (u, v, p) = (uniform(n, seed), uniform(n, seed + 1), uniform(n, seed + 2));
+        let edges: &[f64] = if loss.checks_range() {
+            &[0.0, 1.0, 1e-30, 1.0 - 1e-7, 0.5]
+        } else {
+            &[0.0, 40.0, -40.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]
+        };
+        let x = (0..n).map(|i| {
+            if i % 11 == 3 {
+                edges[i % edges.len()]
+            } else if loss.checks_range() {
+                u[i]
+            } else {
+                12.0 * u[i] - 6.0
+            }
+        });
+        let y = (0..n).map(|i| {
+            if i % 2 == 0 {
+                v[i]
+            } else {
+                (v[i] > 0.5) as u8 as f64
+            }
+        });
+        let pw = p.iter().map(|a| 0.25 + 3.0 * a);
+        [
+            x.map(F::from_f64).collect(),
+            y.map(F::from_f64).collect(),
+            pw.map(F::from_f64).collect(),
+        ]
+    }
+
+    /// The bits of a call's results (or its error's message).
+    fn bits<F: Real>(r: Result<Results<F>, Error>) -> Result<(Option<u64>, Vec<Vec<u64>>), String> {
+        let r = r.map_err(|e| e.to_string())?;
+        let reduced = r.reduced.map(|v| match v {
+            Reduced::Scalar(v) => v.to_bits(),
+            Reduced::Array(_) => u64::MAX,
+        });
+        let arrays = r
+            .arrays
+            .iter()
+            .map(|a| {
+                a.as_ref().map_or_else(Vec::new, |a| {
+                    a.iter().map(|v| v.to_f64().to_bits()).collect()
+                })
+            })
+            .collect();
+        Ok((reduced, arrays))
+    }
+
+    /// The small path gives the general path's bits (and errors) for every loss, reduction,
+    /// output set, size up to `SMALL_MAX` (one block and several, short slots and long), with
+    /// and without pos_weight, label smoothing and a scalar grad_output (a subnormal one takes
+    /// torch's divide-after).
+    fn small_path_is_the_general_path<F: Real>() {
+        let sizes = [1, 7, 1000, 1025, 4097, SMALL_MAX];
+        let reductions = [
+            Reduction::None,
+            Reduction::Mean,
+            Reduction::Sum,
+            Reduction::WeightedMean,
+        ];
+        let output_sets = [
+            (true, false, false, false),
+            (false, true, false, false),
+            (true, true, false, false),
+            (false, true, false, true),
+            (true, true, true, true),
+        ];
+        let grad_outputs = [None, Some(0.5), Some(1e-40), Some(f64::INFINITY)];
+        let mut runs = 0;
+        for loss in LossKind::registry() {
+            for (k, &n) in sizes.iter().enumerate() {
+                let [x, y, pw] = case::<F>(&loss, n, 7 + k as u64);
+                for (r, &reduction) in reductions.iter().enumerate() {
+                    for (o, &(value, grad, grad_target, hess)) in output_sets.iter().enumerate() {
+                        let mix = k + r + o;
+                        let spec = Spec {
+                            label_smoothing: if mix % 3 == 1 { 0.1 } else { 0.0 },
+                            ..Spec::new(
+                                loss,
+                                reduction,
+                                Outputs {
+                                    value,
+                                    grad,
+                                    grad_target,
+                                    hess,
+                                },
+                            )
+                        };
+                        let g =
+                            Array1::from_elem(1, F::from_f64(grad_outputs[mix % 4].unwrap_or(1.0)));
+                        let g = g.into_shape_with_order(()).unwrap().into_dyn();
+                        let ops = || Operands {
+                            x: x.view().into_dyn(),
+                            y: y.view().into_dyn(),
+                            w: None,
+                            pw: (loss.takes_pos_weight() && mix % 2 == 0)
+                                .then(|| pw.view().into_dyn()),
+                            g: (reduction != Reduction::None && grad_outputs[mix % 4].is_some())
+                                .then(|| g.view()),
+                            mask: None,
+                        };
+                        let checked = check(&spec, &shapes_of(&ops())).unwrap();
+                        assert!(is_small(
+                            &spec,
+                            &ops(),
+                            checked.kept.as_deref(),
+                            &checked.shape
+                        ));
+                        let small = bits(run(&spec, ops(), Dest::default(), None));
+                        let general =
+                            bits(run_general(&spec, ops(), Dest::default(), None, checked));
+                        assert_eq!(
+                            small, general,
+                            "{loss} n={n} {reduction:?} {:?} ls={}",
+                            spec.outputs, spec.label_smoothing
+                        );
+                        runs += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(runs, 6 * 6 * 4 * 5);
+    }
+
+    #[test]
+    fn the_small_path_gives_the_general_paths_bits_f32() {
+        small_path_is_the_general_path::<f32>();
+    }
+
+    #[test]
+    fn the_small_path_gives_the_general_paths_bits_f64() {
+        small_path_is_the_general_path::<f64>();
+    }
+
+    #[test]
+    fn a_small_bce_call_out_of_range_is_the_same_error() {
+        let x = Array1::from(vec![0.5f32, 1.5, 0.25]).into_dyn();
+        let y = Array1::from(vec![0.5f32, 0.5, 2.0]).into_dyn();
+        let spec = Spec::new(
+            LossKind::Bce,
+            Reduction::Mean,
+            Outputs {
+                value: true,
+                ..Outputs::default()
+            },
+        );
+        let ops = || Operands {
+            x: x.view(),
+            y: y.view(),
+            w: None,
+            pw: None,
+            g: None,
+            mask: None,
+        };
+        let checked = check(&spec, &shapes_of(&ops())).unwrap();
+        assert!(is_small(
+            &spec,
+            &ops(),
+            checked.kept.as_deref(),
+            &checked.shape
+        ));
+        let small = bits(run(&spec, ops(), Dest::default(), None));
+        assert!(
+            small
+                .as_ref()
+                .is_err_and(|e| e.contains("input") && e.contains("1.5")),
+            "{small:?}"
+        );
+        assert_eq!(
+            small,
+            bits(run_general(&spec, ops(), Dest::default(), None, checked))
+        );
+    }
 }

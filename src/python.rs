@@ -348,12 +348,12 @@ fn compute_t<'py, T: Element + Real>(
     args: &Args<'_, 'py>,
 ) -> PyResult<[Option<Py<PyAny>>; 4]> {
     let x = borrow::<T>(args.input, "input")?;
-    let shape = x.shape().to_vec();
+    let shape = x.shape();
     let y = borrow::<T>(args.target, "target")?;
-    let w = borrow_broadcast::<T>(args.weight, "weight", &shape)?;
-    let pw = borrow_broadcast::<T>(args.pos_weight, "pos_weight", &shape)?;
-    let g = borrow_grad_output::<T>(args.grad_output, spec.reduction, &shape)?;
-    let mask = borrow_mask(args.mask, &shape)?;
+    let w = borrow_broadcast::<T>(args.weight, "weight", shape)?;
+    let pw = borrow_broadcast::<T>(args.pos_weight, "pos_weight", shape)?;
+    let g = borrow_grad_output::<T>(args.grad_output, spec.reduction, shape)?;
+    let mask = borrow_mask(args.mask, shape)?;
     let ops = Operands {
         x: x.as_array(),
         y: y.as_array(),

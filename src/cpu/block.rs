@@ -109,7 +109,7 @@ impl Open {
     }
 
     /// The sums, correctly rounded: the slot's own when it is complete.
-    fn finish(&self) -> Closed {
+    pub(crate) fn finish(&self) -> Closed {
         Closed {
             sum: self.values.finish(),
             weight: self.weights.finish(),

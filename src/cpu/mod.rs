@@ -536,11 +536,10 @@ impl<'a, F: Float> Walk<'a, F> {
 
     /// The block function and the weighting over one piece (`outs`: values, gradient, target
     /// gradient, second derivative); the range flags.
-    #[allow(clippy::too_many_arguments)]
     fn run_piece(
         &self,
         plan: &Plan<F>,
-        (x, y, pw, keep): PieceOperands<'_, F>,
+        piece: PieceOperands<'_, F>,
         outs: &mut [Option<&mut [F]>; 4],
         w: Option<&[F]>,
         g: Option<&[F]>,
@@ -548,39 +547,7 @@ impl<'a, F: Float> Walk<'a, F> {
     where
         F: Real,
     {
-        let Some(kernel) = plan.kernel else {
-            return (false, false);
-        };
-        let [value, grad, grad_target, hess] = outs;
-        // Without weights and per-element factors, the block function scales the derivatives
-        // as it writes them: the same product as `block::finish`'s, and the same bits, unless
-        // a scale is NaN (a NaN times a NaN result gives either NaN, depending on the order
-        // of the operands the compiler picks): those stay with `finish`.
-        let scales = (plan.grad_scale, plan.grad_target_scale);
-        let fused = w.is_none() && g.is_none() && !scales.0.is_nan() && !scales.1.is_nan();
-        let io = BlockIo {
-            x,
-            y,
-            pw,
-            value: value.as_deref_mut(),
-            grad: grad.as_deref_mut(),
-            grad_target: grad_target.as_deref_mut(),
-            hess: hess.as_deref_mut(),
-            keep,
-            smoothing: plan.smoothing,
-            scales: if fused { scales } else { (F::ONE, F::ONE) },
-        };
-        let flags = kernel(&plan.params, self.level, io);
-        block::finish(
-            self.level,
-            value.as_deref_mut(),
-            [grad.as_deref_mut(), hess.as_deref_mut()],
-            grad_target.as_deref_mut(),
-            w,
-            g,
-            if fused { (F::ONE, F::ONE) } else { scales },
-        );
-        flags
+        run_piece(plan, self.level, piece, outs, w, g)
     }
 
     /// Adds the values of a piece of `n` elements (and, with `weights`, its kept elements'
@@ -633,6 +600,51 @@ impl<'a, F: Float> Walk<'a, F> {
             i = run_end;
         }
     }
+}
+
+/// The block function and the weighting over one piece (`outs`: values, gradient, target
+/// gradient, second derivative); the range flags.
+fn run_piece<F: Real>(
+    plan: &Plan<F>,
+    level: SimdLevel,
+    (x, y, pw, keep): PieceOperands<'_, F>,
+    outs: &mut [Option<&mut [F]>; 4],
+    w: Option<&[F]>,
+    g: Option<&[F]>,
+) -> (bool, bool) {
+    let Some(kernel) = plan.kernel else {
+        return (false, false);
+    };
+    let [value, grad, grad_target, hess] = outs;
+    // Without weights and per-element factors, the block function scales the derivatives
+    // as it writes them: the same product as `block::finish`'s, and the same bits, unless
+    // a scale is NaN (a NaN times a NaN result gives either NaN, depending on the order
+    // of the operands the compiler picks): those stay with `finish`.
+    let scales = (plan.grad_scale, plan.grad_target_scale);
+    let fused = w.is_none() && g.is_none() && !scales.0.is_nan() && !scales.1.is_nan();
+    let io = BlockIo {
+        x,
+        y,
+        pw,
+        value: value.as_deref_mut(),
+        grad: grad.as_deref_mut(),
+        grad_target: grad_target.as_deref_mut(),
+        hess: hess.as_deref_mut(),
+        keep,
+        smoothing: plan.smoothing,
+        scales: if fused { scales } else { (F::ONE, F::ONE) },
+    };
+    let flags = kernel(&plan.params, level, io);
+    block::finish(
+        level,
+        value.as_deref_mut(),
+        [grad.as_deref_mut(), hess.as_deref_mut()],
+        grad_target.as_deref_mut(),
+        w,
+        g,
+        if fused { (F::ONE, F::ONE) } else { scales },
+    );
+    flags
 }
 
 /// A thread's buffers for the chunks it runs in a call (one allocation per thread and call,
@@ -867,6 +879,139 @@ pub(crate) fn execute<'v, 'o, F: Real>(
         states,
         arrays,
     })
+}
+
+/// The most elements [`execute_small`] takes: one chunk.
+pub(crate) const SMALL_MAX: usize = CHUNK;
+/// The most elements whose summed values [`execute_small`] keeps on the stack.
+const SMALL_STACK: usize = 128;
+
+/// What [`execute_small`] produced: the exact sum of the values (when they are summed), and
+/// the elementwise outputs it allocated, as [`Outcome::arrays`].
+pub(crate) struct SmallOutcome<F> {
+    /// The sum of the values, correctly rounded (0 when they are not summed).
+    pub sum: f64,
+    /// The elementwise outputs not in the caller's buffers.
+    pub arrays: OwnedOutputs<F>,
+}
+
+/// [`execute`] for a small call of one slot without weight, per-element factor or mask, over
+/// an input, a target and a positive-class weight (if any) that are contiguous in C order, of
+/// one shape and at most [`SMALL_MAX`] elements: the same block function over the same blocks
+/// and the same exact sum, on the caller's thread, without the walk, the chunk reports and
+/// their merges, whose fixed costs dominate such a call. The same results, bit for bit.
+pub(crate) fn execute_small<F: Real>(
+    plan: &Plan<F>,
+    x: &ArrayViewD<'_, F>,
+    y: &ArrayViewD<'_, F>,
+    pw: Option<&[F]>,
+    dest: Dest<'_, F>,
+) -> Result<SmallOutcome<F>, Error> {
+    let n = x.len();
+    let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice()) else {
+        return Err(Error::Internal(
+            "a small call's operands are not contiguous",
+        ));
+    };
+    let planned = n > 0
+        && n <= SMALL_MAX
+        && ys.len() == n
+        && pw.is_none_or(|p| p.len() == n)
+        && plan.kept.is_none()
+        && !plan.denominators
+        && !plan.states;
+    if !planned {
+        return Err(Error::Internal("a call that is not small planned as one"));
+    }
+    let wanted = plan.outputs();
+    let summed = plan.value == ValueOut::Sum;
+    let dests = [dest.value, dest.grad, dest.grad_target, dest.hess];
+    let mut owned: [Vec<F>; 4] = Default::default();
+    let mut outputs: [&mut [F]; 4] = Default::default();
+    for (((out, dest), own), want) in outputs
+        .iter_mut()
+        .zip(dests)
+        .zip(owned.iter_mut())
+        .zip(wanted)
+    {
+        *out = match dest.filter(|s| s.len() == n) {
+            Some(s) if want => s,
+            _ if want => {
+                *own = zeroed(n, "the output")?;
+                own
+            }
+            _ => &mut [],
+        };
+    }
+    let level = simd_level();
+    // The values of a block, when they are summed: on the stack for the smallest calls.
+    let mut on_stack = [F::ZERO; SMALL_STACK];
+    let mut on_heap: Vec<F>;
+    let values: &mut [F] = match (summed, n <= SMALL_STACK) {
+        (false, _) => &mut [],
+        (true, true) => &mut on_stack[..n],
+        (true, false) => {
+            on_heap = vec![F::ZERO; n.min(BLOCK)];
+            &mut on_heap
+        }
+    };
+    // As the executor sums a slot: a short one plainly when that is exact, else exactly.
+    let mut open: Option<Open> = None;
+    let mut closed = None;
+    let (mut bad_input, mut bad_target) = (false, false);
+    let [value, grad, grad_target, hess] = &mut outputs;
+    let mut start = 0;
+    while start < n {
+        let end = n.min(start + BLOCK);
+        let m = end - start;
+        let mut outs = [
+            if summed {
+                values.get_mut(..m)
+            } else {
+                sub(value, wanted[0], start, end)
+            },
+            sub(grad, plan.grad, start, end),
+            sub(grad_target, plan.grad_target, start, end),
+            sub(hess, plan.hess, start, end),
+        ];
+        let piece = (
+            &xs[start..end],
+            &ys[start..end],
+            pw.map(|p| &p[start..end]),
+            None,
+        );
+        let (a, b) = run_piece(plan, level, piece, &mut outs, None, None);
+        bad_input |= a;
+        bad_target |= b;
+        if summed {
+            let vs = &values[..m];
+            if n <= SHORT_SLOT {
+                closed = Closed::of_run(level, Some(vs), None, m);
+            }
+            if closed.is_none() {
+                open.get_or_insert_with(|| Open::for_slot(0))
+                    .add(level, m, Some(vs), None, m);
+            }
+        }
+        start = end;
+    }
+    if bad_input || bad_target {
+        return Err(first_out_of_range(x, y, None));
+    }
+    let sum = match (closed, open) {
+        (Some(closed), _) => closed.sum,
+        (None, Some(open)) => open.finish().sum,
+        (None, None) => 0.0,
+    };
+    let mut arrays: OwnedOutputs<F> = Default::default();
+    for (slot, data) in arrays.iter_mut().zip(owned) {
+        if !data.is_empty() {
+            let array = ArrayD::from_shape_vec(IxDyn(x.shape()), data)
+                .map_err(|_| Error::Internal("an output of the wrong length"))?;
+            *slot = Some(Box::new(array));
+        }
+    }
+    Ok(SmallOutcome { sum, arrays })
 }
 
 /// The error for the first kept element out of `[0, 1]` in C order, the input's before the
