@@ -5,8 +5,8 @@ float64. A change meant to be a pure speed-up must show no mismatch.
     python scripts/compare_bits.py OLD_PACKAGE_DIR NEW_PACKAGE_DIR [SEED]
 
 ``OLD_PACKAGE_DIR`` and ``NEW_PACKAGE_DIR`` are installed ``bcers`` package directories (for
-example ``ENV/lib/python3.11/site-packages/bcers`` of two environments), copied under names of
-their own and imported (as ``compare_in_process.py`` does). The inputs: logits from normal to
+example ``ENV/lib/python3.11/site-packages/bcers`` of two environments), imported under names
+of their own (``_builds.py``, as ``compare_in_process.py`` does). The inputs: logits from normal to
 every magnitude the type has, infinities, NaNs with a sign or a payload, signed zeros,
 subnormals; soft, hard and special targets; weights and pos_weight with 0, inf and NaN; every
 reduction, every combination of derivatives, grad_outputs of 2.5, NaN, -inf and 0, masks,
@@ -16,26 +16,26 @@ the number of comparisons and of mismatches (the first ten shown); exits 1 on an
 
 from __future__ import annotations
 
-import importlib
+import atexit
 import itertools
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _builds import stage  # scripts/_builds.py, beside this file
+
 if len(sys.argv) < 3:
     raise SystemExit(__doc__)
 ref_dir, new_dir = Path(sys.argv[1]), Path(sys.argv[2])
 seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-staging = Path(tempfile.mkdtemp(prefix="bcers-bits-"))
-shutil.copytree(ref_dir, staging / "bcers_ref")
-shutil.copytree(new_dir, staging / "bcers_new")
-sys.path.insert(0, str(staging))
-R: Any = importlib.import_module("bcers_ref")
-N: Any = importlib.import_module("bcers_new")
+staging, _modules = stage({"ref": ref_dir, "new": new_dir}, "bcers-bits-")
+atexit.register(shutil.rmtree, staging, True)
+R: Any = _modules["ref"]
+N: Any = _modules["new"]
 rng = np.random.default_rng(seed)
 
 

@@ -7,9 +7,8 @@ shared machine, where load changes from second to second and runs in separate pr
         [--reduction mean|sum|none] [--n 1e7] [--threads 2] [--rounds 11]
 
 ``OLD_PACKAGE_DIR`` and ``NEW_PACKAGE_DIR`` are installed ``bcers`` package directories (for
-example ``ENV/lib/python3.11/site-packages/bcers`` of two environments). Each is copied under
-a name of its own (``bcers_old``, ``bcers_new``: the package imports itself relatively, and
-each copy loads its own extension module and thread pool) and imported. Each round times a
+example ``ENV/lib/python3.11/site-packages/bcers`` of two environments). Each is imported
+under a name of its own (``bcers_old``, ``bcers_new``; see ``_builds.py``). Each round times a
 batch of calls of each build in turn (batches of about 2e8 elements, at most 20,000 calls);
 the script prints each build's median and fastest batch per call and their ratios to the old
 build's.
@@ -18,16 +17,17 @@ build's.
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _builds import stage  # scripts/_builds.py, beside this file
 
 
 def main() -> None:
@@ -46,15 +46,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     args = parser.parse_args()
 
-    staging = Path(tempfile.mkdtemp(prefix="bcers-ab-"))
+    staging, builds = stage({"old": args.old, "new": args.new}, "bcers-ab-")
     try:
-        builds: dict[str, Any] = {}
-        for name, path in (("old", args.old), ("new", args.new)):
-            shutil.copytree(path, staging / f"bcers_{name}")
-        sys.path.insert(0, str(staging))
-        for name in ("old", "new"):
-            builds[name] = importlib.import_module(f"bcers_{name}")
-            builds[name].set_num_threads(args.threads)
+        for build in builds.values():
+            build.set_num_threads(args.threads)
 
         n = int(args.n)
         rng = np.random.default_rng(0)
