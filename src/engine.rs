@@ -576,8 +576,26 @@ mod tests {
         ]
     }
 
+    /// A small call's results through [`run`] (which takes the small path) and through the
+    /// general path, as bits.
+    fn both_paths<'a, F: Real>(spec: &Spec, ops: impl Fn() -> Operands<'a, F>) -> (Bits, Bits) {
+        let checked = check(spec, &shapes_of(&ops())).unwrap();
+        assert!(is_small(
+            spec,
+            &ops(),
+            checked.kept.as_deref(),
+            &checked.shape
+        ));
+        let small = bits(run(spec, ops(), Dest::default(), None));
+        let general = bits(run_general(spec, ops(), Dest::default(), None, checked));
+        (small, general)
+    }
+
+    /// A reduced value's bits and each elementwise output's, or the error's message.
+    type Bits = Result<(Option<u64>, Vec<Vec<u64>>), String>;
+
     /// The bits of a call's results (or its error's message).
-    fn bits<F: Real>(r: Result<Results<F>, Error>) -> Result<(Option<u64>, Vec<Vec<u64>>), String> {
+    fn bits<F: Real>(r: Result<Results<F>, Error>) -> Bits {
         let r = r.map_err(|e| e.to_string())?;
         let reduced = r.reduced.map(|v| match v {
             Reduced::Scalar(v) => v.to_bits(),
@@ -648,16 +666,7 @@ mod tests {
                                 .then(|| g.view()),
                             mask: None,
                         };
-                        let checked = check(&spec, &shapes_of(&ops())).unwrap();
-                        assert!(is_small(
-                            &spec,
-                            &ops(),
-                            checked.kept.as_deref(),
-                            &checked.shape
-                        ));
-                        let small = bits(run(&spec, ops(), Dest::default(), None));
-                        let general =
-                            bits(run_general(&spec, ops(), Dest::default(), None, checked));
+                        let (small, general) = both_paths(&spec, ops);
                         assert_eq!(
                             small, general,
                             "{loss} n={n} {reduction:?} {:?} ls={}",
@@ -701,23 +710,13 @@ mod tests {
             g: None,
             mask: None,
         };
-        let checked = check(&spec, &shapes_of(&ops())).unwrap();
-        assert!(is_small(
-            &spec,
-            &ops(),
-            checked.kept.as_deref(),
-            &checked.shape
-        ));
-        let small = bits(run(&spec, ops(), Dest::default(), None));
+        let (small, general) = both_paths(&spec, ops);
         assert!(
             small
                 .as_ref()
                 .is_err_and(|e| e.contains("input") && e.contains("1.5")),
             "{small:?}"
         );
-        assert_eq!(
-            small,
-            bits(run_general(&spec, ops(), Dest::default(), None, checked))
-        );
+        assert_eq!(small, general);
     }
 }

@@ -481,17 +481,8 @@ impl<'a, F: Float> Walk<'a, F> {
             let keep = kept.map(|(k, _)| k);
 
             let summed = plan.value == ValueOut::Sum;
-            let [value, grad, grad_target, hess] = &mut out;
-            let mut outs = [
-                if summed {
-                    sums_buffer.get_mut(..m)
-                } else {
-                    sub(value, wanted[0], start, end)
-                },
-                sub(grad, plan.grad, start, end),
-                sub(grad_target, plan.grad_target, start, end),
-                sub(hess, plan.hess, start, end),
-            ];
+            let sums = summed.then(|| sums_buffer.get_mut(..m)).flatten();
+            let mut outs = block_outputs(plan, &mut out, sums, start, end);
             let flags = self.run_piece(plan, (xs, ys, pws, keep), &mut outs, ws, gs);
             partial.flag(flags);
             if let Some(keep) = keep {
@@ -667,6 +658,54 @@ fn buffer<F: Float>(v: &mut Vec<F>, wanted: bool, n: usize) -> &mut [F] {
     &mut v[..n]
 }
 
+/// Each wanted output's buffer: the caller's (`dests`, those usable), else `n` zeros of our
+/// own, in `owned`; empty for an output not wanted.
+fn output_buffers<'o, F: Float>(
+    dests: [Option<&'o mut [F]>; 4],
+    wanted: [bool; 4],
+    owned: &'o mut [Vec<F>; 4],
+    n: usize,
+) -> Result<[&'o mut [F]; 4], Error> {
+    let mut outputs: [&mut [F]; 4] = Default::default();
+    for (((out, dest), own), want) in outputs
+        .iter_mut()
+        .zip(dests)
+        .zip(owned.iter_mut())
+        .zip(wanted)
+    {
+        *out = match dest {
+            Some(s) if want => s,
+            _ if want => {
+                *own = zeroed(n, "the output")?;
+                own
+            }
+            _ => &mut [],
+        };
+    }
+    Ok(outputs)
+}
+
+/// The parts `start..end` of the outputs `plan` has (values, gradient, target gradient, second
+/// derivative), the values in `sums` instead when they are summed.
+fn block_outputs<'s, F>(
+    plan: &Plan<F>,
+    out: &'s mut [&mut [F]; 4],
+    sums: Option<&'s mut [F]>,
+    start: usize,
+    end: usize,
+) -> [Option<&'s mut [F]>; 4] {
+    let [value, grad, grad_target, hess] = out;
+    [
+        match sums {
+            Some(sums) => Some(sums),
+            None => sub(value, plan.value == ValueOut::Elementwise, start, end),
+        },
+        sub(grad, plan.grad, start, end),
+        sub(grad_target, plan.grad_target, start, end),
+        sub(hess, plan.hess, start, end),
+    ]
+}
+
 /// `out[a..b]` if the output is wanted.
 fn sub<F>(out: &mut [F], wanted: bool, a: usize, b: usize) -> Option<&mut [F]> {
     if wanted {
@@ -803,22 +842,7 @@ pub(crate) fn execute<'v, 'o, F: Real>(
         usable(dest.hess),
     ];
     let mut owned: [Vec<F>; 4] = Default::default();
-    let mut outputs: [&mut [F]; 4] = Default::default();
-    for (((out, dest), own), want) in outputs
-        .iter_mut()
-        .zip(dests)
-        .zip(owned.iter_mut())
-        .zip(wanted)
-    {
-        *out = match dest {
-            Some(s) => s,
-            None if want => {
-                *own = zeroed(n, "the output")?;
-                own
-            }
-            None => &mut [],
-        };
-    }
+    let outputs = output_buffers(dests, wanted, &mut owned, n)?;
     let chunks = geometry.count();
     let pool = if n >= PARALLEL_MIN && chunks > 1 {
         match get_num_threads() {
@@ -900,12 +924,12 @@ pub(crate) struct SmallOutcome<F> {
 /// one shape and at most [`SMALL_MAX`] elements: the same block function over the same blocks
 /// and the same exact sum, on the caller's thread, without the walk, the chunk reports and
 /// their merges, whose fixed costs dominate such a call. The same results, bit for bit.
-pub(crate) fn execute_small<F: Real>(
+pub(crate) fn execute_small<'o, F: Real>(
     plan: &Plan<F>,
     x: &ArrayViewD<'_, F>,
     y: &ArrayViewD<'_, F>,
     pw: Option<&[F]>,
-    dest: Dest<'_, F>,
+    dest: Dest<'o, F>,
 ) -> Result<SmallOutcome<F>, Error> {
     let n = x.len();
     let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice()) else {
@@ -925,24 +949,15 @@ pub(crate) fn execute_small<F: Real>(
     }
     let wanted = plan.outputs();
     let summed = plan.value == ValueOut::Sum;
-    let dests = [dest.value, dest.grad, dest.grad_target, dest.hess];
+    let fits = |d: Option<&'o mut [F]>| d.filter(|s: &&mut [F]| s.len() == n);
+    let dests = [
+        fits(dest.value),
+        fits(dest.grad),
+        fits(dest.grad_target),
+        fits(dest.hess),
+    ];
     let mut owned: [Vec<F>; 4] = Default::default();
-    let mut outputs: [&mut [F]; 4] = Default::default();
-    for (((out, dest), own), want) in outputs
-        .iter_mut()
-        .zip(dests)
-        .zip(owned.iter_mut())
-        .zip(wanted)
-    {
-        *out = match dest.filter(|s| s.len() == n) {
-            Some(s) if want => s,
-            _ if want => {
-                *own = zeroed(n, "the output")?;
-                own
-            }
-            _ => &mut [],
-        };
-    }
+    let mut outputs = output_buffers(dests, wanted, &mut owned, n)?;
     let level = simd_level();
     // The values of a block, when they are summed: on the stack for the smallest calls.
     let mut on_stack = [F::ZERO; SMALL_STACK];
@@ -959,21 +974,12 @@ pub(crate) fn execute_small<F: Real>(
     let mut open: Option<Open> = None;
     let mut closed = None;
     let (mut bad_input, mut bad_target) = (false, false);
-    let [value, grad, grad_target, hess] = &mut outputs;
     let mut start = 0;
     while start < n {
         let end = n.min(start + BLOCK);
         let m = end - start;
-        let mut outs = [
-            if summed {
-                values.get_mut(..m)
-            } else {
-                sub(value, wanted[0], start, end)
-            },
-            sub(grad, plan.grad, start, end),
-            sub(grad_target, plan.grad_target, start, end),
-            sub(hess, plan.hess, start, end),
-        ];
+        let sums = summed.then(|| values.get_mut(..m)).flatten();
+        let mut outs = block_outputs(plan, &mut outputs, sums, start, end);
         let piece = (
             &xs[start..end],
             &ys[start..end],
