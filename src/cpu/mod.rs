@@ -483,7 +483,7 @@ impl<'a, F: Float> Walk<'a, F> {
             let summed = plan.value == ValueOut::Sum;
             let sums = summed.then(|| sums_buffer.get_mut(..m)).flatten();
             let mut outs = block_outputs(plan, &mut out, sums, start, end);
-            let flags = self.run_piece(plan, (xs, ys, pws, keep), &mut outs, ws, gs);
+            let flags = run_piece(plan, self.level, (xs, ys, pws, keep), &mut outs, ws, gs);
             partial.flag(flags);
             if let Some(keep) = keep {
                 // The block function's zeros, weighted and scaled, may have become -0 or NaN
@@ -523,22 +523,6 @@ impl<'a, F: Float> Walk<'a, F> {
         }
         partial.close(&mut open);
         partial
-    }
-
-    /// The block function and the weighting over one piece (`outs`: values, gradient, target
-    /// gradient, second derivative); the range flags.
-    fn run_piece(
-        &self,
-        plan: &Plan<F>,
-        piece: PieceOperands<'_, F>,
-        outs: &mut [Option<&mut [F]>; 4],
-        w: Option<&[F]>,
-        g: Option<&[F]>,
-    ) -> (bool, bool)
-    where
-        F: Real,
-    {
-        run_piece(plan, self.level, piece, outs, w, g)
     }
 
     /// Adds the values of a piece of `n` elements (and, with `weights`, its kept elements'
