@@ -437,12 +437,19 @@ impl<F: Float> Params<F> {
 pub(crate) trait PosWeight<F>: Copy {
     /// The positive-class weight of element `i` of the block.
     fn at(self, i: usize) -> F;
+    /// The first `n` elements' part (cut once before a loop, so that the loop's reads need no
+    /// bounds checks).
+    fn first(self, n: usize) -> Self;
 }
 
 impl<F: Float> PosWeight<F> for &[F] {
     #[inline(always)]
     fn at(self, i: usize) -> F {
         self[i]
+    }
+    #[inline(always)]
+    fn first(self, n: usize) -> Self {
+        &self[..n]
     }
 }
 
@@ -455,6 +462,10 @@ impl<F: Float> PosWeight<F> for NoPosWeight {
     fn at(self, _i: usize) -> F {
         F::ONE
     }
+    #[inline(always)]
+    fn first(self, _n: usize) -> Self {
+        self
+    }
 }
 
 /// Which elements of a block are kept: every one (monomorphised, so that it costs nothing),
@@ -464,6 +475,9 @@ pub(crate) trait Keep: Copy {
     const ALL: bool;
     /// Whether element `i` of the block is kept.
     fn at(self, i: usize) -> bool;
+    /// The first `n` elements' part (cut once before a loop, so that the loop's reads need no
+    /// bounds checks).
+    fn first(self, n: usize) -> Self;
 }
 
 impl Keep for &[bool] {
@@ -471,6 +485,10 @@ impl Keep for &[bool] {
     #[inline(always)]
     fn at(self, i: usize) -> bool {
         self[i]
+    }
+    #[inline(always)]
+    fn first(self, n: usize) -> Self {
+        &self[..n]
     }
 }
 
@@ -483,6 +501,10 @@ impl Keep for KeepAll {
     #[inline(always)]
     fn at(self, _i: usize) -> bool {
         true
+    }
+    #[inline(always)]
+    fn first(self, _n: usize) -> Self {
+        self
     }
 }
 
@@ -568,6 +590,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep, S: Smooth<F>
     fn pass<I: Isa, M: Products>(&self, out: &mut [&mut [F]; 4]) -> (RangeFlags, bool) {
         let n = self.x.len();
         let (x, y) = (&self.x[..n], &self.y[..n]);
+        let (pw, keep) = (self.pw.first(n), self.keep.first(n));
         let [value, grad, grad_target, hess] = out;
         let (sx, sy) = self.scales;
         // The range check: the largest `unit_key` of each operand (of the kept elements, the
@@ -579,7 +602,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep, S: Smooth<F>
         let mut probe = F::ZERO.to_bits();
         for i in 0..n {
             let i = I::index(i);
-            let k = K::ALL || self.keep.at(i);
+            let k = K::ALL || keep.at(i);
             let (xi, yi) = (x[i], y[i]);
             if L::CHECKS_RANGE {
                 let (a, b) = (unit_key(xi), unit_key(yi));
@@ -589,7 +612,7 @@ impl<F: Real, L: Elementwise<F>, W: Want, P: PosWeight<F>, K: Keep, S: Smooth<F>
                 ky = if b > ky { b } else { ky };
             }
             let yi = self.smooth.target(yi);
-            let d = self.loss.eval::<I, W, M>(xi, yi, self.pw.at(i));
+            let d = self.loss.eval::<I, W, M>(xi, yi, pw.at(i));
             // A NaN result is the one quiet NaN: which NaN an operation gives (the input's,
             // or the processor's default of an invalid one) depends on its operands' order,
             // which the compiler picks per compiled variant; so a value computed alone and
