@@ -466,7 +466,10 @@ def test_a_long_gpu_call_is_interrupted_by_ctrl_c(device: dict[str, Any]) -> Non
     how, elapsed, expected, value = out.split()
     if float(expected) > 1.5:  # a slow device: the call is long enough to interrupt
         assert how == "interrupted", out
-        assert float(elapsed) < 0.9, out
+        # OpenGL (wgpu's fallback without a Vulkan driver) runs a submission inside
+        # `queue.submit`, on the calling thread: Ctrl-C is raised when it returns.
+        if device["backend"] != "gl":
+            assert float(elapsed) < 0.9, out
     assert abs(float(value) - np.log(2)) < 1e-6
 
 
