@@ -9,6 +9,8 @@ Cases (float32, ``mean`` unless stated):
 - BCE with logits, ``derivatives(value=False, grad=True, hess=True)``, against the NumPy
   expression a gradient-boosting objective computes (``p = sigmoid(z)``, ``p - y``,
   ``p (1 - p)``; target: at least 10x);
+- the same with outputs that are not fresh: bcers writing into ``out=`` arrays, and the NumPy
+  expression with its own ``out=`` buffers (the ratio is to the plain NumPy expression);
 - per-row means (``axis=1`` over a (n / 1000, 1000) array) against the full mean.
 
 Every figure is the median of ``--reps`` batches, the implementations of a case timed in
@@ -36,6 +38,24 @@ def numpy_grad_hess(z: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> object:
     return (p - y) / n, p * (1 - p) / n
 
 
+def numpy_grad_hess_into(
+    z: np.ndarray[Any, Any], y: np.ndarray[Any, Any], out: tuple[Any, ...]
+) -> object:
+    """``numpy_grad_hess`` with NumPy's own ``out=``: no fresh memory either."""
+    p, grad, hess = out
+    n = z.size
+    np.negative(z, out=p)
+    np.exp(p, out=p)
+    p += 1
+    np.reciprocal(p, out=p)
+    np.subtract(p, y, out=grad)
+    grad /= n
+    np.subtract(1, p, out=hess)
+    hess *= p
+    hess /= n
+    return grad, hess
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=float, default=1e7)
@@ -54,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     x2, y2 = x[: rows * 1000].reshape(rows, 1000), y[: rows * 1000].reshape(rows, 1000)
 
     logits = bcers.BCEWithLogitsLoss()
+    scratch = tuple(np.empty_like(z) for _ in range(3))
+    into = bcers.Derivatives(None, np.empty_like(z), None, np.empty_like(z))
     cases: list[tuple[str, dict[str, Any], str, str, str]] = [
         (
             "BCE forward: mask + label_smoothing vs plain",
@@ -74,6 +96,19 @@ def main(argv: list[str] | None = None) -> int:
             "numpy",
             "bcers",
             ">= 10x",
+        ),
+        (
+            "the same, both writing into arrays they are given (out=)",
+            {
+                "numpy": lambda: numpy_grad_hess(z, y),
+                "numpy_out": lambda: numpy_grad_hess_into(z, y, scratch),
+                "bcers_out": lambda: logits.derivatives(
+                    z, y, value=False, grad=True, hess=True, out=into
+                ),
+            },
+            "numpy",
+            "bcers_out",
+            "-",
         ),
         (
             "BCE forward: per-row mean (axis=1) vs full mean",

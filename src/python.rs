@@ -242,14 +242,30 @@ fn numpy_output<'py, T: Element + Float>(
         .map_err(|_| PyRuntimeError::new_err("numpy.zeros returned an unexpected array"))
 }
 
+/// The caller's array for an output (`out`, in the input's float type `T`), when the engine
+/// can write into it as it would into one of ours: as many elements as `x` in standard
+/// layout, C-contiguous. Otherwise `None`: the call allocates, and the Python package copies
+/// the result into the caller's array.
+fn caller_output<'py, T: Element + Float>(
+    given: Option<Bound<'py, PyAny>>,
+    x: &ArrayViewD<'_, T>,
+) -> Option<Bound<'py, PyArrayDyn<T>>> {
+    if x.len() < NUMPY_OUTPUT_MIN || !x.is_standard_layout() {
+        return None;
+    }
+    let array = given?.cast_into::<PyArrayDyn<T>>().ok()?;
+    (array.shape() == x.shape() && array.is_c_contiguous()).then_some(array)
+}
+
 /// Borrows an output array of ours for writing, as a slice.
 fn writable<'py, T: Element + Float>(
     out: &Option<Bound<'py, PyArrayDyn<T>>>,
 ) -> PyResult<Option<PyReadwriteArrayDyn<'py, T>>> {
     out.as_ref()
         .map(|a| {
-            a.try_readwrite()
-                .map_err(|e| PyRuntimeError::new_err(format!("output buffer: {e}")))
+            a.try_readwrite().map_err(|e| {
+                PyValueError::new_err(format!("an output array cannot be written: {e}"))
+            })
         })
         .transpose()
 }
@@ -338,6 +354,9 @@ struct Args<'a, 'py> {
     pos_weight: Option<&'a Bound<'py, PyAny>>,
     grad_output: Option<&'a Bound<'py, PyAny>>,
     mask: Option<&'a Bound<'py, PyAny>>,
+    /// The caller's arrays for the elementwise outputs (value, gradient, target gradient,
+    /// second derivative), each `None` or an array.
+    out: Option<&'a Bound<'py, PyTuple>>,
 }
 
 /// One call in the input's float type `T`: the outputs asked for, in order (values, gradient,
@@ -367,9 +386,16 @@ fn compute_t<'py, T: Element + Real>(
     let elementwise = o.value && spec.reduction == Reduction::None;
     let wanted = [elementwise, o.grad, o.grad_target, o.hess];
     let mut ours: [Option<Bound<'py, PyArrayDyn<T>>>; 4] = Default::default();
-    for (our, want) in ours.iter_mut().zip(wanted) {
+    for (k, (our, want)) in ours.iter_mut().zip(wanted).enumerate() {
         if want {
-            *our = numpy_output(py, &ops.x)?;
+            let given = match args.out {
+                Some(out) => Some(out.get_item(k)?).filter(|a| !a.is_none()),
+                None => None,
+            };
+            *our = match caller_output(given, &ops.x) {
+                Some(array) => Some(array),
+                None => numpy_output(py, &ops.x)?,
+            };
         }
     }
     let [g0, g1, g2, g3] = &ours;
@@ -407,11 +433,17 @@ fn compute_t<'py, T: Element + Real>(
 /// float for a full reduction, an ndarray otherwise), its input gradient (`grad`), or both as
 /// a tuple; with either, the 4-tuple `(value, grad, grad_target, hess)` with `None` for what
 /// was not asked. The arrays are native-endian float32 or float64 ndarrays of one dtype, the
-/// mask a bool ndarray (the Python package sees to it).
+/// mask a bool ndarray (the Python package sees to it). `out`, if given, holds four items
+/// (value, grad, grad_target, hess), each `None` or an array of the caller's: a wanted
+/// elementwise output is written into its array, and that array returned, where it is of the
+/// input's dtype and shape, C-contiguous, writeable and not overlapping an operand (else an
+/// error), and the call large enough to use NumPy arrays for its outputs; otherwise the output
+/// is allocated as usual (the Python package then copies it).
 #[pyfunction]
 #[pyo3(signature = (
     loss, alpha, gamma, input, target, weight, pos_weight, grad_output, reduction, value, grad,
-    label_smoothing=0.0, mask=None, axis=None, keepdims=false, grad_target=false, hess=false
+    label_smoothing=0.0, mask=None, axis=None, keepdims=false, grad_target=false, hess=false,
+    out=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn compute<'py>(
@@ -433,7 +465,13 @@ fn compute<'py>(
     keepdims: bool,
     grad_target: bool,
     hess: bool,
+    out: Option<&Bound<'py, PyTuple>>,
 ) -> PyResult<Py<PyAny>> {
+    if out.is_some_and(|o| o.len() != 4) {
+        return Err(PyValueError::new_err(
+            "out must hold four items: value, grad, grad_target, hess",
+        ));
+    }
     let outputs = Outputs {
         value,
         grad,
@@ -460,6 +498,7 @@ fn compute<'py>(
         pos_weight,
         grad_output,
         mask,
+        out,
     };
     let out = by_dtype!(input, compute_t(py, &spec, &args))?;
     let [v, g, gt, h] = out;
@@ -538,6 +577,7 @@ fn sums_of<'py>(
         pos_weight,
         grad_output: None,
         mask,
+        out: None,
     };
     by_dtype!(input, sums_t(py, &spec, &args))
 }

@@ -33,6 +33,7 @@ def compute(
     keepdims: bool = False,
     grad_target: bool = False,
     hess: bool = False,
+    out: tuple[Any, Any, Any, Any] | None = None,
 ) -> Any: ...
 def check_loss(loss: str, alpha: float, gamma: float, label_smoothing: float = 0.0) -> None: ...
 

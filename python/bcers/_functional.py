@@ -364,10 +364,12 @@ def _native(
     mode: str,
     outputs: tuple[bool, bool, bool, bool],
     options: _Options,
+    out: tuple[Any, Any, Any, Any] | None = None,
 ) -> Any:
     """The native call. An input of more than ``_MAX_NDIM`` axes has every array operand taken
     on its axes longer than 1 (views), and the results given back their shape; a reduction's
-    grad_output (a scalar) is passed as it is."""
+    grad_output (a scalar) is passed as it is. ``out``: the caller's output arrays, which the
+    native call writes into where it can (the caller copies the others)."""
     value, grad, grad_target, hess = outputs
     extra: dict[str, Any] = {}
     if options is not _PLAIN_OPTIONS:
@@ -377,6 +379,8 @@ def _native(
             "axis": options.axis,
             "keepdims": options.keepdims,
         }
+    if out is not None:
+        extra["out"] = out
     if grad_target or hess:
         extra["grad_target"] = grad_target
         extra["hess"] = hess
@@ -387,6 +391,7 @@ def _native(
             f"axis and keepdims take inputs of at most {_MAX_NDIM} dimensions; this one has "
             f"{x.ndim}"
         )
+    extra.pop("out", None)  # the outputs of the squeezed call are copied into out
     squeeze = _Squeeze(x, y)
     fit = squeeze.operand
     g = fit(g, "grad_output") if mode == "none" else g
@@ -441,13 +446,15 @@ def _run(
     outputs: tuple[bool, bool, bool, bool],
     options: _Options = _PLAIN_OPTIONS,
     as_derivatives: bool = False,
+    into: tuple[Any, Any, Any, Any] | None = None,
 ) -> Any:
     """The general path of every call: the operands prepared (converted, cast, float16 computed
     in float32, masked arrays' masks taken), the native call, the results in the input's dtype;
     or, when an argument is a ``bcers.gpu.Array``, the GPU. ``mode`` is a checked reduction
     name. Returns what the native module returns for ``outputs``: one result, a pair (value
     and gradient), or (with the target gradient or second derivative, or ``as_derivatives``)
-    a :class:`Derivatives`."""
+    a :class:`Derivatives`. ``into``: the caller's arrays for the elementwise outputs (see
+    :func:`_derivatives`), written where the native call can (NumPy operands only)."""
     value, grad, grad_target, hess = outputs
     derivatives = grad or grad_target or hess
     if isinstance(input, np.ma.MaskedArray) or isinstance(target, np.ma.MaskedArray):
@@ -460,6 +467,9 @@ def _run(
         x, y, w, pw, dtype = _prepare(input, target, weight, pos_weight)
         g = _grad_output(grad_output, dtype) if derivatives else None
     except (_OnDask, _OnGpu) as other:
+        if into is not None:
+            where = "the GPU" if isinstance(other, _OnGpu) else "Dask"
+            raise TypeError(f"out takes NumPy arrays; this call runs on {where}") from None
         # Another backend: the GPU's, or bcers.dask (imported only here: importing bcers does
         # not import dask).
         backend: Any = _gpu
@@ -479,7 +489,21 @@ def _run(
             options,
             as_derivatives,
         )
-    out = _native(loss, alpha, gamma, x, y, w, pw, g, mode, outputs, options)
+    # float16 is computed in float32: its outputs are copied into the caller's arrays later.
+    out = _native(
+        loss,
+        alpha,
+        gamma,
+        x,
+        y,
+        w,
+        pw,
+        g,
+        mode,
+        outputs,
+        options,
+        into if dtype is x.dtype else None,
+    )
     if grad_target or hess:
         v, gr, gt, h = out
         return Derivatives(
@@ -607,18 +631,22 @@ def _derivatives(
     flags: tuple[Any, Any, Any, Any],
     grad_output: ArrayLike | None,
     options: _Options,
+    out: Any = None,
 ) -> Derivatives:
-    """The outputs ``flags`` asks for (value, grad, grad_target, hess), in one pass."""
+    """The outputs ``flags`` asks for (value, grad, grad_target, hess), in one pass; the
+    elementwise ones written into ``out``'s arrays where it gives them."""
     names = ("value", "grad", "grad_target", "hess")
     outputs = cast(
         "tuple[bool, bool, bool, bool]", tuple(_flag(f, n) for f, n in zip(flags, names))
     )
+    mode = _check_reduction(reduction)
+    operands = (input, target, weight, pos_weight, grad_output, options.mask)
+    into = _into(out, outputs, mode, options, operands)
     if not any(outputs):
         return Derivatives(None, None, None, None)
-    mode = _check_reduction(reduction)
     if grad_output is not None and not (outputs[1] or outputs[2] or outputs[3]):
         grad_output = None  # only the value: grad_output has no part in it
-    out = _run(
+    result = _run(
         loss,
         alpha,
         gamma,
@@ -631,8 +659,71 @@ def _derivatives(
         outputs,
         options,
         as_derivatives=True,
+        into=into,
     )
-    return cast(Derivatives, out)
+    return _written(cast(Derivatives, result), into)
+
+
+def _into(
+    out: Any,
+    outputs: tuple[bool, bool, bool, bool],
+    mode: str,
+    options: _Options,
+    operands: tuple[Any, ...],
+) -> tuple[Any, Any, Any, Any] | None:
+    """``out`` of a ``derivatives`` call, checked: None, or a :class:`Derivatives` (any
+    4-tuple) whose fields are None or a writeable ndarray for an elementwise output the call
+    asks for (the value only without a reduction), overlapping no operand and no other field.
+    Shape and dtype are checked against the results."""
+    if out is None:
+        return None
+    if not isinstance(out, tuple) or len(out) != 4:
+        raise TypeError(
+            "out must be a bcers.Derivatives (value, grad, grad_target, hess) of arrays or "
+            f"None, got {type(out).__name__}"
+        )
+    names = Derivatives._fields
+    elementwise = mode == "none" and options.axis is None and not options.keepdims
+    given: list[npt.NDArray[Any]] = []
+    for k, (array, name) in enumerate(zip(out, names)):
+        if array is None:
+            continue
+        if not outputs[k]:
+            raise ValueError(f"out.{name} is given, but the call does not ask for {name}")
+        if k == 0 and not elementwise:
+            raise ValueError(
+                "out.value is given, but the value is reduced: out takes elementwise outputs"
+            )
+        if type(array) is not np.ndarray:
+            raise TypeError(f"out.{name} must be a numpy.ndarray, got {type(array).__name__}")
+        if not array.flags.writeable:
+            raise ValueError(f"out.{name} is read-only")
+        for other in (*operands, *given):
+            if isinstance(other, np.ndarray) and np.may_share_memory(array, other):
+                raise ValueError(f"out.{name} overlaps an operand or another output")
+        given.append(array)
+    return out if given else None
+
+
+def _written(result: Derivatives, into: tuple[Any, Any, Any, Any] | None) -> Derivatives:
+    """``result`` with each output that ``into`` gives an array for in that array: the native
+    call wrote it there, or it is copied now (float16, a small call, another layout)."""
+    if into is None:
+        return result
+    fields = list(result)
+    for k, (array, name) in enumerate(zip(into, Derivatives._fields)):
+        computed = fields[k]
+        if array is None or computed is array:
+            continue
+        if array.dtype != computed.dtype:
+            raise TypeError(f"out.{name} has dtype {array.dtype}; the result's is {computed.dtype}")
+        if array.shape != computed.shape:
+            raise ValueError(
+                f"out.{name} has shape {array.shape}; the result's is {computed.shape}"
+            )
+        np.copyto(array, computed)
+        fields[k] = array
+    return Derivatives(*fields)
 
 
 def binary_cross_entropy(
@@ -1040,9 +1131,20 @@ _DERIVATIVES_DOC = """
         hess: the second derivative with respect to the input, elementwise (the diagonal of the
             Hessian; the focal loss's can be negative).
         grad_output, label_smoothing, mask, axis, keepdims: as in the loss functions.
+        out: a :class:`bcers.Derivatives` of arrays or None: arrays to write the elementwise
+            outputs into (the derivatives; the value without a reduction), each of the
+            result's dtype and shape, writeable, overlapping no operand. They are returned.
+            In a loop over batches of one shape this saves fresh memory each call, whose pages
+            the kernel zeroes on first touch (for large outputs about as costly as computing
+            them). NumPy operands only (not ``bcers.gpu`` or Dask arrays).
 
     Returns:
         :class:`bcers.Derivatives` ``(value, grad, grad_target, hess)``, None where not asked.
+
+    Raises:
+        TypeError: ``out`` not a 4-tuple of arrays or None, or an array of another dtype.
+        ValueError: an ``out`` array for an output not asked for or reduced, of another
+            shape, read-only, or overlapping an operand or another ``out`` array.
     """
 
 
@@ -1061,11 +1163,12 @@ def binary_cross_entropy_derivatives(
     mask: ArrayLike | None = None,
     axis: Axis = None,
     keepdims: bool = False,
+    out: Derivatives | None = None,
 ) -> Derivatives:
     flags = (value, grad, grad_target, hess)
     options = _options(label_smoothing, mask, axis, keepdims)
     return _derivatives(
-        "bce", 0.0, 0.0, input, target, weight, None, reduction, flags, grad_output, options
+        "bce", 0.0, 0.0, input, target, weight, None, reduction, flags, grad_output, options, out
     )
 
 
@@ -1085,6 +1188,7 @@ def binary_cross_entropy_with_logits_derivatives(
     mask: ArrayLike | None = None,
     axis: Axis = None,
     keepdims: bool = False,
+    out: Derivatives | None = None,
 ) -> Derivatives:
     flags = (value, grad, grad_target, hess)
     options = _options(label_smoothing, mask, axis, keepdims)
@@ -1100,6 +1204,7 @@ def binary_cross_entropy_with_logits_derivatives(
         flags,
         grad_output,
         options,
+        out,
     )
 
 
@@ -1120,6 +1225,7 @@ def sigmoid_focal_loss_derivatives(
     mask: ArrayLike | None = None,
     axis: Axis = None,
     keepdims: bool = False,
+    out: Derivatives | None = None,
 ) -> Derivatives:
     flags = (value, grad, grad_target, hess)
     options = _options(label_smoothing, mask, axis, keepdims)
@@ -1135,6 +1241,7 @@ def sigmoid_focal_loss_derivatives(
         flags,
         grad_output,
         options,
+        out,
     )
 
 

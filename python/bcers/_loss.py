@@ -191,6 +191,7 @@ class _Loss:
         hess: bool = False,
         grad_output: ArrayLike | None = None,
         mask: ArrayLike | None = None,
+        out: Derivatives | None = None,
     ) -> Derivatives:
         """The loss and its derivatives asked for, from one pass over the data.
 
@@ -199,6 +200,13 @@ class _Loss:
         diagonal of the Hessian). Every derivative is of the loss as this object reduces it
         (weight, mask and the reduction's scaling applied), times ``grad_output`` (None means
         1; as in ``backward``). What is not asked for is not computed.
+
+        ``out``, a :class:`bcers.Derivatives` of arrays or None, gives arrays to write the
+        elementwise outputs into (the derivatives; the value without a reduction): each of the
+        result's dtype and shape, writeable, overlapping no operand; they are returned. For a
+        loop over batches of one shape, this saves allocating fresh memory each call (in
+        NumPy's arrays at every call, the kernel zeroes the new pages, which for large
+        outputs costs about as much as computing them).
 
         Returns:
             :class:`bcers.Derivatives` ``(value, grad, grad_target, hess)``, None where not
@@ -218,6 +226,7 @@ class _Loss:
             (value, grad, grad_target, hess),
             grad_output,
             options,
+            out,
         )
 
 
