@@ -456,10 +456,9 @@ impl<'a, F: Float> Walk<'a, F> {
         // element), so that each slot is one run, summed plainly when that is exact. A sum
         // that is the only output: half blocks. Its block alternates between reading the
         // operands (the block function) and reading none (the exact sum of its values); with
-        // operands beyond the caches, shorter turns keep the memory busier (measured, n = 1e7
-        // float32: 8% faster than whole blocks at one thread and at two; in the caches, the
-        // same within 1%). With elementwise outputs the writes keep it busy, and whole
-        // blocks are faster.
+        // operands beyond the caches, shorter turns are faster (measured, n = 1e7 float32: 8%
+        // at one thread and at two; in the caches the same within 1%; docs/benchmarks.md).
+        // With elementwise outputs whole blocks are faster.
         let block = if per_slot <= SHORT_SLOT {
             (BLOCK / per_slot) * per_slot
         } else if plan.value == ValueOut::Sum && plan.outputs() == [false; 4] {
