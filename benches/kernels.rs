@@ -19,7 +19,8 @@
 //!
 //! `floor/f32/grad_hess` (filter `-- floor`), n = 1e7 at one and two threads: `bcers` is
 //! `derivatives` of BCE with logits asking for the gradient and the second derivative (two
-//! fresh output arrays), `read2_write2` reads the logits and the targets once and writes two
+//! fresh output arrays), `bcers_into` the same written into two buffers already in memory
+//! (`derivatives_into`), `read2_write2` reads the logits and the targets once and writes two
 //! arrays already in memory (`z - y` and `z * y`, in chunks on a rayon pool): the least any
 //! such call can cost on this machine, before the first touch of fresh output pages.
 //!
@@ -360,6 +361,21 @@ fn bench_write_floor(c: &mut Criterion) {
             b.iter(|| {
                 let request = bcers::Request::new(bcers::LossKind::BceWithLogits, z, y);
                 black_box(request.derivatives(outputs, None).expect("valid operands"));
+            });
+        });
+        group.bench_function(BenchmarkId::new("bcers_into", format!("t{t}")), |b| {
+            b.iter(|| {
+                let request = bcers::Request::new(bcers::LossKind::BceWithLogits, z, y);
+                let buffers = bcers::OutputBuffers {
+                    grad: Some(&mut g[..]),
+                    hess: Some(&mut h[..]),
+                    ..bcers::OutputBuffers::default()
+                };
+                black_box(
+                    request
+                        .derivatives_into(outputs, None, buffers)
+                        .expect("valid operands"),
+                );
             });
         });
         group.bench_function(BenchmarkId::new("read2_write2", format!("t{t}")), |b| {

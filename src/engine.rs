@@ -11,7 +11,7 @@ use crate::cpu::{
     ValueOut, SMALL_MAX,
 };
 use crate::error::Error;
-use crate::float::{DynArray, DynView};
+use crate::float::{DynArray, DynBuffer, DynView};
 use crate::loss::{kernel, Params};
 use crate::math::Real;
 use crate::request::{
@@ -485,16 +485,27 @@ macro_rules! typed_operands {
     }};
 }
 
-/// [`run`] in the operands' float type, no caller's buffers, no interrupt check.
-pub(crate) fn run_dyn(spec: &Spec, ops: DynOperands<'_>) -> Result<DynResults, Error> {
+/// [`run`] in the operands' float type, with the caller's `buffers` (value, gradient, target
+/// gradient, second derivative; see [`Dest`]), no interrupt check.
+pub(crate) fn run_dyn(
+    spec: &Spec,
+    ops: DynOperands<'_>,
+    buffers: [Option<DynBuffer<'_>>; 4],
+) -> Result<DynResults, Error> {
     macro_rules! typed {
         ($variant:ident, $t:ty, $x:expr) => {{
-            let r = run(
-                spec,
-                typed_operands!($variant, $t, $x, ops),
-                Dest::default(),
-                None,
-            )?;
+            let [value, grad, grad_target, hess] = buffers.map(|b| match b {
+                None => Ok(None),
+                Some(DynBuffer::$variant(b)) => Ok(Some(b)),
+                Some(_) => Err(Error::Internal("a buffer of another float type")),
+            });
+            let dest = Dest {
+                value: value?,
+                grad: grad?,
+                grad_target: grad_target?,
+                hess: hess?,
+            };
+            let r = run(spec, typed_operands!($variant, $t, $x, ops), dest, None)?;
             DynResults {
                 reduced: r.reduced.map(|v| match v {
                     Reduced::Scalar(v) => DynReduced::Scalar(v),

@@ -116,6 +116,14 @@ pub enum Error {
     GpuAfterFork,
     /// A bug of bcers: an invariant of its plan did not hold. Please report it.
     Internal(&'static str),
+    /// A caller's buffer for an output ([`crate::Request::derivatives_into`]) that the call
+    /// cannot take: for an output not asked for, a reduced value, or of another length.
+    OutputBuffer {
+        /// The output: `value`, `grad`, `grad_target` or `hess`.
+        output: &'static str,
+        /// Why, as the end of a sentence.
+        reason: String,
+    },
 }
 
 /// Formats a shape the way Python prints a tuple: `()`, `(3,)`, `(2, 3)`.
@@ -189,6 +197,9 @@ impl fmt::Display for Error {
                 "axis {axis} is out of bounds for array of dimension {ndim}"
             ),
             Error::DuplicateAxis => f.write_str("duplicate value in 'axis'"),
+            Error::OutputBuffer { output, reason } => {
+                write!(f, "the buffer for {output} {reason}")
+            }
             Error::AxisWithoutReduction => f.write_str(
                 "axis reduces over some axes; it needs reduction='mean', 'sum' or \
                  'weighted_mean', not 'none'",

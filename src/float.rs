@@ -22,6 +22,15 @@ pub enum DynView<'a> {
     F64(ArrayViewD<'a, f64>),
 }
 
+/// A caller's buffer of `f32` or `f64` elements, for an output.
+#[doc(hidden)]
+pub enum DynBuffer<'a> {
+    /// float32.
+    F32(&'a mut [f32]),
+    /// float64.
+    F64(&'a mut [f64]),
+}
+
 /// An array of `f32` or `f64` elements.
 #[doc(hidden)]
 pub enum DynArray {
@@ -101,6 +110,9 @@ pub trait Float:
     /// The array, if it holds this type.
     #[doc(hidden)]
     fn from_dyn(array: DynArray) -> Option<ArrayD<Self>>;
+    /// The buffer, as one of the element types.
+    #[doc(hidden)]
+    fn dyn_buffer(buffer: &mut [Self]) -> DynBuffer<'_>;
 }
 
 impl Float for f32 {
@@ -150,6 +162,9 @@ impl Float for f32 {
             _ => None,
         }
     }
+    fn dyn_buffer(buffer: &mut [Self]) -> DynBuffer<'_> {
+        DynBuffer::F32(buffer)
+    }
 }
 
 impl Float for f64 {
@@ -198,5 +213,8 @@ impl Float for f64 {
             DynArray::F64(a) => Some(a),
             _ => None,
         }
+    }
+    fn dyn_buffer(buffer: &mut [Self]) -> DynBuffer<'_> {
+        DynBuffer::F64(buffer)
     }
 }

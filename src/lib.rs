@@ -177,6 +177,72 @@ pub struct Derivatives<T, D: Dimension> {
     pub hess: Option<Array<T, D>>,
 }
 
+/// Buffers of the caller's for the elementwise outputs of [`Request::derivatives_into`]: each
+/// `None` (the call allocates, as [`Request::derivatives`] does) or a slice of the input's
+/// element count, which the call writes in C order of the input's shape. A loop over batches of
+/// one shape that gives the same buffers each time saves the fresh memory of every call (its
+/// pages are faulted in and zeroed by the kernel on first touch: for large outputs more time
+/// than computing them).
+#[derive(Debug, Default)]
+pub struct OutputBuffers<'o, T> {
+    /// The per-element losses (only with [`Reduction::None`]).
+    pub value: Option<&'o mut [T]>,
+    /// The derivative with respect to the input.
+    pub grad: Option<&'o mut [T]>,
+    /// The derivative with respect to the target.
+    pub grad_target: Option<&'o mut [T]>,
+    /// The second derivative with respect to the input.
+    pub hess: Option<&'o mut [T]>,
+}
+
+impl<'o, T: Float> OutputBuffers<'o, T> {
+    /// The names of the outputs, in the order of [`OutputBuffers::slots`].
+    const NAMES: [&'static str; 4] = ["value", "grad", "grad_target", "hess"];
+
+    /// The buffers in order: value, gradient, target gradient, second derivative.
+    fn slots(self) -> [Option<&'o mut [T]>; 4] {
+        [self.value, self.grad, self.grad_target, self.hess]
+    }
+
+    /// The buffers as the executor's element types, borrowed.
+    fn dyn_buffers(&mut self) -> [Option<float::DynBuffer<'_>>; 4] {
+        [
+            self.value.as_deref_mut().map(T::dyn_buffer),
+            self.grad.as_deref_mut().map(T::dyn_buffer),
+            self.grad_target.as_deref_mut().map(T::dyn_buffer),
+            self.hess.as_deref_mut().map(T::dyn_buffer),
+        ]
+    }
+
+    /// [`Error::OutputBuffer`] for a buffer the call cannot take: for an output it does not
+    /// ask for, for the value when it is reduced, or of another length than `len`.
+    fn check(&self, outputs: Outputs, elementwise: bool, len: usize) -> Result<(), Error> {
+        let wanted = [
+            outputs.value,
+            outputs.grad,
+            outputs.grad_target,
+            outputs.hess,
+        ];
+        let lens = [&self.value, &self.grad, &self.grad_target, &self.hess]
+            .map(|b| b.as_ref().map(|b| b.len()));
+        for (k, (given, want)) in lens.into_iter().zip(wanted).enumerate() {
+            let Some(given) = given else { continue };
+            let output = Self::NAMES[k];
+            let reason = if !want {
+                format!("is given, but the call does not ask for {output}")
+            } else if k == 0 && !elementwise {
+                "is given, but the value is reduced: buffers take elementwise outputs".to_string()
+            } else if given != len {
+                format!("has {given} elements; the input has {len}")
+            } else {
+                continue;
+            };
+            return Err(Error::OutputBuffer { output, reason });
+        }
+        Ok(())
+    }
+}
+
 /// One call: a loss with its parameters, its operands and its reduction; then
 /// [`forward`](Request::forward), [`backward`](Request::backward),
 /// [`value_and_grad`](Request::value_and_grad) or [`derivatives`](Request::derivatives)
@@ -281,6 +347,18 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
         outputs: Outputs,
         grad_output: Option<ArrayViewD<'_, T>>,
     ) -> Result<Derivatives<T, D>, Error> {
+        self.run_into(outputs, grad_output, OutputBuffers::default())
+    }
+
+    /// [`Request::run`], with the caller's buffers: an output with a buffer is written there
+    /// (in C order of the input's shape) and is `None` in the result.
+    fn run_into(
+        &self,
+        outputs: Outputs,
+        grad_output: Option<ArrayViewD<'_, T>>,
+        buffers: OutputBuffers<'_, T>,
+    ) -> Result<Derivatives<T, D>, Error> {
+        let mut buffers = buffers;
         let spec = Spec {
             loss: self.loss,
             reduction: self.reduction,
@@ -302,7 +380,28 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
                 g: grad_output.map(dyn_view),
                 mask: self.mask.as_ref().map(|m| m.view()),
             },
+            buffers.dyn_buffers(),
         )?;
+        // An output the executor did not write into the caller's buffer (its walk was not in
+        // C order) comes back as an array: copied there, in C order.
+        let mut arrays = arrays;
+        for (k, buffer) in buffers.slots().into_iter().enumerate() {
+            let (Some(buffer), Some(slot)) = (buffer, arrays.get_mut(k)) else {
+                continue;
+            };
+            if let Some(array) = slot.take() {
+                let array =
+                    T::from_dyn(array).ok_or(Error::Internal("an output of another type"))?;
+                if array.len() != buffer.len() {
+                    return Err(Error::Internal(
+                        "an output of another length than its buffer",
+                    ));
+                }
+                for (b, v) in buffer.iter_mut().zip(array.iter()) {
+                    *b = *v;
+                }
+            }
+        }
         let [value, grad, grad_target, hess] = arrays.map(|a| a.map(typed::<T, D>));
         let value = match (reduced, value) {
             (Some(DynReduced::Scalar(v)), _) => Some(Loss::Reduced(T::from_f64(v))),
@@ -403,6 +502,35 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
             });
         }
         self.run(outputs, grad_output)
+    }
+
+    /// [`Request::derivatives`], writing the elementwise outputs that `buffers` has a buffer
+    /// for into it (in C order of the input's shape) instead of allocating them; those are
+    /// `None` in the result. The same values, bit for bit.
+    ///
+    /// # Errors
+    /// Those of [`Request::backward`], and [`Error::OutputBuffer`] for a buffer of an output
+    /// not asked for, for a reduced value, or of another length than the input's (returned
+    /// before anything is written). After another error the buffers' contents are unspecified
+    /// (a range error is found as the pass goes).
+    pub fn derivatives_into(
+        &self,
+        outputs: Outputs,
+        grad_output: Option<ArrayViewD<'_, T>>,
+        buffers: OutputBuffers<'_, T>,
+    ) -> Result<Derivatives<T, D>, Error> {
+        let elementwise =
+            self.reduction == Reduction::None && self.axis.is_none() && !self.keepdims;
+        buffers.check(outputs, elementwise, self.input.len())?;
+        if !outputs.any() {
+            return Ok(Derivatives {
+                value: None,
+                grad: None,
+                grad_target: None,
+                hess: None,
+            });
+        }
+        self.run_into(outputs, grad_output, buffers)
     }
 
     /// The exact sums the reduced loss is made of ([`LossSums`](crate::accumulate::LossSums):

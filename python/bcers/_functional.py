@@ -1136,7 +1136,8 @@ _DERIVATIVES_DOC = """
             result's dtype and shape, writeable, overlapping no operand. They are returned.
             In a loop over batches of one shape this saves fresh memory each call, whose pages
             the kernel zeroes on first touch (for large outputs about as costly as computing
-            them). NumPy operands only (not ``bcers.gpu`` or Dask arrays).
+            them). NumPy operands only (not ``bcers.gpu`` or Dask arrays). A call that fails
+            for another reason (a BCE input out of range) may have written part of them.
 
     Returns:
         :class:`bcers.Derivatives` ``(value, grad, grad_target, hess)``, None where not asked.
