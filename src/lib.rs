@@ -493,15 +493,7 @@ impl<'a, T: Float, D: Dimension> Request<'a, T, D> {
         outputs: Outputs,
         grad_output: Option<ArrayViewD<'_, T>>,
     ) -> Result<Derivatives<T, D>, Error> {
-        if !outputs.any() {
-            return Ok(Derivatives {
-                value: None,
-                grad: None,
-                grad_target: None,
-                hess: None,
-            });
-        }
-        self.run(outputs, grad_output)
+        self.derivatives_into(outputs, grad_output, OutputBuffers::default())
     }
 
     /// [`Request::derivatives`], writing the elementwise outputs that `buffers` has a buffer
